@@ -1,0 +1,95 @@
+"""benchmark_split[split]: the validated benchmark split, its quarantine and its content hash."""
+
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+
+from bioreview_assets import settings
+from bioreview_assets.core.benchmark import check_disjoint, parse_split
+from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
+from bioreview_assets.partitions import split_partitions
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.benchmark_source import split_file
+from bioreview_assets.store.layout import benchmark_dir
+
+
+@dg.asset(partitions_def=split_partitions(), group_name="benchmark", kinds={"python", "parquet"})
+def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
+    split = context.partition_key
+    project = settings.load_project()
+    loaded = {
+        name: parse_split(name, split_file(name).read(), project.max_bad_row_fraction)
+        for name in ("train", "val", "test")
+    }
+    check_disjoint(loaded.values())  # leakage between splits is an error, not a warning
+    this = loaded[split]
+    store = storage.store()
+    folder = benchmark_dir(split)
+    store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
+    store.write_jsonl([q.to_dict() for q in this.quarantined], *folder, "quarantine.jsonl")
+    store.write_parquet(_articles_table(this.articles, split), *folder, "articles.parquet")
+    store.write_parquet(_gt_table(this.articles, split), *folder, "gt_concerns.parquet")
+    source = split_file(split)
+    meta = {
+        "split": split,
+        "content_hash": this.content_hash,
+        "source_file": str(source.path),
+        "is_sample": source.is_sample,
+        "n_articles": len(this.articles),
+        "n_quarantined": len(this.quarantined),
+        "quarantine_reasons": this.quarantine_counts,
+    }
+    store.write_json(meta, *folder, "meta.json")
+    for row in this.quarantined[:20]:
+        context.log.warning(f"quarantined {split} line {row.line} ({row.reason}): {row.detail}")
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in meta.items() if k != "quarantine_reasons"},
+            "quarantine_reasons": dg.MetadataValue.json(this.quarantine_counts),
+            "quarantine_file": store.url(*folder, "quarantine.jsonl"),
+            "sources": dg.MetadataValue.json(dict(Counter(a.source for a in this.articles))),
+            "n_concerns": sum(len(a.concerns) for a in this.articles),
+        },
+        data_version=dg.DataVersion(this.content_hash),
+    )
+
+
+def _articles_table(articles, split: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "split": split,
+                "article_id": a.id,
+                "source": a.source,
+                "title": a.title,
+                "n_concerns": len(a.concerns),
+                "n_scorable": len(filter_article(a, HARNESS_POLICY).kept),
+                "n_sections": len(a.paper_text_sections),
+                "published_date": a.published_date,
+            }
+            for a in articles
+        ],
+        schema_overrides={"published_date": pl.Date},
+    )
+
+
+def _gt_table(articles, split: str) -> pl.DataFrame:
+    rows = [
+        {
+            "split": split,
+            "article_id": a.id,
+            "source": a.source,
+            "concern_id": c.concern_id,
+            "reviewer_num": c.reviewer_num,
+            "text": c.concern_text,
+            "category": c.category,
+            "severity": c.severity,
+            "resolution_confidence": c.resolution_confidence,
+            "requires_figure_reading": c.requires_figure_reading,
+        }
+        for a in articles
+        for c in a.concerns
+    ]
+    return pl.DataFrame(rows, schema_overrides={"resolution_confidence": pl.Float64})

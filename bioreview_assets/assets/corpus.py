@@ -1,0 +1,108 @@
+"""sft_corpus[model x split]: chat rows for supervised fine-tuning, built with the model's own tokenizer."""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from bioreview_assets import settings
+from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
+from bioreview_assets.core.corpus import build_corpus
+from bioreview_assets.core.gt_filter import GTPolicy
+from bioreview_assets.core.prompts import prompt_spec
+from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, split_to_model_split
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
+
+
+def corpus_policy(corpus: settings.CorpusConfig) -> GTPolicy:
+    """The GT filter policy a corpus config stands for."""
+    return GTPolicy(
+        exclude_figure=corpus.exclude_figure,
+        min_resolution_confidence=corpus.min_resolution_confidence,
+        missing_confidence=corpus.missing_confidence,
+        dedup_exact=corpus.dedup_exact,
+        min_concerns=corpus.min_concerns,
+        drop_title_only=corpus.drop_title_only,
+    )
+
+
+def model_prompt(cfg: settings.ModelConfig):
+    """(tokenizer, prompt hash, prompt spec) for a model: the one prompt identity training and generation share."""
+    from bioreview_assets.ml.models import load_tokenizer
+    from bioreview_assets.ml.tokenization import tokenizer_identity
+
+    tokenizer = load_tokenizer(cfg)
+    spec = prompt_spec(cfg.prompt.version, cfg.prompt.token_budget, tokenizer_identity(tokenizer))
+    spec["enable_thinking"] = cfg.prompt.enable_thinking
+    return tokenizer, settings.stable_hash(spec), spec
+
+
+@dg.asset(
+    partitions_def=model_split_partitions(),
+    deps=[dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split())],
+    check_specs=CORPUS_CHECKS,
+    group_name="training",
+    kinds={"python", "parquet"},
+)
+def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """SFT chat rows (system, user, assistant target) for one model and split, with corpus statistics."""
+    from bioreview_assets.ml.tokenization import chat_renderer, token_counter
+
+    part = keys(context)
+    model, split = part[MODEL_DIM], part[SPLIT_DIM]
+    cfg = settings.load_model(model)
+    corpus_cfg = settings.load_corpus(cfg.corpus)
+    store = storage.store()
+    articles = read_articles(store, split)
+    tokenizer, prompt_hash, spec = model_prompt(cfg)
+    rows, stats = build_corpus(
+        articles,
+        corpus_policy(corpus_cfg),
+        token_counter(tokenizer),
+        cfg.prompt.token_budget,
+        cfg.prompt.version,
+        chat_renderer(tokenizer, cfg),
+        prompt_hash,
+    )
+    frame = pl.DataFrame(
+        [{**r, "messages": json.dumps(r["messages"], ensure_ascii=False)} for r in rows],
+        schema_overrides={"cut_sections": pl.List(pl.String)},
+    )
+    corpus_hash = settings.stable_hash(frame["text"].to_list())
+    folder = corpus_dir(model, split)
+    store.write_parquet(frame, *folder, "rows.parquet")
+    meta = {
+        "model": model,
+        "split": split,
+        "corpus": corpus_cfg.name,
+        "prompt_hash": prompt_hash,
+        "prompt_spec": spec,
+        "corpus_hash": corpus_hash,
+        "split_hash": read_split_meta(store, split)["content_hash"],
+        "stats": stats.to_dict(),
+    }
+    store.write_json(meta, *folder, "meta.json")
+    summary = stats.to_dict()
+    context.log.info(f"{model}/{split}: kept {summary['kept_articles']}/{summary['total_articles']} articles")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(rows),
+            "prompt_hash": prompt_hash,
+            "corpus_hash": corpus_hash,
+            "corpus": corpus_cfg.name,
+            "kept_articles": summary["kept_articles"],
+            "dropped": dg.MetadataValue.json(summary["dropped"]),
+            "concerns_before": summary["concerns_before"],
+            "concerns_after": summary["concerns_after"],
+            "removed_by_rule": dg.MetadataValue.json(summary["removed_by_rule"]),
+            "prompt_tokens": dg.MetadataValue.json(summary["prompt_tokens"]),
+            "truncation_rate": summary["truncation_rate"],
+            "truncation_by_source": dg.MetadataValue.json(summary["truncation_rate_by_source"]),
+            "categories": dg.MetadataValue.json(summary["categories"]),
+            "severities": dg.MetadataValue.json(summary["severities"]),
+            "path": store.url(*folder, "rows.parquet"),
+        },
+        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate),
+        data_version=dg.DataVersion(corpus_hash),
+    )

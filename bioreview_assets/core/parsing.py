@@ -1,0 +1,386 @@
+"""Typed parser of model output into concerns, with an explicit parse method per row (fixes W11).
+
+Stages, first success wins, after `<think>` reasoning has been removed:
+
+    strict        the whole text is a JSON array (or a JSON object holding one under a key of
+                  CONTAINER_KEYS, e.g. {"concerns": [...]})
+    fenced        a ```json fenced block holds such an array
+    salvaged      a complete array embedded in prose, or a truncated array whose complete items are kept
+    bare_objects  concern objects without an enclosing array: {...}, {...}
+    prose         a numbered/bulleted list (only list items of >= 6 words; preambles dropped)
+
+Before the prose stage, repetition loops are detected and reported as "repetition_loop" with no
+concerns: a degenerate generation must never be turned into concerns. "empty" means nothing was
+left after removing reasoning; "unparsable" means no stage found anything.
+
+Labels are stripped and lower-cased; JSON null stays None. Labels outside the vocabulary are kept
+as given (so they can be counted) but flagged invalid; figure_issue is not a valid generated
+category because the model is told never to produce figure concerns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES
+
+PARSE_METHODS: tuple[str, ...] = (
+    "strict",
+    "fenced",
+    "salvaged",
+    "bare_objects",
+    "prose",
+    "empty",
+    "repetition_loop",
+    "unparsable",
+)
+# Keys under which a top-level JSON object may carry the concern list ({"concerns": [...]}).
+CONTAINER_KEYS: tuple[str, ...] = ("concerns", "review_concerns")
+TEXT_KEYS: tuple[str, ...] = ("text", "concern_text")
+
+MIN_PROSE_WORDS = 6
+PROSE_PREAMBLES: tuple[str, ...] = ("here are", "here is", "sure", "certainly", "below are", "output", "json")
+LOOP_MIN_LINE_CHARS = 21  # "the same line of more than 20 characters..."
+LOOP_MIN_LINE_REPEATS = 10  # "...repeated at least 10 times"
+LOOP_MIN_WORDS = 80  # below this, repeated n-grams are normal phrasing, not a loop
+LOOP_NGRAM = 6
+LOOP_MAX_DISTINCT_NGRAM_RATIO = 0.5  # at most half the word 6-grams are new: the text is mostly repeats
+
+_DECODER = json.JSONDecoder()
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|\(\d{1,3}\)|[-*•])\s+")
+_LEADING_LABEL = re.compile(r"^\s*(?:\*\*)?\s*([A-Za-z_ ]{3,40}?)\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*")
+
+
+@dataclass(frozen=True)
+class GeneratedConcern:
+    """One concern produced by a model, with its labels checked against the vocabulary."""
+
+    text: str
+    category: str | None
+    severity: str | None
+    category_valid: bool
+    severity_valid: bool
+
+    def __post_init__(self) -> None:
+        # The flags are derived data; a mismatch means a caller built the object by hand wrongly.
+        if not self.text.strip():
+            raise ValueError("concern text is empty")
+        if self.category_valid != _is_valid(self.category, SCORED_CATEGORIES):
+            raise ValueError(f"category_valid={self.category_valid} disagrees with category {self.category!r}")
+        if self.severity_valid != _is_valid(self.severity, SEVERITIES):
+            raise ValueError(f"severity_valid={self.severity_valid} disagrees with severity {self.severity!r}")
+
+    @classmethod
+    def of(cls, text: str, category: Any = None, severity: Any = None) -> GeneratedConcern:
+        """Build a concern from raw values: strip the text, normalise labels, derive the validity flags."""
+        cat = normalise_label(category)
+        sev = normalise_label(severity)
+        return cls(
+            text=text.strip(),
+            category=cat,
+            severity=sev,
+            category_valid=_is_valid(cat, SCORED_CATEGORIES),
+            severity_valid=_is_valid(sev, SEVERITIES),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with labels and validity flags."""
+        return {
+            "text": self.text,
+            "category": self.category,
+            "severity": self.severity,
+            "category_valid": self.category_valid,
+            "severity_valid": self.severity_valid,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratedConcern:
+        """Inverse of to_dict; flags, when present, must agree with the labels."""
+        concern = cls.of(data["text"], data.get("category"), data.get("severity"))
+        for flag in ("category_valid", "severity_valid"):
+            if flag in data and data[flag] != getattr(concern, flag):
+                raise ValueError(f"{flag}={data[flag]!r} disagrees with the labels of {dict(data)!r}")
+        return concern
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """Concerns parsed from one raw output, and how they were found."""
+
+    concerns: tuple[GeneratedConcern, ...]
+    method: str
+    ok: bool
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.method not in PARSE_METHODS:
+            raise ValueError(f"unknown parse method {self.method!r}")
+        if self.ok != bool(self.concerns):
+            raise ValueError("ok must be True exactly when at least one concern was parsed")
+
+
+def normalise_label(value: Any) -> str | None:
+    """Strip + lower-case a label; None and blank stay None (never the string "None")."""
+    if value is None:
+        return None
+    label = str(value).strip().lower()
+    return label or None
+
+
+def canonical_json(concerns: Iterable[Any]) -> str:
+    """Training-target format: compact JSON array of {"text","category","severity"} (objects with those attributes)."""
+    items = [{"text": c.text, "category": c.category, "severity": c.severity} for c in concerns]
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+
+
+def strip_reasoning(raw: str) -> tuple[str, bool]:
+    """Remove <think> blocks (closed, prompt-opened, or never closed); return (text, whether anything was removed)."""
+    text = _THINK_BLOCK.sub("", raw)
+    # Qwen3-style templates put the opening <think> in the prompt, so the output starts inside it.
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:
+        text = text[closes[-1].end() :]
+    # A block that never closed ran out of tokens while reasoning: nothing after it is an answer.
+    opened = _THINK_OPEN.search(text)
+    if opened:
+        text = text[: opened.start()]
+    return text, text != raw
+
+
+def parse_concerns(raw: str) -> ParseResult:
+    """Parse one raw model output into concerns; never raises on any text."""
+    if not isinstance(raw, str):
+        raise TypeError(f"raw output must be str, got {type(raw).__name__}")
+    text, had_reasoning = strip_reasoning(raw)
+    text = text.strip()
+    result = _parse_stripped(text, had_reasoning)
+    if had_reasoning and result.method != "empty":
+        return ParseResult(result.concerns, result.method, result.ok, result.detail + "; reasoning removed")
+    return result
+
+
+def _parse_stripped(text: str, had_reasoning: bool) -> ParseResult:
+    if not text:
+        detail = "nothing left after removing reasoning" if had_reasoning else "empty output"
+        return ParseResult((), "empty", False, detail)
+    for stage in (_parse_strict, _parse_fenced, _parse_salvaged, _parse_bare_objects):
+        result = stage(text)
+        if result is not None:
+            return result
+    loop = describe_repetition_loop(text)
+    if loop is not None:
+        return ParseResult((), "repetition_loop", False, loop)
+    return _parse_prose(text) or ParseResult((), "unparsable", False, "no JSON array, concern objects or list found")
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON stages
+
+
+def _parse_strict(text: str) -> ParseResult | None:
+    items = _as_concern_list(_load_json(text))
+    if items is None:
+        return None
+    return _result_from_items(items, "strict", "whole text is JSON")
+
+
+def _parse_fenced(text: str) -> ParseResult | None:
+    for block in _FENCE.findall(text):
+        items = _as_concern_list(_load_json(block.strip()))
+        if items is not None:
+            return _result_from_items(items, "fenced", "fenced JSON block")
+    return None
+
+
+def _parse_salvaged(text: str) -> ParseResult | None:
+    # A complete array anywhere beats a truncated one; candidates are tried left to right so that
+    # a prose bracket such as "[1]" is skipped instead of grabbed (first-[ / last-] slicing did that).
+    starts = _array_starts(text)
+    for start in starts:
+        value, _ = _decode_at(text, start)
+        if isinstance(value, list):
+            concerns, dropped = _convert_items(value)
+            if concerns:
+                return _result(concerns, dropped, "salvaged", f"complete array at char {start}")
+    for start in starts:
+        items, stop = _decode_items_progressively(text, start)
+        concerns, dropped = _convert_items(items)
+        if concerns:
+            return _result(concerns, dropped, "salvaged", f"array at char {start} decoded item by item ({stop})")
+    return None
+
+
+def _parse_bare_objects(text: str) -> ParseResult | None:
+    objects: list[Any] = []
+    pos = text.find("{")
+    while pos != -1:
+        value, end = _decode_at(text, pos)
+        if isinstance(value, dict) and any(key in value for key in TEXT_KEYS):
+            objects.append(value)
+            pos = text.find("{", end)
+        else:
+            pos = text.find("{", pos + 1)
+    concerns, dropped = _convert_items(objects)
+    if not concerns:
+        return None
+    return _result(concerns, dropped, "bare_objects", f"{len(objects)} objects outside an array")
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _decode_at(text: str, pos: int) -> tuple[Any, int]:
+    """Decode one JSON value starting at pos; (None, pos) when there is none."""
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except (ValueError, RecursionError):
+        return None, pos
+
+
+def _as_concern_list(value: Any) -> list[Any] | None:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for key in CONTAINER_KEYS:
+            if isinstance(value.get(key), list):
+                return value[key]
+    return None
+
+
+def _array_starts(text: str) -> list[int]:
+    # Only "[" followed by an object, a string or "]" can open a concern array; requiring that keeps
+    # pathological inputs such as "[[[[..." from costing one deep decode per bracket.
+    return [m.start() for m in re.finditer(r'\[(?=\s*[{"\]])', text)]
+
+
+def _decode_items_progressively(text: str, start: int) -> tuple[list[Any], str]:
+    """Decode array items one by one from the "[" at start; keep every complete item."""
+    items: list[Any] = []
+    pos = start + 1
+    while True:
+        while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
+            pos += 1
+        if pos >= len(text):
+            return items, "ended without ]"
+        if text[pos] == "]":
+            return items, "closed by ]"
+        value, end = _decode_at(text, pos)
+        if end == pos:
+            leftover = len(text) - pos
+            return items, f"stopped at an incomplete or undecodable item ({leftover} chars left)"
+        items.append(value)
+        pos = end
+
+
+# ----------------------------------------------------------------------------------------------
+# Items -> concerns
+
+
+def _convert_items(items: list[Any]) -> tuple[list[GeneratedConcern], int]:
+    concerns = [c for c in (_concern_from_item(item) for item in items) if c is not None]
+    return concerns, len(items) - len(concerns)
+
+
+def _concern_from_item(item: Any) -> GeneratedConcern | None:
+    if isinstance(item, str):
+        return GeneratedConcern.of(item) if item.strip() else None
+    if not isinstance(item, dict):
+        return None
+    text = next((item[key] for key in TEXT_KEYS if isinstance(item.get(key), str) and item[key].strip()), None)
+    if text is None:
+        return None
+    return GeneratedConcern.of(text, item.get("category"), item.get("severity"))
+
+
+def _result_from_items(items: list[Any], method: str, detail: str) -> ParseResult:
+    if not items:
+        return ParseResult((), method, False, "empty array")
+    concerns, dropped = _convert_items(items)
+    return _result(concerns, dropped, method, detail)
+
+
+def _result(concerns: list[GeneratedConcern], dropped: int, method: str, detail: str) -> ParseResult:
+    detail = f"{detail}: {len(concerns)} concerns"
+    if dropped:
+        detail += f", {dropped} items dropped (no text)"
+    return ParseResult(tuple(concerns), method, bool(concerns), detail)
+
+
+def _is_valid(label: str | None, vocabulary: tuple[str, ...]) -> bool:
+    return label is not None and label in vocabulary
+
+
+# ----------------------------------------------------------------------------------------------
+# Repetition loops and prose
+
+
+def describe_repetition_loop(text: str) -> str | None:
+    """Say why text looks like a repetition loop, or None when it does not."""
+    lines = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= LOOP_MIN_LINE_CHARS)
+    if lines:
+        line, count = lines.most_common(1)[0]
+        if count >= LOOP_MIN_LINE_REPEATS:
+            return f"line repeated {count} times: {line[:60]!r}"
+    words = text.split()
+    if len(words) < LOOP_MIN_WORDS:
+        return None
+    ngrams = [tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1)]
+    ratio = len(set(ngrams)) / len(ngrams)
+    if ratio <= LOOP_MAX_DISTINCT_NGRAM_RATIO:
+        return f"only {ratio:.0%} of the {len(words)} words' {LOOP_NGRAM}-grams are distinct"
+    return None
+
+
+def _parse_prose(text: str) -> ParseResult | None:
+    concerns = [_concern_from_prose(item) for item in _list_items(text)]
+    concerns = [c for c in concerns if c is not None]
+    if not concerns:
+        return None
+    return ParseResult(tuple(concerns), "prose", True, f"list items: {len(concerns)} concerns")
+
+
+def _list_items(text: str) -> list[str]:
+    """Numbered/bulleted items with their continuation lines; unmarked paragraphs are not items."""
+    items: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        marker = _LIST_MARKER.match(line)
+        if marker:
+            current = [line[marker.end() :].strip()]
+            items.append(current)
+        elif not line.strip():
+            current = None  # a blank line ends the item; what follows unmarked is commentary
+        elif current is not None:
+            current.append(line.strip())
+    return [" ".join(parts).strip() for parts in items]
+
+
+def _concern_from_prose(item: str) -> GeneratedConcern | None:
+    """A list item of >= MIN_PROSE_WORDS words that is not a preamble; a leading category label is used."""
+    text, category = _split_category_label(item)
+    text = text.replace("**", "").strip()
+    if text.lower().startswith(PROSE_PREAMBLES) or len(text.split()) < MIN_PROSE_WORDS:
+        return None
+    return GeneratedConcern.of(text, category)
+
+
+def _split_category_label(item: str) -> tuple[str, str | None]:
+    # "**Statistical methodology:** ..." carries a category; any other text before a colon is content.
+    label = _LEADING_LABEL.match(item)
+    if label:
+        category = label.group(1).strip().lower().replace(" ", "_")
+        if category in SCORED_CATEGORIES:
+            return item[label.end() :], category
+    return item, None

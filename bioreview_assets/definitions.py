@@ -1,0 +1,43 @@
+"""Builds dg.Definitions: assets, checks, schedules, sensors, resources; executor picked by BIOREVIEW_ENV."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from bioreview_assets.assets import benchmark, corpus
+from bioreview_assets.resources import StorageResource
+
+ASSET_MODULES = [benchmark, corpus]
+
+
+def environment() -> str:
+    """local (default) or k8s."""
+    env = os.environ.get("BIOREVIEW_ENV", "local")
+    if env not in ("local", "k8s"):
+        raise ValueError(f"BIOREVIEW_ENV must be 'local' or 'k8s', not {env!r}")
+    return env
+
+
+def build_assets() -> list:
+    return dg.load_assets_from_modules(ASSET_MODULES)
+
+
+def build_resources() -> dict:
+    return {"storage": StorageResource()}
+
+
+def build_executor():
+    if environment() == "k8s":
+        from bioreview_assets.k8s_config import k8s_executor
+
+        return k8s_executor()
+    return dg.multiprocess_executor.configured({"max_concurrent": 2})
+
+
+defs = dg.Definitions(
+    assets=build_assets(),
+    resources=build_resources(),
+    executor=build_executor(),
+)

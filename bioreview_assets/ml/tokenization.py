@@ -1,0 +1,40 @@
+"""The model's own tokenizer as the prompt builder needs it: a token counter, a chat renderer, an identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Callable
+
+from bioreview_assets.settings import ModelConfig
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """Count tokens of a text with the model's tokenizer (no special tokens), as the budget is defined."""
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    return count
+
+
+def chat_renderer(tokenizer, cfg: ModelConfig, add_generation_prompt: bool = False) -> Callable[[list[dict]], str]:
+    """Render messages with the model's chat template (thinking off when configured, as at inference)."""
+
+    def render(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=cfg.prompt.enable_thinking,
+        )
+
+    return render
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """Stable id of a tokenizer: class, vocab and chat template (so a changed template changes the prompt hash)."""
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items())).encode())
+    digest.update((tokenizer.chat_template or "").encode())
+    return f"{type(tokenizer).__name__}:{len(vocab)}:{digest.hexdigest()[:16]}"

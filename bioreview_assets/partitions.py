@@ -1,0 +1,88 @@
+"""Partitions: split, model, system (models x post-processing policies, ensembles, baselines), read from configs/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from bioreview_assets import settings
+from bioreview_assets.core.schema import SPLITS
+
+SPLIT_DIM, MODEL_DIM, SYSTEM_DIM = "split", "model", "system"
+POLICY_SEPARATOR = "~"
+
+
+@dataclass(frozen=True)
+class System:
+    """A scored system: a model under a post-processing policy, an ensemble, or a baseline."""
+
+    name: str
+    kind: str  # model | ensemble | baseline
+    model: str | None = None
+    policy: str | None = None
+
+
+def model_system_name(model: str, policy: str) -> str:
+    project = settings.load_project()
+    return model if policy == project.default_postprocess else f"{model}{POLICY_SEPARATOR}{policy}"
+
+
+def all_systems() -> list[System]:
+    """Every system the graph scores, in a stable order."""
+    project = settings.load_project()
+    systems = [
+        System(model_system_name(model, policy.name), "model", model=model, policy=policy.name)
+        for model in settings.all_model_names()
+        for policy in project.postprocess
+    ]
+    systems += [System(name, "ensemble") for name in project.ensembles]
+    systems += [System(name, "baseline") for name in project.baselines]
+    return systems
+
+
+def system_by_name(name: str) -> System:
+    for system in all_systems():
+        if system.name == name:
+            return system
+    raise KeyError(f"unknown system {name!r}")
+
+
+def split_partitions() -> dg.StaticPartitionsDefinition:
+    # One split set for every split dimension: Dagster maps split -> model x split only between equal definitions.
+    # Which partitions are worth materialising (corpus: train/val, generation: val/test) is config, not partitioning.
+    return dg.StaticPartitionsDefinition(list(SPLITS))
+
+
+def model_partitions() -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(settings.all_model_names())
+
+
+def model_split_partitions() -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({MODEL_DIM: model_partitions(), SPLIT_DIM: split_partitions()})
+
+
+def system_partitions() -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition([system.name for system in all_systems()])
+
+
+def system_split_partitions() -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({SYSTEM_DIM: system_partitions(), SPLIT_DIM: split_partitions()})
+
+
+def keys(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The partition key of a run as {dimension: key} (single-dimension keys come back under their own name)."""
+    key = context.partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        return dict(key.keys_by_dimension)
+    return {"key": key}
+
+
+def split_to_model_split() -> dg.MultiToSingleDimensionPartitionMapping:
+    """benchmark_split[split] feeds every model's partition of that split."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=SPLIT_DIM)
+
+
+def model_to_model_split() -> dg.MultiToSingleDimensionPartitionMapping:
+    """A model-partitioned asset (adapter) feeds every split of that model."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=MODEL_DIM)

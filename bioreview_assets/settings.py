@@ -1,0 +1,269 @@
+"""Pydantic models for every YAML file under configs/, and the one loader that reads them."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bioreview_assets.core.matcher_spec import MatcherSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def configs_dir() -> Path:
+    """Folder holding the YAML configs (BIOREVIEW_CONFIG_DIR overrides the repo's configs/)."""
+    return Path(os.environ.get("BIOREVIEW_CONFIG_DIR", REPO_ROOT / "configs"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class CorpusConfig(_Strict):
+    """GT filter + corpus rules (reference corpora A and B, PIPELINE.md §1.2)."""
+
+    name: str
+    description: str = ""
+    min_resolution_confidence: float = 0.0
+    # What a concern with no resolution_confidence means: the reference silently dropped it even at 0.0 (W8).
+    missing_confidence: Literal["keep", "drop"] = "keep"
+    min_concerns: int = 1
+    exclude_figure: Literal["category_or_flag", "flag"] = "category_or_flag"
+    drop_title_only: bool = True
+    dedup_exact: bool = True
+
+
+class BaseModelSource(_Strict):
+    """Where a model's base weights come from. Missing weights are an error, never a substitute."""
+
+    kind: Literal["tiny_random", "gguf_package", "hub"]
+    hub_id: str | None = None
+    revision: str | None = None
+    path: str | None = None  # local folder with HF weights (takes precedence over the hub cache)
+    package: str | None = None  # python package shipping a GGUF file (gguf_package)
+    gguf_file: str | None = None
+    seed: int = 0  # tiny_random only
+
+    @model_validator(mode="after")
+    def _check(self) -> "BaseModelSource":
+        if self.kind == "hub" and not (self.hub_id or self.path):
+            raise ValueError("base.kind=hub needs hub_id or path")
+        if self.kind == "gguf_package" and not (self.package and self.gguf_file):
+            raise ValueError("base.kind=gguf_package needs package and gguf_file")
+        return self
+
+
+class LoraConfigSpec(_Strict):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class TrainingConfig(_Strict):
+    """SFT hyper-parameters (reference values, PIPELINE.md §2.7)."""
+
+    quantization: Literal["nf4", "none"] = "nf4"
+    max_length: int = 16384
+    lora: LoraConfigSpec = Field(default_factory=LoraConfigSpec)
+    epochs: float = 3
+    max_steps: int = -1
+    per_device_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    learning_rate: float = 2.0e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_8bit"  # on CPU the trainer uses adamw_torch (8-bit Adam needs CUDA)
+    bf16: bool = True
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int = 100
+    save_total_limit: int = 4
+    eval_subset: int = 64  # fixed val rows for a cheap loss per checkpoint (W18)
+    gradient_checkpointing: bool = True
+    liger: Literal["auto", "on", "off"] = "auto"
+    packing: bool = False
+
+
+class GenerationConfig(_Strict):
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    max_new_tokens: int = 4096
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.05
+    seed: int = 0
+    batch_size: int = 8
+    use_merged: bool = True
+    max_articles: int | None = None  # demo knob: first N articles of the split
+    # openai backend
+    api_base: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+
+
+class PromptConfig(_Strict):
+    version: str = "v2"
+    token_budget: int = 15000  # whole user turn, counted with the model's own tokenizer
+    enable_thinking: bool = False
+
+
+class ModelConfig(_Strict):
+    """One fine-tunable model: base weights, corpus, prompt, training and generation settings."""
+
+    name: str
+    description: str = ""
+    base: BaseModelSource
+    corpus: str = "all_nonfig"
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    gpu: bool = True  # production pods for this model need a GPU
+
+    def config_hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+class PostprocessSpec(_Strict):
+    name: str
+    exact_dedup: bool = True
+    semantic_dedup_threshold: float | None = None
+    cap: int | None = None
+    selection: Literal["first", "severity_first", "category_diverse"] = "first"
+
+
+class EnsembleConfig(_Strict):
+    name: str
+    members: list[str]  # system names, in priority order
+    strategy: Literal["union", "vote"] = "union"
+    threshold: float = 0.8
+    min_votes: int = 2
+    cap: int | None = 20
+    selection: Literal["first", "severity_first", "category_diverse"] = "first"
+    matcher: str | None = None  # embedder used for cross-model matching (defaults to the project matcher)
+
+
+class SweepConfig(_Strict):
+    base: str
+    variants: dict[str, dict[str, Any]]  # tag -> dotted-key overrides
+
+
+class ProjectConfig(_Strict):
+    """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
+
+    models: list[str]
+    postprocess: list[PostprocessSpec]
+    default_postprocess: str
+    ensembles: list[str] = Field(default_factory=list)
+    baselines: list[str] = Field(default_factory=lambda: ["bm25"])
+    sweeps: list[str] = Field(default_factory=list)
+    matchers: list[str]
+    default_matcher: str
+    eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    corpus_splits: list[str] = Field(default_factory=lambda: ["train", "val"])
+    max_bad_row_fraction: float = 0.02
+    truncation_warn_rate: float = 0.6
+    parse_failure_max_rate: float = 0.5
+    bootstrap_n: int = 1000
+    demo_models: list[str] = Field(default_factory=list)
+
+
+def stable_hash(payload: Any) -> str:
+    """Short sha256 of a JSON-serialisable payload (sorted keys), used as a content/config hash."""
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with path.open() as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def _load_named(folder: str, name: str, model: type[BaseModel]) -> Any:
+    path = configs_dir() / folder / f"{name}.yaml"
+    data = _read_yaml(path)
+    try:
+        return model.model_validate({"name": name, **data} if "name" in model.model_fields else data)
+    except Exception as err:  # pydantic ValidationError: add the file so the user knows where to look
+        raise ValueError(f"invalid config {path}: {err}") from err
+
+
+def _apply_dotted(data: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(data))
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    # The reference's sweep manager kept alpha = 2r when r was overridden; we keep that rule explicit.
+    if "training.lora.r" in dotted and "training.lora.alpha" not in dotted:
+        out["training"]["lora"]["alpha"] = 2 * dotted["training.lora.r"]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def load_project() -> ProjectConfig:
+    """The project config (configs/project.yaml)."""
+    return ProjectConfig.model_validate(_read_yaml(configs_dir() / "project.yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_model(name: str) -> ModelConfig:
+    """A model config; `base@tag` names a sweep variant (dotted overrides over the base model config)."""
+    if "@" in name:
+        base, tag = name.split("@", 1)
+        for sweep_name in load_project().sweeps:
+            sweep = _load_named("sweeps", sweep_name, SweepConfig)
+            if sweep.base == base and tag in sweep.variants:
+                data = _read_yaml(configs_dir() / "models" / f"{base}.yaml")
+                return ModelConfig.model_validate({**_apply_dotted(data, sweep.variants[tag]), "name": name})
+        raise KeyError(f"no sweep variant {name!r} in configs/sweeps/ for base model {base!r}")
+    return _load_named("models", name, ModelConfig)
+
+
+@functools.lru_cache(maxsize=None)
+def load_corpus(name: str) -> CorpusConfig:
+    return _load_named("corpora", name, CorpusConfig)
+
+
+@functools.lru_cache(maxsize=None)
+def load_matcher(name: str) -> MatcherSpec:
+    return _load_named("matchers", name, MatcherSpec)
+
+
+@functools.lru_cache(maxsize=None)
+def load_ensemble(name: str) -> EnsembleConfig:
+    return _load_named("ensembles", name, EnsembleConfig)
+
+
+def all_model_names() -> list[str]:
+    """Models plus the sweep variants they expand into (`base@tag`)."""
+    project = load_project()
+    names = list(project.models)
+    for sweep_name in project.sweeps:
+        sweep = _load_named("sweeps", sweep_name, SweepConfig)
+        names += [f"{sweep.base}@{tag}" for tag in sweep.variants]
+    return names
+
+
+def clear_caches() -> None:
+    """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
+    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble):
+        fn.cache_clear()

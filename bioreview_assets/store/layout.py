@@ -1,0 +1,47 @@
+"""Where each asset's artefacts live under the storage root (<asset>/<system>/<split>/...), and typed readers."""
+
+from __future__ import annotations
+
+from bioreview_assets.core.schema import Article
+from bioreview_assets.store.artifacts import ArtifactStore
+
+
+def benchmark_dir(split: str) -> tuple[str, ...]:
+    return ("benchmark", split)
+
+
+def corpus_dir(model: str, split: str) -> tuple[str, ...]:
+    return ("sft_corpus", model, split)
+
+
+def adapter_dir(model: str) -> tuple[str, ...]:
+    return ("adapter", model)
+
+
+def merged_dir(model: str) -> tuple[str, ...]:
+    return ("merged_model", model)
+
+
+def generations_dir(model: str, split: str) -> tuple[str, ...]:
+    return ("generations", model, split)
+
+
+def concerns_dir(system: str, split: str) -> tuple[str, ...]:
+    return ("concerns", system, split)
+
+
+def scores_dir(system: str, split: str) -> tuple[str, ...]:
+    return ("scores", system, split)
+
+
+def read_articles(store: ArtifactStore, split: str) -> list[Article]:
+    """The validated articles of a split, as written by benchmark_split."""
+    if not store.exists(*benchmark_dir(split), "articles.jsonl"):
+        raise FileNotFoundError(
+            f"benchmark split {split!r} is not materialised under {store.root}; materialise benchmark_split[{split}]"
+        )
+    return [Article.model_validate(row) for row in store.read_jsonl(*benchmark_dir(split), "articles.jsonl")]
+
+
+def read_split_meta(store: ArtifactStore, split: str) -> dict:
+    return store.read_json(*benchmark_dir(split), "meta.json")
