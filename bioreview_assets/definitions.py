@@ -6,10 +6,11 @@ import os
 
 import dagster as dg
 
-from bioreview_assets.assets import benchmark, corpus
+from bioreview_assets.assets import benchmark, corpus, ensemble, generation, postprocess, reports, scoring, training
+from bioreview_assets.automation import SCHEDULES, SENSORS
 from bioreview_assets.resources import StorageResource
 
-ASSET_MODULES = [benchmark, corpus]
+ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports]
 
 
 def environment() -> str:
@@ -40,4 +41,6 @@ defs = dg.Definitions(
     assets=build_assets(),
     resources=build_resources(),
     executor=build_executor(),
+    sensors=SENSORS,
+    schedules=SCHEDULES,
 )

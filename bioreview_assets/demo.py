@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from bioreview_assets import settings
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM
+from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM, System, all_systems
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,40 @@ class Step:
     label: str
 
 
+def _multi(dims: dict[str, str]) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey(dims)
+
+
+def demo_systems() -> list[System]:
+    """Systems built from the demo models, plus ensembles whose members are all demo systems, plus baselines."""
+    project = settings.load_project()
+    model_systems = [s for s in all_systems() if s.kind == "model" and s.model in project.demo_models]
+    names = {s.name for s in model_systems}
+    ensembles = [s for s in all_systems() if s.kind == "ensemble"
+                 and set(settings.load_ensemble(s.name).members) <= names]
+    return model_systems + [s for s in all_systems() if s.kind == "baseline"] + ensembles
+
+
 def demo_plan() -> list[Step]:
-    """The ordered materialisations of the demo (what exists in the graph so far)."""
+    """The ordered materialisations of the demo: every partition of the embedded default systems."""
     project = settings.load_project()
     steps = [Step(("benchmark_split",), split, f"benchmark_split[{split}]") for split in ("train", "val", "test")]
     for model in project.demo_models:
         for split in project.corpus_splits:
-            key = dg.MultiPartitionKey({MODEL_DIM: model, SPLIT_DIM: split})
-            steps.append(Step(("sft_corpus",), key, f"sft_corpus[{model}|{split}]"))
+            steps.append(Step(("sft_corpus",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
+                              f"sft_corpus[{model}|{split}]"))
+        steps.append(Step(("adapter",), model, f"adapter[{model}]"))
+        steps.append(Step(("merged_model",), model, f"merged_model[{model}]"))
+        for split in project.eval_splits:
+            steps.append(Step(("generations",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
+                              f"generations[{model}|{split}]"))
+    for system in demo_systems():
+        asset = "ensemble_concerns" if system.kind == "ensemble" else "concerns"
+        for split in project.eval_splits:
+            key = _multi({SYSTEM_DIM: system.name, SPLIT_DIM: split})
+            steps.append(Step((asset,), key, f"{asset}[{system.name}|{split}]"))
+            steps.append(Step(("scores",), key, f"scores[{system.name}|{split}]"))
+    steps.append(Step(("leaderboard",), None, "leaderboard"))
     return steps
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import dagster as dg
+
+# The multi-dimension partition mappings we rely on are marked beta; say so once here instead of at every import.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from bioreview_assets import settings
 from bioreview_assets.core.schema import SPLITS
@@ -86,3 +91,56 @@ def split_to_model_split() -> dg.MultiToSingleDimensionPartitionMapping:
 def model_to_model_split() -> dg.MultiToSingleDimensionPartitionMapping:
     """A model-partitioned asset (adapter) feeds every split of that model."""
     return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=MODEL_DIM)
+
+
+def _multi(system_names: list[str]) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {SYSTEM_DIM: dg.StaticPartitionsDefinition(system_names), SPLIT_DIM: split_partitions()}
+    )
+
+
+def model_systems_partitions() -> dg.MultiPartitionsDefinition:
+    """Systems whose concerns come straight from one model's generations or from a baseline."""
+    return _multi([s.name for s in all_systems() if s.kind != "ensemble"])
+
+
+def ensemble_partitions() -> dg.MultiPartitionsDefinition:
+    return _multi([s.name for s in all_systems() if s.kind == "ensemble"])
+
+
+def _per_dimension(system_mapping: dg.PartitionMapping, upstream_system_dim: str) -> dg.MultiPartitionMapping:
+    return dg.MultiPartitionMapping(
+        {
+            upstream_system_dim: dg.DimensionPartitionMapping(SYSTEM_DIM, system_mapping),
+            SPLIT_DIM: dg.DimensionPartitionMapping(SPLIT_DIM, dg.IdentityPartitionMapping()),
+        }
+    )
+
+
+def model_to_system_mapping() -> dg.MultiPartitionMapping:
+    """generations[model x split] -> concerns[system x split] of every policy of that model."""
+    by_model: dict[str, set[str]] = {}
+    for system in all_systems():
+        if system.kind == "model":
+            by_model.setdefault(system.model, set()).add(system.name)
+    return _per_dimension(dg.StaticPartitionMapping(by_model), MODEL_DIM)
+
+
+def members_to_ensemble_mapping() -> dg.MultiPartitionMapping:
+    """concerns[member x split] -> ensemble_concerns[ensemble x split]."""
+    by_member: dict[str, set[str]] = {}
+    for name in settings.load_project().ensembles:
+        for member in settings.load_ensemble(name).members:
+            by_member.setdefault(member, set()).add(name)
+    return _per_dimension(dg.StaticPartitionMapping(by_member), SYSTEM_DIM)
+
+
+def same_system_mapping(kind_filter) -> dg.MultiPartitionMapping:
+    """Identity on the systems an upstream asset holds (scores reads concerns or ensemble_concerns)."""
+    names = [s.name for s in all_systems() if kind_filter(s)]
+    return _per_dimension(dg.StaticPartitionMapping({n: n for n in names}), SYSTEM_DIM)
+
+
+def split_to_system_split() -> dg.MultiToSingleDimensionPartitionMapping:
+    """benchmark_split[split] feeds every system's partition of that split."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=SPLIT_DIM)

@@ -43,7 +43,7 @@ class CorpusConfig(_Strict):
 class BaseModelSource(_Strict):
     """Where a model's base weights come from. Missing weights are an error, never a substitute."""
 
-    kind: Literal["tiny_random", "gguf_package", "hub"]
+    kind: Literal["tiny_random", "gguf_package", "hub", "api"]  # api: served elsewhere (openai backend), no weights
     hub_id: str | None = None
     revision: str | None = None
     path: str | None = None  # local folder with HF weights (takes precedence over the hub cache)
@@ -130,6 +130,14 @@ class ModelConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     gpu: bool = True  # production pods for this model need a GPU
+    finetune: bool = True  # false: generate with the base weights (a "base model" system for the beats-base check)
+    base_system: str | None = None  # the system of the same model without fine-tuning, for the beats-base check
+
+    @model_validator(mode="after")
+    def _api_models_are_not_trained(self) -> "ModelConfig":
+        if self.base.kind == "api" and (self.finetune or self.generation.backend != "openai"):
+            raise ValueError("base.kind=api needs finetune: false and generation.backend: openai")
+        return self
 
     def config_hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))
@@ -159,6 +167,15 @@ class SweepConfig(_Strict):
     variants: dict[str, dict[str, Any]]  # tag -> dotted-key overrides
 
 
+class GateConfig(_Strict):
+    """The success gate (reference README: F1 >= 0.58 OR recall >= 0.45; its report script used AND)."""
+
+    f1_min: float = 0.58
+    recall_min: float = 0.45
+    rule: Literal["any", "all"] = "any"
+    split: str = "val"
+
+
 class ProjectConfig(_Strict):
     """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
 
@@ -176,6 +193,7 @@ class ProjectConfig(_Strict):
     truncation_warn_rate: float = 0.6
     parse_failure_max_rate: float = 0.5
     bootstrap_n: int = 1000
+    gate: GateConfig = Field(default_factory=GateConfig)
     demo_models: list[str] = Field(default_factory=list)
 
 
@@ -267,3 +285,6 @@ def clear_caches() -> None:
     """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
     for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble):
         fn.cache_clear()
+    from bioreview_assets.k8s_config import load_k8s_config
+
+    load_k8s_config.cache_clear()

@@ -8,6 +8,8 @@ from typing import Literal
 
 from bioreview_assets.core.schema import FIGURE_CATEGORY, Article, ScorableConcern
 
+GT_FILTER_VERSION = "1"  # bump when a rule below changes: score partitions built with another version are stale
+
 # Order matters: a concern is charged to the first rule that removes it.
 RULES = (
     "figure_flag",  # requires_figure_reading is true (the harness's rule)

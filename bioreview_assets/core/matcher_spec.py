@@ -67,7 +67,7 @@ class MatcherSpec(BaseModel):
     figure_policy: Literal["exclude"] = "exclude"
 
     @model_validator(mode="after")
-    def _embedder_matches_method(self) -> "MatcherSpec":
+    def _embedder_matches_method(self) -> MatcherSpec:
         if self.method == "embedding" and self.embedder is None:
             raise ValueError(f"matcher {self.name!r}: method 'embedding' needs an `embedder:` block")
         if self.method == "lexical" and self.embedder is not None:

@@ -1,0 +1,352 @@
+"""Generation throughput on one GPU: the reference inference path vs our batched transformers backend.
+
+Model: the Qwen3-8B shape (hidden 4096, 36 layers, 32 heads, 8 KV heads, head_dim 128, intermediate 12288,
+vocab 151936) with random weights; every article has a 4,096-token prompt and gets exactly 1,000 new tokens
+(EOS suppressed), so both setups do the same work.
+
+(a) reference (PIPELINE.md §3.4): one article at a time, NF4 4-bit base (double quant, bf16 compute) plus an
+    unmerged LoRA r16 on all seven projections, HF generate with T=0.1, top_p=0.9, repetition penalty 1.05.
+    It is slow, so only --reference-articles articles are timed (the printout says how many).
+(b) ours: TransformersBackend.generate (the same class the generations asset uses), bf16 merged weights,
+    batches of --batch-size, chunked prefill (so the prefill of a whole batch fits next to its cache), with a
+    static KV cache (the backend's GPU default) or the dynamic one; `compiled` adds HF's auto torch.compile.
+
+Batch size from memory: KV cache per token = 2 (K,V) x 36 layers x 8 heads x 128 dims x 2 bytes = 144 KiB;
+per article (4,096 + 1,000 tokens) = 0.70 GiB; weights 15.3 GiB; so 64 articles need 44.8 GiB of cache and
+fit an 80 GB H100 with ~15 GiB left for prefill activations (peak measured: 68.5 GiB).
+
+Measured on one H100 80GB (benchmarks/results/generation_throughput_h100.txt, torch 2.11+cu130):
+    transformers 5.24 (the project's pin, carried as a wheel): ours static 1.22 s/article, ours dynamic
+    2.27 s/article (64 articles each); reference 208.6 s/article (measured on 1 article).
+    transformers 5.17 (the machine's own): ours static 4.55 (no pack_gqa there: K/V repeated to all 32 heads),
+    ours dynamic 1.90 s/article; reference 122.2 s/article (measured on 2 articles).
+    The compiled variant was not run (lease budget); under compilation transformers skips pack_gqa, so it
+    is expected to behave like the 5.17 static run.
+
+Run (H100, about 8 minutes; bitsandbytes and transformers 5.24 carried as wheels into /tmp/site):
+    PYTHONPATH=/tmp/site python3 benchmarks/generation_throughput.py --articles 64 --batch-size 64 \
+        --reference-articles 1 --variants static,dynamic --out benchmarks/results/generation_throughput_h100.txt
+CPU smoke test of the same code on a tiny shape (seconds):
+    python benchmarks/generation_throughput.py --tiny
+
+vLLM on GPU (not measured here: the CUDA vLLM wheel, 336 MB, cannot be carried to the borrowed machine). In the
+GPU image (vllm==0.33.0 in /opt/vllm, BIOREVIEW_VLLM_PYTHON=/opt/vllm/bin/python) the backend runs its worker
+there with the same requests:
+    from bioreview_assets.ml.generation.vllm_backend import VLLMBackend
+    VLLMBackend(merged_dir_or_base, adapter_dir_or_None, SamplingSpec(max_new_tokens=1000, ignore_eos=True),
+                engine_kwargs={"max_num_seqs": 64, "gpu_memory_utilization": 0.9}).generate(requests, on_result)
+(the generations asset does this for a model whose config says `generation.backend: vllm`), or, for this workload,
+    vllm bench throughput --model <qwen3-8b folder> --input-len 4096 --output-len 1000 --num-prompts 64 \
+        --enable-prefix-caching [--enable-lora --lora-path <adapter folder>]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a bare checkout on the GPU box (no pip install -e there)
+# Growing KV caches and chunked prefill fragment the default allocator; set before CUDA initialises.
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+import torch  # noqa: E402
+
+from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, SamplingSpec  # noqa: E402
+from bioreview_assets.ml.generation.transformers_backend import TransformersBackend  # noqa: E402
+
+QWEN3_8B = dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+                head_dim=128, intermediate_size=12288, vocab_size=151936)
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+            intermediate_size=128, vocab_size=1000)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def make_config(shape: dict, prompt_len: int, new_tokens: int):
+    from transformers import Qwen3Config
+
+    vocab = shape["vocab_size"]
+    return Qwen3Config(**shape, max_position_embeddings=max(40960, prompt_len + new_tokens), rope_theta=1e6,
+                       rms_norm_eps=1e-6, tie_word_embeddings=False, eos_token_id=vocab - 2, pad_token_id=vocab - 1,
+                       bos_token_id=None)
+
+
+def make_tokenizer(vocab: int):
+    """Word-level tokenizer over the model's vocabulary: 'w17 w2031 ...' is exactly one token per word."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {f"w{i}": i for i in range(vocab - 2)}
+    words.update({"<eos>": vocab - 2, "<pad>": vocab - 1})
+    raw = Tokenizer(models.WordLevel(words, unk_token="<pad>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # The prompt is the user content alone, so token counts are exact (no template tokens to account for).
+    return PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>", pad_token="<pad>",
+                                   chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+def make_requests(n: int, prompt_len: int, vocab: int, seed: int = 0) -> list[GenerationRequest]:
+    rng = random.Random(seed)
+    # Distinct random prompts: no shared prefix, so nothing is cached between articles.
+    return [GenerationRequest(f"bench:{i}", [{"role": "user", "content": " ".join(
+        f"w{rng.randrange(vocab - 2)}" for _ in range(prompt_len))}]) for i in range(n)]
+
+
+def random_model(config, device: str, dtype):
+    from transformers import Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # initialise directly in the target dtype (no fp32 copy of 8B parameters)
+    try:
+        with torch.device(device):
+            model = Qwen3ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.eval()
+
+
+def kv_bytes_per_token(config, bytes_per_value: int = 2) -> int:
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * bytes_per_value
+
+
+@dataclass
+class Measurement:
+    name: str
+    articles: int
+    seconds: float
+    new_tokens: int
+    peak_gib: float
+    note: str = ""
+
+    @property
+    def per_article(self) -> float:
+        return self.seconds / self.articles
+
+    def line(self) -> str:
+        return (f"{self.name:<52} {self.articles:>4} {self.per_article:>9.2f} {self.new_tokens / self.seconds:>9.1f} "
+                f"{self.peak_gib:>7.1f}  {self.note}")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, generate_kwargs) -> list[Measurement]:
+    """Time TransformersBackend.generate; a second batch (if any) gives the steady state after compilation."""
+    spec = SamplingSpec(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
+    backend = TransformersBackend(model, tokenizer, spec, batch_size=batch_size, generate_kwargs=generate_kwargs)
+    stamps: list[float] = []
+    results: list[GenerationResult] = []
+
+    def on_result(result: GenerationResult) -> None:
+        results.append(result)
+        stamps.append(time.perf_counter())
+
+    reset_peak()
+    sync()
+    started = time.perf_counter()
+    backend.generate(requests, on_result)
+    sync()
+    total = time.perf_counter() - started
+    errors = [r.error for r in results if r.error]
+    if errors:
+        raise RuntimeError(f"{name}: {len(errors)} articles failed, e.g. {errors[0]}")
+    counts = {r.completion_tokens for r in results}
+    if counts != {new_tokens}:
+        raise RuntimeError(f"{name}: expected exactly {new_tokens} new tokens per article, got {sorted(counts)}")
+    out = [Measurement(name, len(requests), total, new_tokens * len(requests), peak_gib(),
+                       f"batch {batch_size}, all batches")]
+    if len(requests) > batch_size:  # results of batch k arrive together: the gap between batches is one batch
+        first_batch_end = stamps[batch_size - 1]
+        out.append(Measurement(name + " (steady)", len(requests) - batch_size, stamps[-1] - first_batch_end,
+                               new_tokens * (len(requests) - batch_size), peak_gib(),
+                               f"batch {batch_size}, batches after the first (compilation excluded)"))
+        out[0].note += f"; first batch {first_batch_end - started:.1f} s incl. warm-up/compile"
+    return out
+
+
+def run_reference(model_dir: Path, tokenizer, requests, *, new_tokens: int, device: str) -> Measurement:
+    """The reference's path: 4-bit NF4 base + unmerged LoRA r16, batch 1, HF generate, sampling T=0.1."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    started = time.perf_counter()
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), quantization_config=quant, dtype=torch.bfloat16,
+                                                device_map=device)
+    model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS,
+                                            task_type="CAUSAL_LM")).eval()
+    log(f"reference model loaded (4-bit + LoRA r16) in {time.perf_counter() - started:.1f} s")
+
+    def one(request: GenerationRequest, max_new: int) -> int:
+        ids = tokenizer(request.messages[0]["content"], return_tensors="pt", add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=max_new, min_new_tokens=max_new, do_sample=True,
+                                 temperature=0.1, top_p=0.9, repetition_penalty=1.05,
+                                 pad_token_id=tokenizer.pad_token_id)
+        return out.shape[1] - ids["input_ids"].shape[1]
+
+    one(requests[0], 8)  # kernels and bitsandbytes state warmed up, as after the reference's first article
+    reset_peak()
+    sync()
+    started = time.perf_counter()
+    made = sum(one(request, new_tokens) for request in requests)
+    sync()
+    seconds = time.perf_counter() - started
+    if made != new_tokens * len(requests):
+        raise RuntimeError(f"reference generated {made} tokens, expected {new_tokens * len(requests)}")
+    return Measurement("(a) reference: NF4 + unmerged LoRA, batch 1", len(requests), seconds, made, peak_gib(),
+                       f"measured on {len(requests)} articles only")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny shape on CPU: a smoke test of this script")
+    parser.add_argument("--articles", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=4096)
+    parser.add_argument("--new-tokens", type=int, default=1000)
+    parser.add_argument("--prefill-chunk", type=int, default=1024)
+    parser.add_argument("--reference-articles", type=int, default=2)
+    parser.add_argument("--variants", default="static,dynamic", help="comma list of: static, dynamic, compiled")
+    parser.add_argument("--deadline", type=float, default=480.0, help="start no setup of ours after this many s")
+    parser.add_argument("--out", type=Path, help="also write the printed report here")
+    args = parser.parse_args()
+    if args.tiny:
+        args.articles, args.batch_size, args.prompt_tokens, args.new_tokens = 6, 4, 64, 16
+        args.prefill_chunk, args.reference_articles = 32, 1
+    shape = TINY if args.tiny else QWEN3_8B
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    config = make_config(shape, args.prompt_tokens, args.new_tokens)
+    tokenizer = make_tokenizer(shape["vocab_size"])
+    requests = make_requests(args.articles, args.prompt_tokens, shape["vocab_size"])
+    assert len(tokenizer(requests[0].messages[0]["content"])["input_ids"]) == args.prompt_tokens
+
+    from transformers.integrations import sdpa_attention
+
+    gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    kv_article = kv_bytes_per_token(config) * (args.prompt_tokens + args.new_tokens)
+    header = [
+        f"device: {gpu}; torch {torch.__version__}; transformers {__import__('transformers').__version__}",
+        f"shape: {json.dumps(shape)}; prompt {args.prompt_tokens} tokens; exactly {args.new_tokens} new tokens",
+        f"KV cache: {kv_bytes_per_token(config) / 1024:.0f} KiB/token, {kv_article / 2**30:.2f} GiB/article, "
+        f"{kv_article * args.batch_size / 2**30:.1f} GiB for batch {args.batch_size}",
+        # Without pack_gqa, masked (static-cache) decoding repeats K/V to all 32 heads before SDPA: 4x the bytes.
+        f"transformers has sdpa pack_gqa: {hasattr(sdpa_attention, 'pack_gqa')}",
+    ]
+    for line in header:
+        log(line)
+
+    measurements: list[Measurement] = []
+    started = time.perf_counter()
+
+    def report() -> str:
+        title = f"{'setup':<52} {'n':>4} {'s/article':>9} {'tok/s':>9} {'peak GiB':>7}  note"
+        lines = header + ["", title] + [m.line() for m in measurements]
+        ours = [m for m in measurements if m.name.startswith("(b)")]
+        refs = [m for m in measurements if m.name.startswith("(a)")]
+        if ours and refs:
+            best = min(ours, key=lambda m: m.per_article)
+            lines.append(f"speed-up of the best (b) over (a): {refs[0].per_article / best.per_article:.1f}x "
+                         f"({best.per_article:.2f} vs {refs[0].per_article:.2f} s/article; target <= 2 s/article)")
+        text = "\n".join(lines)
+        if args.out:  # rewritten after every setup: a run cut short still leaves its figures
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
+        return text
+
+    def free() -> None:
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    name_dtype = str(dtype).removeprefix("torch.")
+    variants = {
+        "static": (f"(b) ours: {name_dtype}, static cache, eager",
+                   {"cache_implementation": "static", "disable_compile": True}),
+        "dynamic": (f"(b) ours: {name_dtype}, dynamic cache, eager", {"disable_compile": True}),
+        "compiled": (f"(b) ours: {name_dtype}, static cache, compiled", {"cache_implementation": "static"}),
+    }
+    chosen = [v for v in args.variants.split(",") if v]
+
+    def run_variant(key: str, model) -> None:
+        name, kwargs = variants[key]
+        if time.perf_counter() - started > args.deadline:
+            log(f"skipping {name}: past the {args.deadline:.0f} s deadline for starting a setup")
+            return
+        # The compiled variant gets a second batch, so its steady state excludes compilation.
+        reqs = requests + make_requests(args.batch_size, args.prompt_tokens, shape["vocab_size"], seed=1) \
+            if key == "compiled" else requests
+        log(f"running {name} on {len(reqs)} articles")
+        try:
+            found = run_ours(name, model, tokenizer, reqs, new_tokens=args.new_tokens, batch_size=args.batch_size,
+                             generate_kwargs={"prefill_chunk_size": args.prefill_chunk, **kwargs})
+        except Exception as err:  # report and go on: the other setups are still worth measuring in this lease
+            log(f"{name} FAILED: {type(err).__name__}: {str(err)[:800]}")
+            return
+        for m in found:
+            log(m.line())
+        measurements.extend(found)
+        report()
+        free()
+
+    with tempfile.TemporaryDirectory(prefix="qwen3-random-") as folder:
+        model = random_model(config, device, dtype)
+        log(f"random model built: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        log("saved the random weights (the reference loads them in 4-bit, the compiled run reloads them)")
+        for key in [k for k in chosen if k != "compiled"]:
+            run_variant(key, model)
+        del model
+        free()
+        if args.reference_articles > 0:
+            try:
+                ref = run_reference(Path(folder), tokenizer, requests[: args.reference_articles],
+                                    new_tokens=args.new_tokens, device=device)
+                log(ref.line())
+                measurements.insert(0, ref)
+                report()
+            except Exception as err:
+                log(f"reference FAILED: {type(err).__name__}: {str(err)[:800]}")
+            free()
+        if "compiled" in chosen and device == "cpu":
+            log("skipping the compiled variant on CPU (HF auto-compiles only on CUDA)")
+        elif "compiled" in chosen:
+            # Loaded the way the generations asset loads a merged model.
+            loaded = TransformersBackend.from_dirs(Path(folder), None, SamplingSpec(), device=device).model
+            run_variant("compiled", loaded)
+
+    text = report()
+    print("\n" + text, flush=True)
+    return 0 if any(m.name.startswith("(b)") for m in measurements) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

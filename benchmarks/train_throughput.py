@@ -1,0 +1,460 @@
+"""Tokens/s and peak GPU memory of one QLoRA SFT step at 16k tokens: plain PEFT baseline vs our training step.
+
+Model: Qwen3-8B shape (hidden 4096, 36 layers, 32 heads / 8 KV heads, intermediate 12288, vocab 151936) with random
+weights: compute and memory do not depend on the values. It is built on the GPU in bf16 and its decoder linears are
+replaced by bitsandbytes NF4 + double-quant Linear4bit layers, as transformers' bnb loader does.
+
+Setups (each on a freshly built model, same random 16k-token rows, batch 1, LoRA r16 on all linear layers):
+  baseline        plain PEFT QLoRA: prepare_model_for_kbit_training (fp32 norms/embeddings), its gradient
+                  checkpointing, SDPA, bf16 autocast, the model's own loss over full logits, no Liger
+  ours-noliger    train_adapter's path (build_trainer: trl SFTTrainer + fused LM head, no upcast,
+                  non-reentrant checkpointing, 8-bit AdamW), Liger off
+  ours            the same with Liger RMSNorm/RoPE/SwiGLU (what train_adapter runs on a GPU with liger installed)
+  ours-sac        + trl's selective activation checkpointing (attention outputs kept, not recomputed)
+  ours-cudnn      + SDPA's cuDNN attention backend preferred over FlashAttention-2
+  ours-bf16       ours without quantisation (bf16 base): the price of NF4 dequantisation
+
+Run:  python benchmarks/train_throughput.py            (GPU: the figures in benchmarks/results/)
+      python benchmarks/train_throughput.py --tiny     (CPU smoke test of the same code paths)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+VARIANTS = ("baseline", "ours-noliger", "ours", "ours-sac", "ours-cudnn", "ours-bf16")
+
+
+def model_config(tiny: bool):
+    """Qwen3-8B's shape (or a tiny one for CPU smoke tests), SDPA attention."""
+    from transformers import Qwen3Config
+
+    shape = (
+        dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             intermediate_size=512, vocab_size=2048, head_dim=64)
+        if tiny
+        else dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+                  intermediate_size=12288, vocab_size=151936, head_dim=128)
+    )
+    config = Qwen3Config(
+        **shape, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+        tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa",
+    )
+    return config
+
+
+def device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype():
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def build_model(config, *, nf4: bool):
+    """Random-weight model on the device in the compute dtype; decoder linears NF4-quantised when nf4."""
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(compute_dtype())
+    try:
+        with device():
+            model = Qwen3ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    if nf4:
+        quantize_nf4_in_place(model)
+    model.config.use_cache = False
+    return model
+
+
+def quantize_nf4_in_place(model) -> None:
+    """Replace every decoder nn.Linear by a bitsandbytes NF4 double-quant Linear4bit (lm_head stays bf16, as in HF)."""
+    import bitsandbytes as bnb
+    import torch
+
+    for module in list(model.model.layers.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            with torch.device("meta"):
+                quantized = bnb.nn.Linear4bit(
+                    child.in_features, child.out_features, bias=child.bias is not None,
+                    compute_dtype=compute_dtype(), compress_statistics=True, quant_type="nf4",
+                    quant_storage=torch.uint8,
+                )
+            quantized.weight = bnb.nn.Params4bit(
+                child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4",
+                quant_storage=torch.uint8, module=quantized,
+            ).to(child.weight.device)  # quantises on the device
+            setattr(module, name, quantized)
+            del child
+    model.is_loaded_in_4bit = True  # what transformers' bnb loader marks; peft and trl read it
+
+
+def random_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
+    """n random rows of seq tokens whose last `supervised` tokens carry the loss (a long paper, a JSON answer)."""
+    import torch
+
+    from bioreview_assets.ml.training_features import IGNORE_INDEX, Features
+
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        ids = torch.randint(10, vocab, (seq,), generator=generator).tolist()
+        labels = [IGNORE_INDEX] * (seq - supervised) + ids[seq - supervised :]
+        rows.append(Features(input_ids=ids, labels=labels, prompt_tokens=seq - supervised, end_marker=""))
+    return rows
+
+
+def tiny_tokenizer():
+    """A tokenizer object for the trainer (rows are pre-tokenised; only pad/eos ids are read)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+        pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
+    )
+
+
+def reset_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> tuple[float | None, float | None]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, None
+    return torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def summarise(name: str, step_times: list[float], tokens_per_step: int, warmup: int, extra: dict) -> dict:
+    measured = step_times[warmup:]
+    median = sorted(measured)[len(measured) // 2]
+    allocated, reserved = peak_gib()
+    return {
+        "setup": name,
+        "tokens_per_s": round(tokens_per_step / median, 1),
+        "step_s_median": round(median, 3),
+        "step_s_all": [round(t, 3) for t in step_times],
+        "peak_allocated_gib": round(allocated, 2) if allocated is not None else None,
+        "peak_reserved_gib": round(reserved, 2) if reserved is not None else None,
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ baseline
+
+
+def run_baseline(config, rows, args) -> dict:
+    """Plain PEFT QLoRA as the reference pipeline ran it (§2.2 PEFT path) with a hand-written step."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = build_model(config, nf4=True)
+    model = prepare_model_for_kbit_training(model)  # fp32 norms/embeddings/lm_head + checkpointing
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                             target_modules="all-linear"))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    reset_memory()
+    autocast = torch.autocast(device().type, dtype=torch.bfloat16) if torch.cuda.is_available() else contextlib.nullcontext()
+    times = []
+    for features in rows[: args.warmup + args.steps]:
+        ids = torch.tensor([features.input_ids], device=device())
+        labels = torch.tensor([features.labels], device=device())
+        sync()
+        started = time.perf_counter()
+        with autocast:
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter() - started)
+    result = summarise("baseline", times, args.seq, args.warmup, {
+        "norm_dtype": str(model.get_base_model().model.norm.weight.dtype),
+        "loss": round(loss.item(), 4),
+    })
+    del model, optimizer
+    reset_memory()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------- ours
+
+
+def step_timer():
+    """A TrainerCallback timing each optimizer step (synchronised)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.losses: list[float] = []
+            self._started = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            sync()
+            self._started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync()
+            self.times.append(time.perf_counter() - self._started)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(logs["loss"])
+
+    return StepTimer()
+
+
+def training_config(args, *, nf4: bool, liger: str):
+    from bioreview_assets.settings import TrainingConfig
+
+    return TrainingConfig(
+        quantization="nf4" if nf4 else "none", max_length=args.seq, lora={"r": 16, "alpha": 32, "dropout": 0.0},
+        epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=1,
+        learning_rate=2e-4, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
+        gradient_checkpointing=True, liger=liger,
+    )
+
+
+def selective_checkpointing():
+    """A callback switching each layer's checkpoint to trl's SAC policy (save attention outputs, recompute the rest).
+
+    trl's own switch (gradient_checkpointing_kwargs={"selective": True}) wraps gradient_checkpointing_enable, which
+    transformers 5.24's Trainer no longer calls (activation_checkpointing_enable), so it is set on the layers here,
+    after the trainer enabled checkpointing.
+    """
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+    from transformers import TrainerCallback
+    from trl.models.selective_activation_checkpointing import _aten_attention_ops, _build_policy_fn
+
+    context_fn = partial(create_selective_checkpoint_contexts, _build_policy_fn(_aten_attention_ops()))
+
+    class SelectiveCheckpointing(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+            assert layers, "checkpointing is not on"
+            for layer in layers:
+                layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False, context_fn=context_fn)
+
+    return SelectiveCheckpointing()
+
+
+@contextlib.contextmanager
+def prefer_cudnn_attention():
+    """SDPA tries cuDNN attention first (then FlashAttention-2)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION], set_priority=True):
+        yield
+
+
+def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
+    """The train_adapter step: build_trainer (SFTTrainer, fused LM head, no upcast) on a model prepared like ours."""
+    from bioreview_assets.ml.training import build_trainer
+    from bioreview_assets.ml.training_speed import apply_liger, check_no_upcast, prepare_for_kbit_free
+
+    nf4 = variant != "ours-bf16"
+    liger = "off" if variant == "ours-noliger" else "auto"
+    training = training_config(args, nf4=nf4, liger=liger)
+    model = build_model(config, nf4=nf4)
+    prepare_for_kbit_free(model)
+    applied = apply_liger(model, liger)
+    check_no_upcast(model, compute_dtype())
+    timer = step_timer()
+    callbacks = [timer] + ([selective_checkpointing()] if variant == "ours-sac" else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [],
+                                Path(tmp), callbacks=callbacks)
+        reset_memory()
+        attention = prefer_cudnn_attention() if variant == "ours-cudnn" else contextlib.nullcontext()
+        with attention:
+            trainer.train()
+        result = summarise(variant, timer.times, args.seq, args.warmup, {
+            "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
+            "optim": str(trainer.args.optim),
+        })
+        if profile:
+            with attention:
+                result["profile"] = profile_step(trainer, rows[0])
+    del trainer, model
+    reset_memory()
+    return result
+
+
+def profile_step(trainer, features) -> list[dict]:
+    """CUDA time by kernel family for one more training step of the same trainer."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = trainer.data_collator([features.as_row()])
+    batch = {k: v.to(device()) for k, v in batch.items()}
+    model = trainer.model
+    model.train()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=torch.cuda.is_available()):
+            loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        sync()
+    model.zero_grad(set_to_none=True)
+    families: dict[str, float] = {}
+    kernels: dict[str, float] = {}
+    for event in prof.key_averages():
+        device_us = getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0)
+        if device_us <= 0 or not torch.cuda.is_available():
+            continue
+        kernels[event.key] = kernels.get(event.key, 0) + device_us
+        families[kernel_family(event.key)] = families.get(kernel_family(event.key), 0) + device_us
+    total = sum(families.values()) or 1
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:15]
+    return [
+        {"family": name, "ms": round(us / 1000, 1), "share": round(us / total, 3)}
+        for name, us in sorted(families.items(), key=lambda kv: -kv[1])
+    ] + [{"kernel": name[:90], "ms": round(us / 1000, 1)} for name, us in top]
+
+
+def kernel_family(name: str) -> str:
+    lowered = name.lower()
+    rules = (
+        ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
+        ("nf4 dequant", ("dequant", "kdequantize")),
+        ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "matmul", "splitk")),
+        ("triton (liger / trl lm head)", ("triton", "liger", "_kernel")),
+        ("copy/cast", ("copy", "cast", "to_copy")),
+    )
+    for family, needles in rules:
+        if any(needle in lowered for needle in needles):
+            return family
+    return "elementwise/other"
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+
+
+def step_flops(config, seq: int) -> float:
+    """FLOPs of one LoRA step with full recomputation: forward twice, input-gradient backward, attention backward."""
+    linear = 2 * seq * sum(
+        config.hidden_size * out
+        for out in (config.num_attention_heads * config.head_dim, 2 * config.num_key_value_heads * config.head_dim)
+    ) + 2 * seq * config.num_attention_heads * config.head_dim * config.hidden_size
+    linear += 2 * seq * 3 * config.hidden_size * config.intermediate_size
+    linear *= config.num_hidden_layers
+    attention = 2 * seq * seq * config.num_attention_heads * config.head_dim * config.num_hidden_layers  # causal
+    return 3 * linear + 2 * attention + 2.5 * attention
+
+
+def print_table(results: list[dict], config, seq: int) -> None:
+    flops = step_flops(config, seq)
+    print(f"\n{'setup':<14} {'tok/s':>9} {'step s':>8} {'TFLOP/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['setup']:<14} error: {r['error'][:100]}")
+            continue
+        tflops = flops / r["step_s_median"] / 1e12
+        print(f"{r['setup']:<14} {r['tokens_per_s']:>9,.0f} {r['step_s_median']:>8.3f} {tflops:>8.0f} "
+              f"{r['peak_allocated_gib'] or 0:>15.2f} {r['peak_reserved_gib'] or 0:>18.2f}")
+
+
+def environment() -> dict:
+    import platform
+
+    import torch
+
+    from bioreview_assets.ml.runtime_env import library_versions
+
+    return {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "versions": library_versions(),
+        "cuda": torch.version.cuda,
+        "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny model and short rows (CPU smoke test)")
+    parser.add_argument("--seq", type=int, default=None, help="tokens per row (16384; 256 with --tiny)")
+    parser.add_argument("--supervised", type=int, default=None, help="answer tokens per row (2048; 32 with --tiny)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--profile", default="ours", help="variant to profile one extra step of ('' for none)")
+    parser.add_argument("--json", type=Path, default=None, help="write results here after every setup")
+    args = parser.parse_args()
+    args.seq = args.seq or (256 if args.tiny else 16384)
+    args.supervised = args.supervised or (32 if args.tiny else 2048)
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    for noisy in ("httpx", "datasets", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    config = model_config(args.tiny)
+    env = environment()
+    print(json.dumps(env), flush=True)
+    print(f"seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, measured {args.steps}",
+          flush=True)
+    rows = random_features(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
+    results = []
+    for variant in args.variants.split(","):
+        started = time.time()
+        try:
+            runner = run_baseline if variant == "baseline" else None
+            result = (runner(config, rows, args) if runner
+                      else run_ours(config, rows, args, variant, profile=variant == args.profile))
+        except Exception as err:  # one failing setup must not hide the others' figures
+            traceback.print_exc()
+            result = {"setup": variant, "error": f"{type(err).__name__}: {err}"}
+            reset_memory()
+        result["wall_s"] = round(time.time() - started, 1)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"environment": env, "args": vars(args) | {"json": str(args.json)},
+                                             "results": results}, indent=2))
+    print_table(results, config, args.seq)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""ensemble_concerns[ensemble x split]: members' concerns merged by cross-model one-to-one matching, then capped."""
+
+import dagster as dg
+
+from bioreview_assets import settings
+from bioreview_assets.core.ensemble import merge_members
+from bioreview_assets.core.postprocess import select
+from bioreview_assets.partitions import SPLIT_DIM, SYSTEM_DIM, ensemble_partitions, keys, members_to_ensemble_mapping
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.concern_table import read_concerns, write_concerns
+from bioreview_assets.store.layout import read_articles
+
+
+@dg.asset(
+    partitions_def=ensemble_partitions(),
+    deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping())],
+    group_name="systems",
+    kinds={"python", "parquet"},
+)
+def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Union/vote of member systems' concerns (no transitive chaining), capped like a single model."""
+    from bioreview_assets.ml.similarity import similarity_fn
+
+    part = keys(context)
+    name, split = part[SYSTEM_DIM], part[SPLIT_DIM]
+    cfg = settings.load_ensemble(name)
+    store = storage.store()
+    sources = {a.id: a.source for a in read_articles(store, split)}
+    members = {member: read_concerns(store, member, split) for member in cfg.members}
+    similarity = similarity_fn(cfg.matcher or settings.load_project().default_matcher)
+    covered = sorted(set().union(*members.values()))
+    by_article, before_cap = {}, 0
+    for article_id in covered:
+        merged = merge_members(
+            {m: concerns.get(article_id, []) for m, concerns in members.items()},
+            similarity, cfg.threshold, cfg.strategy, cfg.min_votes,
+        )
+        before_cap += len(merged)
+        by_article[article_id] = select(merged, cfg.cap, cfg.selection)
+    n_members = {m: sum(len(v) for v in c.values()) for m, c in members.items()}
+    n_out = sum(len(v) for v in by_article.values())
+    meta = {"kind": "ensemble", "config": cfg.model_dump(), "member_concerns": n_members,
+            "after_merge": before_cap, "n_concerns": n_out}
+    path = write_concerns(store, name, split, by_article, sources, meta)
+    votes = [c.votes for v in by_article.values() for c in v]
+    return dg.MaterializeResult(
+        metadata={
+            "members": dg.MetadataValue.json(n_members),
+            "after_merge": before_cap,
+            "after_cap": n_out,
+            "concerns_per_article": round(n_out / max(len(by_article), 1), 2),
+            "shared_by_2plus": sum(v >= 2 for v in votes),
+            "path": path,
+        }
+    )

@@ -1,0 +1,93 @@
+"""concerns[system x split]: parsed generations under a post-processing policy, or a baseline's concerns."""
+
+import json
+
+import dagster as dg
+
+from bioreview_assets import settings
+from bioreview_assets.core.baselines import bm25_predictions
+from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
+from bioreview_assets.partitions import (
+    MODEL_DIM,
+    SPLIT_DIM,
+    SYSTEM_DIM,
+    keys,
+    model_systems_partitions,
+    model_to_system_mapping,
+    split_to_system_split,
+    system_by_name,
+)
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.concern_table import write_concerns
+from bioreview_assets.store.layout import generations_dir, read_articles
+
+
+def policy_by_name(name: str) -> PostprocessPolicy:
+    for spec in settings.load_project().postprocess:
+        if spec.name == name:
+            return PostprocessPolicy(**spec.model_dump())
+    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
+
+
+def similarity_for_policy(policy: PostprocessPolicy):
+    """Embedding similarity for semantic dedup (only built when the policy asks for it)."""
+    if policy.semantic_dedup_threshold is None:
+        return None
+    from bioreview_assets.ml.similarity import similarity_fn
+
+    return similarity_fn(settings.load_project().default_matcher)
+
+
+@dg.asset(
+    partitions_def=model_systems_partitions(),
+    deps=[
+        dg.AssetDep("generations", partition_mapping=model_to_system_mapping()),
+        dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
+    ],
+    group_name="systems",
+    kinds={"python", "parquet"},
+)
+def concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Concerns of one system on one split: a model's parsed output under a policy, or the BM25 baseline."""
+    part = keys(context)
+    system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
+    store = storage.store()
+    articles = read_articles(store, split)
+    sources = {a.id: a.source for a in articles}
+    removed = dict.fromkeys(STEPS, 0)
+    if system.kind == "baseline":
+        by_article = bm25_predictions(read_articles(store, "train"), articles)
+        meta = {"kind": "baseline", "baseline": system.name}
+    else:
+        policy = policy_by_name(system.policy)
+        similarity = similarity_for_policy(policy)
+        generated = store.read_parquet(*generations_dir(system.model, split), "generations.parquet")
+        by_article = {}
+        for row in generated.iter_rows(named=True):
+            parsed = [GeneratedConcern.from_dict(c) for c in json.loads(row["concerns"])]
+            kept, counts = apply_policy(parsed, policy, similarity)
+            by_article[row["article_id"]] = kept
+            for step, n in counts.items():
+                removed[step] += n
+        meta = {"kind": "model", "model": system.model, "policy": policy.__dict__}
+    n_concerns = sum(len(v) for v in by_article.values())
+    meta.update({"system": system.name, "split": split, "n_concerns": n_concerns, "removed": removed})
+    path = write_concerns(store, system.name, split, by_article, sources, meta)
+    per_source: dict[str, list[int]] = {}
+    for article_id, kept in by_article.items():
+        per_source.setdefault(sources[article_id], []).append(len(kept))
+    return dg.MaterializeResult(
+        metadata={
+            "system": system.name,
+            "articles_covered": len(by_article),
+            "articles_in_split": len(articles),
+            "n_concerns": n_concerns,
+            "concerns_per_article": round(n_concerns / max(len(by_article), 1), 2),
+            "removed": dg.MetadataValue.json(removed),
+            "concerns_per_article_by_source": dg.MetadataValue.json(
+                {src: round(sum(v) / len(v), 2) for src, v in sorted(per_source.items())}
+            ),
+            "path": path,
+        }
+    )

@@ -1,0 +1,145 @@
+"""scores[system x split]: matcher-identified metrics, per-article matches as parquet, DuckDB views refreshed."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from bioreview_assets import settings
+from bioreview_assets.assets.training import png_markdown
+from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
+from bioreview_assets.core.gt_filter import GT_FILTER_VERSION, HARNESS_POLICY, filter_article
+from bioreview_assets.core.scoring import ArticleRef, score_split
+from bioreview_assets.partitions import (
+    SPLIT_DIM,
+    SYSTEM_DIM,
+    keys,
+    same_system_mapping,
+    split_to_system_split,
+    system_split_partitions,
+)
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.catalog import refresh_catalog
+from bioreview_assets.store.concern_table import read_concerns
+from bioreview_assets.store.layout import concerns_dir, read_articles, read_split_meta, scores_dir
+
+
+def article_refs(articles) -> list[ArticleRef]:
+    """Reference concerns as the harness counts them (flagged figure concerns excluded, nothing else)."""
+    refs = []
+    for article in articles:
+        filtered = filter_article(article, HARNESS_POLICY)
+        refs.append(ArticleRef(article_id=article.id, source=article.source, gt=filtered.kept,
+                               n_figure_excluded=filtered.removed["figure_flag"]))
+    return refs
+
+
+def score_inputs_signature(store, system: str, split: str) -> dict:
+    """What a score depends on; a partition whose stored signature differs is stale (re-evaluation schedule)."""
+    project = settings.load_project()
+    return {
+        "split_hash": read_split_meta(store, split)["content_hash"],
+        "gt_filter": GT_FILTER_VERSION,
+        "matchers": {name: settings.load_matcher(name).model_dump(mode="json") for name in project.matchers},
+        "concerns_written_at": store.read_json(*concerns_dir(system, split), "meta.json").get("written_at"),
+    }
+
+
+def score_with_matcher(matcher_name: str, refs, predictions, bootstrap_n: int):
+    """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named)."""
+    spec = settings.load_matcher(matcher_name)
+    if spec.method == "lexical":
+        return score_split(refs, predictions, None, spec, bootstrap_n)
+    from bioreview_assets.ml.similarity import cached_encoder, matcher_embedder
+
+    return score_split(refs, predictions, cached_encoder(matcher_name), spec, bootstrap_n,
+                       embedder_identity=matcher_embedder(matcher_name).identity)
+
+
+def _interval(ci: dict, key: str, name: str) -> dict:
+    lo, hi = ci.get(key) or (None, None)
+    return {f"{name}_ci_lo": lo, f"{name}_ci_hi": hi}
+
+
+def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash: str) -> dict:
+    ci = metrics.get("ci") or {}
+    return {
+        "system": system, "split": split, "matcher": matcher, "matcher_id": metrics["matcher_id"],
+        "split_hash": split_hash, "gt_filter": GT_FILTER_VERSION,
+        "f1": metrics["f1_micro"], "recall": metrics["recall_micro"], "precision": metrics["precision_micro"],
+        "recall_major": metrics["recall_major"], "f1_category_macro": metrics.get("f1_category_macro"),
+        "soft_f1": metrics.get("soft_f1"),
+        "null_f1": metrics["null_f1"], "count_oracle_f1": metrics["count_oracle_f1"],
+        **_interval(ci, "recall_micro", "recall"),
+        **_interval(ci, "precision_micro", "precision"),
+        **_interval(ci, "f1_micro_ours", "f1"),
+        "n_articles": metrics["n_articles"], "n_gt": metrics["n_gt"], "n_tool": metrics["n_tool"],
+        "n_matched": metrics["n_matched"], "concerns_per_article": metrics["n_tool"] / max(metrics["n_articles"], 1),
+        "articles_in_output": metrics["coverage"]["n_articles_in_output"],
+        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dg.asset(
+    partitions_def=system_split_partitions(),
+    deps=[
+        dg.AssetDep("concerns", partition_mapping=same_system_mapping(lambda s: s.kind != "ensemble")),
+        dg.AssetDep("ensemble_concerns", partition_mapping=same_system_mapping(lambda s: s.kind == "ensemble")),
+        dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
+    ],
+    check_specs=SCORE_CHECKS,
+    group_name="scoring",
+    kinds={"python", "duckdb", "parquet"},
+)
+def scores(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; matches in DuckDB."""
+    from bioreview_assets.reporting.plots import matcher_diagnostics_png
+
+    part = keys(context)
+    system, split = part[SYSTEM_DIM], part[SPLIT_DIM]
+    project = settings.load_project()
+    store = storage.store()
+    refs = article_refs(read_articles(store, split))
+    predictions = {
+        aid: [{"text": c.text, "category": c.category, "severity": c.severity} for c in items]
+        for aid, items in read_concerns(store, system, split).items()
+    }
+    split_hash = read_split_meta(store, split)["content_hash"]
+    results = {name: score_with_matcher(name, refs, predictions, project.bootstrap_n) for name in project.matchers}
+    folder = scores_dir(system, split)
+    tag = {"system": system, "split": split}
+    store.write_parquet(
+        pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
+        *folder, "scores.parquet",
+    )
+    store.write_parquet(
+        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
+                     infer_schema_length=None),
+        *folder, "articles.parquet",
+    )
+    store.write_parquet(
+        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.matches],
+                      infer_schema_length=None),
+        *folder, "matches.parquet",
+    )
+    store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
+    store.write_json(score_inputs_signature(store, system, split), *folder, "signature.json")
+    refresh_catalog(store)
+    main = results[project.default_matcher]
+    m = main.metrics
+    return dg.MaterializeResult(
+        metadata={
+            "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
+            "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],
+            "ci": dg.MetadataValue.json(m.get("ci")),
+            "matcher": dg.MetadataValue.json(m["matcher"]),
+            "split_hash": split_hash,
+            "by_matcher_f1": dg.MetadataValue.json({n: r.metrics["f1_micro"] for n, r in results.items()}),
+            "per_source": dg.MetadataValue.json(m["per_source_micro"]),
+            "per_category": dg.MetadataValue.json(m["per_category_micro"]),
+            "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
+                                        "threshold curve and similarity histogram"),
+            "path": store.url(*folder),
+        },
+        check_results=evaluate_score_checks(m),
+    )

@@ -1,0 +1,115 @@
+"""adapter[model] (QLoRA/LoRA SFT) and merged_model[model] (LoRA merged into a bf16 base for serving)."""
+
+import base64
+import json
+
+import dagster as dg
+
+from bioreview_assets import settings
+from bioreview_assets.assets.corpus import model_prompt
+from bioreview_assets.gpu_tags import gpu_asset_kwargs
+from bioreview_assets.partitions import model_partitions, model_to_model_split
+from bioreview_assets.resources import StorageResource
+from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
+
+
+def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
+    """Corpus rows (messages decoded) and the corpus meta of one model x split."""
+    folder = corpus_dir(model, split)
+    if not store.exists(*folder, "meta.json"):
+        raise FileNotFoundError(f"sft_corpus[{model}|{split}] is not materialised under {store.root}")
+    frame = store.read_parquet(*folder, "rows.parquet")
+    rows = [{**row, "messages": json.loads(row["messages"])} for row in frame.iter_rows(named=True)]
+    return rows, store.read_json(*folder, "meta.json")
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """An inline PNG for the Dagster UI (markdown with a data URI)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+@dg.asset(
+    partitions_def=model_partitions(),
+    deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
+    group_name="training",
+    kinds={"pytorch", "peft"},
+    **gpu_asset_kwargs("training"),
+)
+def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+    from bioreview_assets.ml.training import loss_curve_png, train_adapter
+
+    model = context.partition_key
+    cfg = settings.load_model(model)
+    store = storage.store()
+    train_rows, train_meta = read_corpus_rows(store, model, "train")
+    val_rows, val_meta = read_corpus_rows(store, model, "val")
+    _, prompt_hash, _ = model_prompt(cfg)
+    for meta in (train_meta, val_meta):
+        if meta["prompt_hash"] != prompt_hash:
+            raise ValueError(
+                f"sft_corpus[{model}|{meta['split']}] was built with prompt {meta['prompt_hash']}, the prompt builder "
+                f"now gives {prompt_hash}: re-materialise sft_corpus for {model} first"
+            )
+    work = store.local_dir(*adapter_dir(model))
+
+    def progress(event: dict) -> None:
+        context.log.info(f"{model}: " + ", ".join(f"{k}={v}" for k, v in event.items()))
+
+    meta = train_adapter(
+        cfg,
+        train_rows,
+        val_rows,
+        work,
+        prompt_hash=prompt_hash,
+        corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
+        progress=progress,
+    )
+    published = store.publish_dir(work, *adapter_dir(model))
+    modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
+    return dg.MaterializeResult(
+        metadata={
+            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"]), "train/val loss"),
+            "final_train_loss": meta["final_train_loss"],
+            "final_val_loss": meta["final_val_loss"],
+            "tokens_per_s": meta["tokens_per_s"],
+            "peak_gpu_memory_gib": meta["peak_gpu_memory_gib"],
+            "trainable_params": meta["trainable_params"],
+            "lora_wrapped_modules": dg.MetadataValue.json(modules),
+            "train_rows": meta["train_rows"],
+            "rows_dropped_over_length": meta["train_rows_dropped_over_length"],
+            "masked_token_fraction": meta["masked_token_fraction"],
+            "global_step": meta["global_step"],
+            "resumed_from_step": meta["resumed_from_step"],
+            "wall_time_s": meta["wall_time_s"],
+            "gpu": meta["gpu"],
+            "library_versions": dg.MetadataValue.json(meta["library_versions"]),
+            "prompt_hash": prompt_hash,
+            "config_hash": cfg.config_hash(),
+            "path": published,
+        },
+        data_version=dg.DataVersion(settings.stable_hash([meta["corpus_hash"], cfg.config_hash()])),
+    )
+
+
+@dg.asset(
+    partitions_def=model_partitions(),
+    deps=["adapter"],
+    group_name="training",
+    kinds={"pytorch"},
+    **gpu_asset_kwargs("training"),
+)
+def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
+    from bioreview_assets.ml.merge import merge_adapter
+
+    model = context.partition_key
+    cfg = settings.load_model(model)
+    store = storage.store()
+    adapter_path = store.fetch_dir(*adapter_dir(model)) / "adapter"
+    out = store.local_dir(*merged_dir(model))
+    merge_adapter(cfg, adapter_path, out)
+    published = store.publish_dir(out, *merged_dir(model))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.exists() else None
+    return dg.MaterializeResult(metadata={"path": published, "size_mb": round((size or 0) / 2**20, 1)})

@@ -1,0 +1,54 @@
+"""Checks on the leaderboard: the configured success gate, and fine-tuned systems beating their base model."""
+
+import dagster as dg
+import polars as pl
+
+LEADERBOARD = dg.AssetKey("leaderboard")
+REPORT_CHECKS = [
+    dg.AssetCheckSpec("success_gate", asset=LEADERBOARD,
+                      description="Best fine-tuned system passes the configured gate (reference: F1>=0.58 or R>=0.45)"),
+    dg.AssetCheckSpec("beats_base", asset=LEADERBOARD,
+                      description="Every fine-tuned model with a base_system scores above it on the same split"),
+]
+
+
+def gate_passes(row: dict, gate) -> bool:
+    hits = [row["f1"] >= gate.f1_min, row["recall"] >= gate.recall_min]
+    return any(hits) if gate.rule == "any" else all(hits)
+
+
+def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckResult]:
+    """Gate and beats-base verdicts per system, derived from the leaderboard rows."""
+    from bioreview_assets import settings
+    from bioreview_assets.partitions import all_systems
+
+    gate = project.gate
+    fine_tuned = {s.name for s in all_systems() if s.kind == "model" and settings.load_model(s.model).finetune}
+    split = gate.split
+    rows = board.filter((pl.col("split") == split) & pl.col("system").is_in(list(fine_tuned))).to_dicts()
+    verdicts = {r["system"]: "pass" if gate_passes(r, gate) else "hold" for r in rows}
+    gate_result = dg.AssetCheckResult(
+        check_name="success_gate",
+        passed=any(v == "pass" for v in verdicts.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"gate": f"F1>={gate.f1_min} {'or' if gate.rule == 'any' else 'and'} recall>={gate.recall_min} "
+                          f"on {split}", "verdicts": dg.MetadataValue.json(verdicts)},
+    )
+    f1 = {(r["system"], r["split"]): r["f1"] for r in board.to_dicts()}
+    comparisons = {}
+    for system in all_systems():
+        if system.kind != "model" or system.name not in fine_tuned:
+            continue
+        base = settings.load_model(system.model).base_system
+        for split_name in ("val", "test"):
+            if base and (system.name, split_name) in f1 and (base, split_name) in f1:
+                comparisons[f"{system.name} vs {base} ({split_name})"] = round(
+                    f1[(system.name, split_name)] - f1[(base, split_name)], 4)
+    base_result = dg.AssetCheckResult(
+        check_name="beats_base",
+        passed=bool(comparisons) and all(delta > 0 for delta in comparisons.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"f1_delta_over_base": dg.MetadataValue.json(comparisons),
+                  "note": "no fine-tuned system with a scored base_system" if not comparisons else ""},
+    )
+    return [gate_result, base_result]

@@ -1,0 +1,284 @@
+"""Per-article scores, dataset aggregation and bootstrap CIs, identical to the harness (BENCHMARK.md 3.6-3.8)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioreview_assets.core.matching import Algorithm, Pair, match
+from bioreview_assets.core.schema import SEVERITIES, ScorableConcern
+
+# Upstream counts a concern without a category under this name.
+_MISSING_CATEGORY = "other"
+
+
+def py312_sum(values: Iterable[float]) -> float:
+    """Float sum with CPython >= 3.12 `sum()` semantics (Neumaier compensation), so 3.11 reproduces upstream bits."""
+    total = 0.0
+    compensation = 0.0
+    for x in values:
+        x = float(x)
+        t = total + x
+        if abs(total) >= abs(x):
+            compensation += (total - t) + x
+        else:
+            compensation += (x - t) + total
+        total = t
+    # CPython adds the compensation only when it is non-zero and finite (keeps -0.0 and inf/overflow intact).
+    if compensation and math.isfinite(compensation):
+        total += compensation
+    return total
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall; 0 when both are 0."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+@dataclass(frozen=True)
+class ArticleScore:
+    """Matching outcome of one article (counts, matched pairs, category and severity breakdowns)."""
+
+    article_id: str
+    source: str
+    n_gt: int
+    n_tool: int
+    n_matched: int
+    soft_credit: float
+    pairs: tuple[Pair, ...]
+    # category -> (n_gt, n_tool, n_matched), reference-side attribution; empty when n_tool == 0 or n_gt == 0.
+    per_category: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # severity -> (n_gt, n_matched) for every severity in the vocabulary.
+    per_severity: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def recall(self) -> float:
+        """Matched / reference concerns (0 without references)."""
+        return _ratio(self.n_matched, self.n_gt)
+
+    @property
+    def precision(self) -> float:
+        """Matched / generated concerns (0 without generated concerns)."""
+        return _ratio(self.n_matched, self.n_tool)
+
+    @property
+    def f1(self) -> float:
+        """Per-article F1."""
+        return f1_score(self.precision, self.recall)
+
+    @property
+    def soft_recall(self) -> float:
+        """Summed matched similarity / reference concerns."""
+        return _ratio(self.soft_credit, self.n_gt)
+
+    @property
+    def soft_precision(self) -> float:
+        """Summed matched similarity / generated concerns."""
+        return _ratio(self.soft_credit, self.n_tool)
+
+
+def _category(concern: ScorableConcern) -> str:
+    return concern.category or _MISSING_CATEGORY
+
+
+def _category_counts(
+    sim: np.ndarray, gt: Sequence[ScorableConcern], pairs: Sequence[Pair]
+) -> dict[str, tuple[int, int, int]]:
+    n_tool, n_gt = sim.shape
+    if n_tool == 0 or n_gt == 0:
+        return {}
+    counts: dict[str, list[int]] = {}
+    for concern in gt:
+        counts.setdefault(_category(concern), [0, 0, 0])[0] += 1
+    partner = {i: j for i, j, _ in pairs}
+    for i in range(n_tool):
+        # Matched: the partner's category. Unmatched: nearest reference by argmax (first index on ties),
+        # however low the similarity (upstream W6; kept for parity).
+        j = partner.get(i, int(np.argmax(sim[i])))
+        cell = counts[_category(gt[j])]
+        cell[1] += 1
+        if i in partner:
+            cell[2] += 1
+    return {cat: (c[0], c[1], c[2]) for cat, c in counts.items()}
+
+
+def _severity_counts(gt: Sequence[ScorableConcern], pairs: Sequence[Pair]) -> dict[str, tuple[int, int]]:
+    matched_refs = {j for _, j, _ in pairs}
+    counts = {sev: [0, 0] for sev in SEVERITIES}
+    for j, concern in enumerate(gt):
+        if concern.severity not in counts:
+            raise ValueError(f"concern {concern.concern_id}: unknown severity {concern.severity!r}")
+        counts[concern.severity][0] += 1
+        counts[concern.severity][1] += j in matched_refs
+    return {sev: (c[0], c[1]) for sev, c in counts.items()}
+
+
+def score_article(
+    article_id: str,
+    source: str,
+    sim: np.ndarray,
+    gt: Sequence[ScorableConcern],
+    threshold: float,
+    algorithm: Algorithm,
+    allowed: np.ndarray | None = None,
+) -> ArticleScore:
+    """Score one article from its (n_tool x n_gt) similarity matrix; `allowed` masks pairs (category agreement)."""
+    sim = np.asarray(sim)
+    if sim.ndim != 2 or sim.shape[1] != len(gt):
+        raise ValueError(f"{article_id}: similarity shape {sim.shape} does not fit {len(gt)} reference concerns")
+    pairs = match(sim, threshold, algorithm, allowed)
+    return ArticleScore(
+        article_id=article_id,
+        source=source,
+        n_gt=len(gt),
+        n_tool=sim.shape[0],
+        n_matched=len(pairs),
+        soft_credit=py312_sum(s for _, _, s in pairs),
+        pairs=tuple(pairs),
+        per_category=_category_counts(sim, gt, pairs),
+        per_severity=_severity_counts(gt, pairs),
+    )
+
+
+def micro_prf(n_matched: int, n_gt: int, n_tool: int) -> dict[str, float]:
+    """Recall, precision and F1 from summed counts (0 where a denominator is 0)."""
+    recall = _ratio(n_matched, n_gt)
+    precision = _ratio(n_matched, n_tool)
+    return {"recall": recall, "precision": precision, "f1": f1_score(precision, recall)}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return py312_sum(values) / len(values) if values else 0.0
+
+
+def _per_category(scores: Sequence[ArticleScore]) -> dict[str, dict[str, float]]:
+    totals: dict[str, list[int]] = {}
+    for s in scores:
+        for cat, (n_gt, n_tool, n_matched) in s.per_category.items():
+            cell = totals.setdefault(cat, [0, 0, 0])
+            cell[0] += n_gt
+            cell[1] += n_tool
+            cell[2] += n_matched
+    return {
+        cat: {"n_gt": g, "n_tool": t, "n_matched": m, **micro_prf(m, g, t)}
+        for cat, (g, t, m) in sorted(totals.items())
+    }
+
+
+def _per_severity(scores: Sequence[ArticleScore]) -> dict[str, dict[str, float]]:
+    out = {}
+    for sev in SEVERITIES:
+        n_gt = sum(s.per_severity.get(sev, (0, 0))[0] for s in scores)
+        n_matched = sum(s.per_severity.get(sev, (0, 0))[1] for s in scores)
+        out[sev] = {"n_gt": n_gt, "n_matched": n_matched, "recall": _ratio(n_matched, n_gt)}
+    return out
+
+
+def _per_source(scores: Sequence[ArticleScore]) -> dict[str, dict[str, float]]:
+    by_source: dict[str, list[ArticleScore]] = {}
+    for s in scores:
+        by_source.setdefault(s.source, []).append(s)
+    out = {}
+    for source, group in sorted(by_source.items()):
+        g, t, m = (sum(x.n_gt for x in group), sum(x.n_tool for x in group), sum(x.n_matched for x in group))
+        micro = micro_prf(m, g, t)
+        out[source] = {
+            "n_articles": len(group), "n_gt": g, "n_tool": t, "n_matched": m,
+            "recall_micro": micro["recall"], "precision_micro": micro["precision"], "f1_micro": micro["f1"],
+        }
+    return out
+
+
+def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
+    """Dataset metrics: micro R/P/F1 (harness), soft means, per category/severity/source with labelled macros."""
+    scores = list(article_scores)
+    n_gt = sum(s.n_gt for s in scores)
+    n_tool = sum(s.n_tool for s in scores)
+    n_matched = sum(s.n_matched for s in scores)
+    micro = micro_prf(n_matched, n_gt, n_tool)
+    per_category = _per_category(scores)
+    per_severity = _per_severity(scores)
+    per_source = _per_source(scores)
+    # Upstream soft metrics: unweighted mean over all articles (those without refs/predictions add 0).
+    soft_recall = _mean([s.soft_recall for s in scores])
+    soft_precision = _mean([s.soft_precision for s in scores])
+    cat_rows = list(per_category.values())
+    src_rows = list(per_source.values())
+    return {
+        "n_articles": len(scores),
+        "n_gt": n_gt,
+        "n_tool": n_tool,
+        "n_matched": n_matched,
+        "recall_micro": micro["recall"],
+        "precision_micro": micro["precision"],
+        "f1_micro": micro["f1"],
+        "recall_major": per_severity["major"]["recall"],
+        "recall_minor": per_severity["minor"]["recall"],
+        "soft_recall_article_mean": soft_recall,
+        "soft_precision_article_mean": soft_precision,
+        "soft_f1": f1_score(soft_precision, soft_recall),
+        "per_category_micro": per_category,
+        # Upstream `f1_macro`: unweighted mean of category micro-F1 over categories present in the references.
+        "f1_category_macro": _mean([c["f1"] for c in cat_rows]),
+        "recall_category_macro": _mean([c["recall"] for c in cat_rows]),
+        "precision_category_macro": _mean([c["precision"] for c in cat_rows]),
+        "per_severity_micro": per_severity,
+        "per_source_micro": per_source,
+        "f1_source_macro": _mean([s["f1_micro"] for s in src_rows]),
+        "recall_source_macro": _mean([s["recall_micro"] for s in src_rows]),
+        "precision_source_macro": _mean([s["precision_micro"] for s in src_rows]),
+        # Per-article averages (0 where a ratio is undefined): what upstream README tables likely showed (W16).
+        "recall_article_macro": _mean([s.recall for s in scores]),
+        "precision_article_macro": _mean([s.precision for s in scores]),
+        "f1_article_macro": _mean([s.f1 for s in scores]),
+        "n_articles_zero_recall": sum(1 for s in scores if s.n_gt > 0 and s.n_matched == 0),
+        "n_articles_perfect_recall": sum(1 for s in scores if s.n_gt > 0 and s.n_matched == s.n_gt),
+    }
+
+
+def bootstrap_ci(
+    article_scores: Sequence[ArticleScore], n: int = 1000, alpha: float = 0.05, seed: int = 42
+) -> dict:
+    """Harness bootstrap: random.Random(seed), rng.choice per draw, sorted-list indices; F1 interval is our addition."""
+    scores = list(article_scores)
+    if not scores:
+        raise ValueError("bootstrap_ci needs at least one article")
+    if n < 1:
+        raise ValueError(f"bootstrap_ci needs n >= 1 resamples, got {n}")
+    rng = random.Random(seed)
+    # rng.choice consumes the generator by len(seq) only, so choosing indices reproduces upstream's draws exactly.
+    indices = list(range(len(scores)))
+    matched = np.array([s.n_matched for s in scores], dtype=np.int64)
+    gt = np.array([s.n_gt for s in scores], dtype=np.int64)
+    tool = np.array([s.n_tool for s in scores], dtype=np.int64)
+    recalls, precisions, f1s = [], [], []
+    for _ in range(n):
+        draw = np.array([rng.choice(indices) for _ in indices], dtype=np.int64)
+        m, g, t = int(matched[draw].sum()), int(gt[draw].sum()), int(tool[draw].sum())
+        recall, precision = _ratio(m, g), _ratio(m, t)
+        recalls.append(recall)
+        precisions.append(precision)
+        f1s.append(f1_score(precision, recall))
+    lo, hi = int(alpha / 2 * n), int((1 - alpha / 2) * n) - 1
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        ordered = sorted(values)
+        return ordered[lo], ordered[hi]
+
+    return {
+        "method": "article bootstrap, random.Random(seed).choice, sorted-list indices (harness rule)",
+        "n_resamples": n,
+        "alpha": alpha,
+        "seed": seed,
+        "recall_micro": interval(recalls),
+        "precision_micro": interval(precisions),
+        "f1_micro_ours": interval(f1s),
+    }

@@ -1,0 +1,18 @@
+"""Execution settings of GPU assets: Kubernetes pod config (op_tags), the GPU concurrency pool, retries."""
+
+from __future__ import annotations
+
+import os
+
+from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
+
+
+def gpu_asset_kwargs(step_kind: str) -> dict:
+    """op_tags / pool for a GPU step; retries only on Kubernetes, where a failure is usually a preempted pod.
+
+    Locally a failure is a bug or a config error: retrying it with back-off would only hide it for minutes.
+    """
+    kwargs = {"op_tags": gpu_op_tags(step_kind), "pool": GPU_POOL}
+    if os.environ.get("BIOREVIEW_ENV", "local") == "k8s":
+        kwargs["retry_policy"] = GPU_RETRY
+    return kwargs

@@ -1,0 +1,167 @@
+"""Kubernetes execution settings from configs/k8s.yaml: GPU op tags, the GPU pool and retry policy, the k8s executor."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bioreview_assets import settings
+
+# Only dagster and pydantic at module level: the asset modules import this in the local env too, where the op tags are
+# inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
+
+K8S_CONFIG_TAG = "dagster-k8s/config"
+GPU_POOL = "gpu"  # Dagster concurrency pool: caps simultaneous GPU steps across all runs (limit set on the instance)
+StepKind = Literal["training", "generation", "embedding"]
+
+# A preempted or evicted GPU pod fails its Job; the executor's step health check then applies this policy and
+# launches a new Job after a pause that lets the node pool recover. Generation resumes per article and training
+# from its last checkpoint, so a retry repeats little work.
+GPU_RETRY = dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+class Images(_Strict):
+    cpu: str
+    gpu: str
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+
+class ExecutorSpec(_Strict):
+    service_account_name: str
+    env_config_maps: list[str] = Field(default_factory=list)
+    env_secrets: list[str] = Field(default_factory=list)
+    max_concurrent: int = 16
+    cpu_step: Resources
+    per_step: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SecretRef(_Strict):
+    secret: str
+    key: str
+
+
+class ModelCache(_Strict):
+    claim_name: str
+    mount_path: str = "/models"
+
+
+class GpuStep(_Strict):
+    gpus: int = 1
+    requests: dict[str, str]
+    limits: dict[str, str]
+    shm: str
+    node_selector: dict[str, str] | None = None  # replaces the default GPU node selector for this kind of step
+
+    @model_validator(mode="after")
+    def _complete(self) -> "GpuStep":
+        # Op tags deep-merge onto the executor's CPU step shape: a missing key would silently keep the CPU value.
+        for name, values in (("requests", self.requests), ("limits", self.limits)):
+            if not {"cpu", "memory"} <= set(values):
+                raise ValueError(f"a GPU step's {name} needs both cpu and memory, got {sorted(values)}")
+        return self
+
+
+class GpuSpec(_Strict):
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    model_cache: ModelCache
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(default_factory=dict)
+    steps: dict[str, GpuStep]
+
+
+class K8sConfig(_Strict):
+    """configs/k8s.yaml."""
+
+    images: Images
+    executor: ExecutorSpec
+    gpu: GpuSpec
+
+
+@functools.lru_cache(maxsize=None)
+def load_k8s_config() -> K8sConfig:
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
+    path = settings.configs_dir() / "k8s.yaml"
+    try:
+        return K8sConfig.model_validate(settings._read_yaml(path))  # noqa: SLF001 (the one YAML reader)
+    except ValueError as err:  # pydantic's ValidationError: name the file
+        raise ValueError(f"invalid config {path}: {err}") from err
+
+
+def image(kind: Literal["cpu", "gpu"]) -> str:
+    """Image for CPU or GPU steps; BIOREVIEW_CPU_IMAGE / BIOREVIEW_GPU_IMAGE pin a tag at deploy time."""
+    return os.environ.get(f"BIOREVIEW_{kind.upper()}_IMAGE") or getattr(load_k8s_config().images, kind)
+
+
+def gpu_op_tags(step_kind: StepKind) -> dict[str, Any]:
+    """Op tags that put a step on a GPU pod: GPU image, resources, node selector, tolerations, shm, model cache."""
+    config = load_k8s_config()
+    gpu = config.gpu
+    if step_kind not in gpu.steps:
+        raise KeyError(f"configs/k8s.yaml has no gpu.steps.{step_kind} (known: {sorted(gpu.steps)})")
+    step = gpu.steps[step_kind]
+    gpu_count = {"nvidia.com/gpu": str(step.gpus)}
+    env = [{"name": name, "value": value} for name, value in gpu.env.items()]
+    env += [
+        # optional: a Secret without that key leaves the variable unset instead of blocking the pod.
+        {"name": name, "value_from": {"secret_key_ref": {"name": ref.secret, "key": ref.key, "optional": True}}}
+        for name, ref in gpu.secret_env.items()
+    ]
+    k8s = {
+        "container_config": {
+            "image": image("gpu"),
+            "resources": {"requests": {**step.requests, **gpu_count}, "limits": {**step.limits, **gpu_count}},
+            "env": env,
+            "volume_mounts": [
+                {"name": "dshm", "mount_path": "/dev/shm"},
+                {"name": "model-cache", "mount_path": gpu.model_cache.mount_path},
+            ],
+        },
+        "pod_spec_config": {
+            "node_selector": step.node_selector or gpu.node_selector,
+            "tolerations": gpu.tolerations,
+            "volumes": [
+                # The container runtime's 64 MiB default /dev/shm crashes vLLM and multi-worker DataLoaders.
+                {"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": step.shm}},
+                {"name": "model-cache", "persistent_volume_claim": {"claim_name": gpu.model_cache.claim_name}},
+            ],
+        },
+        "pod_template_spec_metadata": {"labels": {"bioreview/step-kind": step_kind}},
+    }
+    return {K8S_CONFIG_TAG: k8s}
+
+
+def executor_config() -> dict[str, Any]:
+    """Config of dagster_k8s.k8s_job_executor: image, pull policy, service account, env sources, CPU step shape."""
+    config = load_k8s_config()
+    spec = config.executor
+    return {
+        "job_image": image("cpu"),
+        "image_pull_policy": config.images.pull_policy,
+        "service_account_name": spec.service_account_name,
+        "env_config_maps": spec.env_config_maps,
+        "env_secrets": spec.env_secrets,
+        "max_concurrent": spec.max_concurrent,
+        "step_k8s_config": {"container_config": {"resources": spec.cpu_step.model_dump()}},
+        "per_step_k8s_config": spec.per_step,
+    }
+
+
+def k8s_executor() -> dg.ExecutorDefinition:
+    """dagster_k8s.k8s_job_executor configured from configs/k8s.yaml (one Kubernetes Job per step)."""
+    from dagster_k8s import k8s_job_executor  # imported here: the local env never needs the kubernetes client
+
+    return k8s_job_executor.configured(executor_config(), name="bioreview_k8s")

@@ -1,0 +1,280 @@
+"""Sentence embedders for concern matching: pinned, local-only, fail-closed (PIPELINE W1, BENCHMARK W3)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
+from bioreview_assets.core.matching import cosine, jaccard_matrix
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_CHUNK = 1 << 20
+# (resolved path, size, mtime_ns) -> sha256: weights are hashed once per process, not per load.
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+_PROBE_TEXT = "The statistical analysis does not correct for multiple comparisons across the twelve outcomes."
+_PROBE_UNRELATED = "Preheat the oven and bake the bread for forty minutes until the crust turns golden."
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The configured embedder cannot be loaded or used; scoring must stop (never substitute another matcher)."""
+
+
+class SanityProbeFailed(EmbedderUnavailable):
+    """The embedder loaded but does not separate identical from unrelated texts as required."""
+
+
+def _local_dir_hint(repo_id: str, revision: str | None, key: str) -> str:
+    local = f"models/{repo_id.rsplit('/', 1)[-1]}"
+    return (
+        f"get it with `huggingface-cli download {repo_id}"
+        + (f" --revision {revision}" if revision else "")
+        + f" --local-dir {local}` on a machine with hub access, copy it here, and set "
+        f"`{key}: {local}` under `embedder:` in configs/matchers/<matcher>.yaml"
+    )
+
+
+def _resolve_dir(spec: EmbedderSpec) -> tuple[Path, str, str | None]:
+    """(model folder, where it came from, hub commit if from the hub cache); resolution: path > package > hub cache."""
+    if spec.path is not None:
+        path = Path(spec.path).expanduser()
+        if not path.is_dir():
+            raise EmbedderUnavailable(
+                f"embedder {spec.name!r}: path {str(path)!r} does not exist or is not a folder; "
+                + _local_dir_hint(spec.model_id, spec.revision, "path")
+            )
+        return path, f"path:{path}", None
+    if spec.package is not None:
+        pip_name = spec.package.replace("_", "-")
+        try:
+            module = importlib.import_module(spec.package)
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                f"embedder {spec.name!r}: python package {spec.package!r} is not installed ({exc}); "
+                f"`pip install {pip_name}`"
+            ) from exc
+        getter = getattr(module, "get_model_path", None)
+        if getter is None:
+            raise EmbedderUnavailable(f"embedder {spec.name!r}: package {spec.package!r} has no get_model_path()")
+        path = Path(getter())
+        if not path.is_dir():
+            raise EmbedderUnavailable(
+                f"embedder {spec.name!r}: package {spec.package!r} points at {str(path)!r}, which is missing; "
+                f"reinstall it (`pip install --force-reinstall {pip_name}`)"
+            )
+        return path, f"package:{spec.package}", None
+    return _from_hub_cache(spec.model_id, spec.revision, spec, key="path")
+
+
+def _from_hub_cache(repo_id: str, revision: str | None, spec: EmbedderSpec, key: str) -> tuple[Path, str, str]:
+    from huggingface_hub import snapshot_download
+
+    try:
+        # local_files_only: a run must never download (offline clusters, pinned weights).
+        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure here means "not available locally"
+        raise EmbedderUnavailable(
+            f"embedder {spec.name!r}: {'model' if key == 'path' else key} {repo_id!r}"
+            + (f" at revision {revision!r}" if revision else "")
+            + f" is not in the local Hugging Face cache ({type(exc).__name__}); "
+            + _local_dir_hint(repo_id, revision, key)
+        ) from exc
+    path = Path(folder)
+    return path, f"hub-cache:{repo_id}", path.name
+
+
+def _file_sha256(path: Path) -> str:
+    resolved = path.resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(resolved, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def weights_sha256(folders: dict[str, Path], length: int = 16) -> str:
+    """Short sha256 over every weight file (*.safetensors, *.bin) under the named folders, by relative path."""
+    digest = hashlib.sha256()
+    for label, folder in sorted(folders.items()):
+        files = sorted(
+            p for p in folder.rglob("*")
+            if p.suffix in _WEIGHT_SUFFIXES and p.is_file() and ".cache" not in p.relative_to(folder).parts
+        )
+        for file in files:
+            digest.update(f"{label}/{file.relative_to(folder).as_posix()}\0{_file_sha256(file)}\n".encode())
+        if not files:
+            raise EmbedderUnavailable(f"no weight files ({', '.join(_WEIGHT_SUFFIXES)}) under {str(folder)!r}")
+    return digest.hexdigest()[:length]
+
+
+def _pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _sentence_transformer_modules():
+    # sentence-transformers 6 moved the modules; older releases (e.g. on the GPU image) still have `models`.
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
+    return Transformer, Pooling
+
+
+def _build_model(spec: EmbedderSpec, folder: Path, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    if spec.pooling == "model_default":
+        # What the folder defines (modules.json), or sentence-transformers' automatic mean pooling for a
+        # plain HF checkpoint: exactly how the harness loads allenai/specter2_base.
+        model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+    else:
+        # An explicit pooling replaces the folder's own module stack (Pooling, Dense, Normalize) by
+        # Transformer + Pooling; we L2-normalise in encode() anyway.
+        transformer_cls, pooling_cls = _sentence_transformer_modules()
+        transformer = transformer_cls(str(folder), max_seq_length=spec.max_seq_length)
+        pooling = pooling_cls(transformer.get_embedding_dimension(), pooling_mode=spec.pooling)
+        model = SentenceTransformer(modules=[transformer, pooling], device=device)
+    if spec.max_seq_length is not None:
+        model.max_seq_length = spec.max_seq_length
+    model.eval()
+    return model
+
+
+def _attach_adapter(spec: EmbedderSpec, model) -> Path:
+    """Load a (SPECTER2 proximity) adapter into the transformer and activate it; returns the adapter folder."""
+    try:
+        import adapters
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"embedder {spec.name!r}: adapter {spec.adapter!r} needs the `adapters` package (`pip install adapters`)"
+        ) from exc
+    local = Path(spec.adapter).expanduser()
+    folder = local if local.is_dir() else _from_hub_cache(spec.adapter, None, spec, key="adapter")[0]
+    auto_model = model[0].auto_model
+    adapters.init(auto_model)
+    auto_model.load_adapter(str(folder), load_as="proximity", set_active=True)
+    return folder
+
+
+def _pooling_mode(model) -> str:
+    for module in model:
+        config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
+        if "pooling_mode" in config:
+            return str(config["pooling_mode"])
+    raise EmbedderUnavailable("the loaded model has no Pooling module; set `pooling: mean|cls` in the embedder spec")
+
+
+@dataclass
+class Embedder:
+    """A loaded sentence embedder: `.identity` pins what it computes, `.encode` returns unit float32 rows."""
+
+    spec: EmbedderSpec
+    model: Any
+    identity: dict[str, Any]
+    location: str  # where the weights were found (machine-specific, so not part of the identity)
+    device: str
+    dimension: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dimension = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings (len(texts) x dim), batched by spec.batch_size."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        try:
+            emb = self.model.encode(
+                list(texts), batch_size=self.spec.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - an encode failure must stop scoring, with its cause
+            raise EmbedderUnavailable(
+                f"embedder {self.spec.name!r} failed to encode: {type(exc).__name__}: {exc}"
+            ) from exc
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.shape != (len(texts), self.dimension) or not np.isfinite(emb).all():
+            raise EmbedderUnavailable(f"embedder {self.spec.name!r} returned unusable embeddings of shape {emb.shape}")
+        return emb
+
+
+def load_embedder(spec: EmbedderSpec) -> Embedder:
+    """Load the embedder from spec.path, spec.package or the local hub cache; raise EmbedderUnavailable otherwise."""
+    folder, location, hub_commit = _resolve_dir(spec)
+    folders = {"model": folder}
+    try:
+        device = _pick_device(spec.device)
+        model = _build_model(spec, folder, device)
+        if spec.adapter is not None:
+            folders["adapter"] = _attach_adapter(spec, model)
+    except EmbedderUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must name its cause
+        raise EmbedderUnavailable(
+            f"embedder {spec.name!r}: loading {str(folder)!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    identity = {
+        "model_id": spec.model_id,
+        "revision": spec.revision if spec.revision is not None else hub_commit,
+        "weights_sha256": weights_sha256(folders),
+        "pooling": _pooling_mode(model),
+        "adapter": spec.adapter,
+        "max_seq_length": int(model.max_seq_length) if model.max_seq_length is not None else None,
+    }
+    return Embedder(spec=spec, model=model, identity=identity, location=location, device=device)
+
+
+def sanity_probe(embedder: Embedder, max_unrelated: float = 0.5, min_identical: float = 0.99) -> dict[str, float]:
+    """Identical texts (separate calls) must agree > min_identical; an unrelated pair must stay < max_unrelated."""
+    first = embedder.encode([_PROBE_TEXT, _PROBE_UNRELATED])
+    # A separate call with another batch composition catches non-determinism (e.g. dropout left on).
+    again = embedder.encode([_PROBE_TEXT])
+    identical = float(cosine(first[:1], again)[0, 0])
+    unrelated = float(cosine(first[:1], first[1:])[0, 0])
+    result = {"identical_cosine": identical, "unrelated_cosine": unrelated,
+              "min_identical": min_identical, "max_unrelated": max_unrelated}
+    if not identical > min_identical:
+        raise SanityProbeFailed(f"embedder {embedder.spec.name!r}: identical texts have cosine {identical:.4f} "
+                                f"<= {min_identical}: the model is not deterministic or not loaded properly")
+    if not unrelated < max_unrelated:
+        raise SanityProbeFailed(f"embedder {embedder.spec.name!r}: unrelated texts have cosine {unrelated:.4f} "
+                                f">= {max_unrelated}: it does not discriminate content (BENCHMARK W1)")
+    return result
+
+
+@dataclass(frozen=True)
+class LexicalSimilarity:
+    """Upstream Jaccard matcher; only for MatcherSpec.method == 'lexical', never a fallback for a failed embedder."""
+
+    spec: MatcherSpec
+
+    def __post_init__(self) -> None:
+        if self.spec.method != "lexical":
+            raise ValueError(f"matcher {self.spec.name!r} is {self.spec.method!r}; Jaccard never substitutes for it")
+
+    @property
+    def effective_threshold(self) -> float:
+        """Configured threshold x 0.3, as upstream."""
+        return self.spec.effective_threshold
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The lexical matcher's identity (with hash)."""
+        return self.spec.identity()
+
+    def similarity(self, generated: list[str], reference: list[str]) -> np.ndarray:
+        """Jaccard matrix (len(generated) x len(reference))."""
+        return jaccard_matrix(generated, reference)

@@ -1,0 +1,14 @@
+"""Concern generation: request/result types, backends (transformers, vLLM, OpenAI-compatible) and the resumable runner.
+
+Backends are imported lazily by make_backend: torch, vllm and HTTP code load only for the backend in use.
+"""
+
+from bioreview_assets.ml.generation.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    SamplingSpec,
+    make_backend,
+)
+
+__all__ = ["Backend", "GenerationRequest", "GenerationResult", "SamplingSpec", "make_backend"]

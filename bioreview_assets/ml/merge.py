@@ -1,0 +1,48 @@
+"""Merge a LoRA adapter into an unquantised copy of its base model, for serving (merged_model asset)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from bioreview_assets.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
+    """LoRA merged into a bf16 (fp32 on CPU) copy of the base, saved with the tokenizer; the folder appears atomically.
+
+    The base is loaded unquantised even when the adapter was trained on NF4 weights (QLoRA): serving engines want
+    plain weights, and the difference this makes is the NF4 rounding of the base, recorded in merge_meta.json.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bioreview_assets.ml.models import resolve_base_model
+    from bioreview_assets.ml.training import replace_dir
+
+    out_dir = Path(out_dir)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    base_path = resolve_base_model(cfg)
+    device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype, device_map=device_map)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    merged.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    meta = {
+        "base_model": str(base_path),
+        "adapter_dir": str(adapter_dir),
+        "dtype": str(dtype).removeprefix("torch."),
+        "trained_on_quantization": cfg.training.quantization,
+    }
+    (tmp / "merge_meta.json").write_text(json.dumps(meta, indent=2))
+    replace_dir(tmp, out_dir)
+    log.info("merged %s into %s -> %s (%s)", adapter_dir, base_path, out_dir, meta["dtype"])
+    return out_dir

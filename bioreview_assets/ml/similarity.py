@@ -1,0 +1,56 @@
+"""Similarity functions for post-processing and ensembles, from a named matcher config (cached embeddings)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import numpy as np
+
+from bioreview_assets import settings
+from bioreview_assets.store.artifacts import ArtifactStore
+
+SimilarityFn = Callable[[list[str], list[str]], np.ndarray]
+
+
+@functools.lru_cache(maxsize=4)
+def matcher_embedder(matcher_name: str):
+    """The loaded, sanity-probed embedder of a matcher (fails closed: EmbedderUnavailable)."""
+    from bioreview_assets.ml.embedders import load_embedder, sanity_probe
+
+    spec = settings.load_matcher(matcher_name)
+    if spec.method != "embedding":
+        raise ValueError(f"matcher {matcher_name!r} has no embedder (method {spec.method!r})")
+    embedder = load_embedder(spec.embedder)
+    sanity_probe(embedder)
+    return embedder
+
+
+def embedding_cache():
+    """The embedding cache under the storage root (shared by scoring, dedup and ensembles)."""
+    from bioreview_assets.store.embedding_cache import EmbeddingCache
+
+    return EmbeddingCache(ArtifactStore().url("embedding_cache"))
+
+
+def cached_encoder(matcher_name: str) -> Callable[[list[str]], np.ndarray]:
+    """encode(texts) through the cache for the matcher's embedder."""
+    embedder, cache = matcher_embedder(matcher_name), embedding_cache()
+    return lambda texts: cache.encode(embedder, list(texts))
+
+
+def similarity_fn(matcher_name: str) -> SimilarityFn:
+    """Cosine similarity matrix between two lists of texts, with the matcher's embedder."""
+    spec = settings.load_matcher(matcher_name)
+    if spec.method == "lexical":
+        from bioreview_assets.ml.embedders import LexicalSimilarity
+
+        return LexicalSimilarity(spec).similarity
+    encode = cached_encoder(matcher_name)
+
+    def similarity(left: list[str], right: list[str]) -> np.ndarray:
+        if not left or not right:
+            return np.zeros((len(left), len(right)), dtype=np.float32)
+        return encode(left) @ encode(right).T
+
+    return similarity

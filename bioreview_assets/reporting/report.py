@@ -1,0 +1,131 @@
+"""The leaderboard report: tables, plots, error analysis; written under <storage>/reports/ (asset and CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from bioreview_assets import settings
+from bioreview_assets.reporting.plots import leaderboard_png
+from bioreview_assets.reporting.tables import breakdown, leaderboard, markdown, matcher_comparison
+from bioreview_assets.store.artifacts import ArtifactStore
+
+REPORT_DIR = ("reports",)
+# Reference figures (PIPELINE.md §7.1, v3 test, 981 articles, frozen SPECTER2 matcher). Different split, matcher and
+# prompt from anything scored here: shown for orientation, never ranked against our rows.
+REFERENCE_V3_TEST = [
+    {"system": "reference 8B+9B union ensemble", "f1": 0.7038, "recall": 0.6946, "precision": 0.7132},
+    {"system": "reference Qwen3.5-9B dedup+cap20", "f1": 0.6213, "recall": 0.4975, "precision": 0.8270},
+    {"system": "reference Qwen3-8B dedup+cap20", "f1": 0.5567, "recall": 0.4092, "precision": 0.8706},
+]
+
+
+@dataclass
+class Report:
+    leaderboard: pl.DataFrame
+    matchers: pl.DataFrame
+    per_source: pl.DataFrame
+    per_category: pl.DataFrame
+    failure_modes: pl.DataFrame
+    zero_recall: pl.DataFrame
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def load_scores(store: ArtifactStore) -> pl.DataFrame:
+    paths = store.glob("scores/*/*/scores.parquet")
+    if not paths:
+        raise FileNotFoundError(f"no scores under {store.root}/scores: materialise some scores partitions first")
+    return pl.concat([pl.read_parquet(store.fs.open(p, "rb").read()) for p in paths], how="diagonal_relaxed")
+
+
+def _metrics_by_partition(store: ArtifactStore, matcher: str) -> dict[tuple[str, str], dict]:
+    out = {}
+    for path in store.glob("scores/*/*/metrics.json"):
+        system, split = path.split("/")[-3:-1]
+        out[(system, split)] = store.read_json("scores", system, split, "metrics.json")[matcher]
+    return out
+
+
+def failure_modes(store: ArtifactStore) -> pl.DataFrame:
+    """Parse outcomes per model x split from the stored generations (errors, loops, unparsable, empty)."""
+    frames = []
+    for path in store.glob("generations/*/*/generations.parquet"):
+        model, split = path.split("/")[-3:-1]
+        table = pl.read_parquet(store.fs.open(path, "rb").read())
+        frames.append(table.group_by("parse_method").len().with_columns(
+            pl.lit(model).alias("model"), pl.lit(split).alias("split")))
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames).pivot(on="parse_method", index=["model", "split"], values="len").fill_null(0)
+
+
+def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3) -> pl.DataFrame:
+    """Articles where a system matched none of the reference concerns, with their GT count and output size."""
+    paths = store.glob("scores/*/*/articles.parquet")
+    if not paths:
+        return pl.DataFrame()
+    table = pl.concat([pl.read_parquet(store.fs.open(p, "rb").read()) for p in paths], how="diagonal_relaxed")
+    return (
+        table.filter((pl.col("matcher") == matcher) & (pl.col("n_gt") > 0) & (pl.col("n_matched") == 0))
+        .sort(["system", "split", "n_gt"], descending=[False, False, True])
+        .group_by(["system", "split"], maintain_order=True).head(per_system)
+        .select("system", "split", "article_id", "source", "n_gt", "n_tool", "in_output")
+    )
+
+
+def build_report(store: ArtifactStore | None = None) -> Report:
+    """Everything the report shows, from stored artefacts only."""
+    store = store or ArtifactStore()
+    matcher = settings.load_project().default_matcher
+    scores = load_scores(store)
+    metrics = _metrics_by_partition(store, matcher)
+    return Report(
+        leaderboard=leaderboard(scores, matcher),
+        matchers=matcher_comparison(scores),
+        per_source=breakdown(metrics, "per_source_micro", "source"),
+        per_category=breakdown(metrics, "per_category_micro", "category"),
+        failure_modes=failure_modes(store),
+        zero_recall=zero_recall_examples(store, matcher),
+    )
+
+
+def render_markdown(report: Report, matcher_identity: str) -> str:
+    """The whole report as one markdown document."""
+    parts = [
+        "# bioreview leaderboard",
+        f"Matcher: `{matcher_identity}`. Micro F1 over every article of the split (missing articles count with zero "
+        "concerns). `null_f1`: the same concerns scored against another article of the same source; "
+        "`count_oracle_f1`: F1 if min(#generated, #reference) pairs matched per article. A system whose F1 is "
+        "close to its null F1 is rewarded for its concern count, not its content.",
+    ]
+    for split in report.leaderboard["split"].unique(maintain_order=True).to_list():
+        parts += [f"## {split}", markdown(report.leaderboard.filter(pl.col("split") == split))]
+    parts += ["## F1 by matcher", markdown(report.matchers)]
+    parts += ["## Per source (micro)", markdown(report.per_source)]
+    parts += ["## Per category (micro, reference-side attribution)", markdown(report.per_category)]
+    parts += ["## Failure modes (generations)", markdown(report.failure_modes)]
+    parts += ["## Zero-recall articles (examples)", markdown(report.zero_recall)]
+    parts += [
+        "## Reference figures (PIPELINE.md §7.1) — not comparable",
+        "v3 test split (981 articles), frozen SPECTER2 matcher, a different prompt: shown for orientation only; "
+        "they are never ranked with the rows above (different split hash).",
+        markdown(pl.DataFrame(REFERENCE_V3_TEST)),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(store: ArtifactStore | None = None) -> Report:
+    """Build the report and write markdown, JSON and PNG files under <storage>/reports/."""
+    store = store or ArtifactStore()
+    report = build_report(store)
+    matcher = settings.load_project().default_matcher
+    identity = report.leaderboard.height and load_scores(store).filter(pl.col("matcher") == matcher)["matcher_id"][0]
+    report.files["markdown"] = store.write_bytes(
+        render_markdown(report, f"{matcher} ({identity})").encode(), *REPORT_DIR, "leaderboard.md")
+    report.files["json"] = store.write_bytes(report.leaderboard.write_json().encode(), *REPORT_DIR, "leaderboard.json")
+    for split in report.leaderboard["split"].unique().to_list():
+        rows = report.leaderboard.filter(pl.col("split") == split).to_dicts()
+        report.files[f"plot_{split}"] = store.write_bytes(
+            leaderboard_png(rows, f"{split} ({matcher})"), *REPORT_DIR, f"leaderboard_{split}.png")
+    return report

@@ -1,0 +1,62 @@
+"""Leaderboard and breakdown tables from the stored score rows (polars in, markdown out)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+LEADERBOARD_COLUMNS = [
+    "system", "split", "f1", "f1_ci_lo", "f1_ci_hi", "recall", "precision", "recall_major",
+    "null_f1", "count_oracle_f1", "concerns_per_article", "articles_in_output", "n_articles",
+]
+
+
+def leaderboard(scores: pl.DataFrame, matcher: str) -> pl.DataFrame:
+    """One row per system x split under one matcher, ranked by F1 within split, with the val->test delta."""
+    table = scores.filter(pl.col("matcher") == matcher)
+    if table["matcher_id"].n_unique() > 1:
+        # Two configurations under one name (a config edited without re-scoring everything): never mix them.
+        raise ValueError(f"matcher {matcher!r} has several identities in the stored scores; re-score stale partitions")
+    delta = (
+        table.filter(pl.col("split").is_in(["val", "test"]))
+        .pivot(on="split", index="system", values="f1")
+        .select("system", (pl.col("test") - pl.col("val")).alias("test_minus_val_f1"))
+        if {"val", "test"} <= set(table["split"].to_list())
+        else pl.DataFrame({"system": [], "test_minus_val_f1": []}, schema={"system": pl.String,
+                                                                         "test_minus_val_f1": pl.Float64})
+    )
+    return (
+        table.select(LEADERBOARD_COLUMNS)
+        .join(delta, on="system", how="left")
+        .sort(["split", "f1"], descending=[False, True])
+    )
+
+
+def matcher_comparison(scores: pl.DataFrame) -> pl.DataFrame:
+    """F1 of every system x split under every matcher, side by side (the matcher identity is in the column name)."""
+    return scores.pivot(on="matcher", index=["system", "split"], values="f1").sort(["split", "system"])
+
+
+def markdown(frame: pl.DataFrame, digits: int = 3) -> str:
+    """A GitHub markdown table (floats rounded)."""
+    if frame.is_empty():
+        return "_no rows_"
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    lines = [header, rule]
+    for row in frame.iter_rows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown(metrics_by_partition: dict[tuple[str, str], dict], key: str, label: str) -> pl.DataFrame:
+    """Per-source or per-category micro metrics of every system x split (key: per_source_micro | per_category_micro)."""
+    rows = []
+    for (system, split), metrics in metrics_by_partition.items():
+        for group, values in (metrics.get(key) or {}).items():
+            rows.append({"system": system, "split": split, label: group,
+                         **{k: values.get(k) for k in ("n_gt", "n_tool", "n_matched")},
+                         "recall": values.get("recall", values.get("recall_micro")),
+                         "precision": values.get("precision", values.get("precision_micro")),
+                         "f1": values.get("f1", values.get("f1_micro"))})
+    return pl.DataFrame(rows, infer_schema_length=None).sort(["split", "system", label]) if rows else pl.DataFrame()

@@ -1,0 +1,60 @@
+"""The DuckDB catalog: views over the parquet partitions, so GPU pods never fight over one writer lock."""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+from bioreview_assets.store.artifacts import ArtifactStore
+
+CATALOG_FILE = "bioreview.duckdb"
+# view name -> glob under the storage root. Views resolve the glob at query time: a new partition is visible
+# without touching the database file again.
+VIEWS = {
+    "articles": "benchmark/*/articles.parquet",
+    "gt_concerns": "benchmark/*/gt_concerns.parquet",
+    "generations": "generations/*/*/generations.parquet",
+    "generated_concerns": "concerns/*/*/concerns.parquet",
+    "scores": "scores/*/*/scores.parquet",
+    "article_scores": "scores/*/*/articles.parquet",
+    "matches": "scores/*/*/matches.parquet",
+}
+
+
+def catalog_path(store: ArtifactStore) -> str:
+    return store.path(CATALOG_FILE)
+
+
+def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
+    """(Re)create the views that have data; retried while another process holds the file lock."""
+    statements = []
+    for view, pattern in VIEWS.items():
+        if store.glob(pattern):
+            source = f"read_parquet('{store.url(pattern)}', union_by_name = true, filename = true)"
+            statements.append(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
+    for attempt in range(attempts):
+        try:
+            with duckdb.connect(catalog_path(store)) as con:
+                for statement in statements:
+                    con.execute(statement)
+            return [s.split()[4] for s in statements]
+        except duckdb.IOException as err:  # "Could not set lock on file": another pod is refreshing right now
+            if "lock" not in str(err).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    return []
+
+
+def query_table(sql: str, max_rows: int = 50, store: ArtifactStore | None = None) -> str:
+    """Run SQL against the catalog (read-only) and format the result as a text table."""
+    store = store or ArtifactStore()
+    path = catalog_path(store)
+    if not store.exists(CATALOG_FILE):
+        raise FileNotFoundError(f"no DuckDB catalog at {path}: materialise some scores first (`make demo`)")
+    with duckdb.connect(path, read_only=True) as con:
+        frame = con.sql(sql).pl()
+    import polars as pl
+
+    with pl.Config(tbl_rows=max_rows, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
+        return str(frame)

@@ -1,0 +1,73 @@
+"""The post-processed concerns of a system x split: one parquet row per concern, plus the covered articles."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.layout import concerns_dir
+
+SCHEMA = {
+    "system": pl.String,
+    "split": pl.String,
+    "article_id": pl.String,
+    "source": pl.String,
+    "idx": pl.Int32,
+    "text": pl.String,
+    "category": pl.String,
+    "severity": pl.String,
+    "category_valid": pl.Boolean,
+    "severity_valid": pl.Boolean,
+    "members": pl.List(pl.String),
+}
+
+
+def write_concerns(
+    store: ArtifactStore,
+    system: str,
+    split: str,
+    by_article: Mapping[str, Sequence[Any]],
+    sources: Mapping[str, str],
+    meta: dict,
+) -> str:
+    """Write concerns (GeneratedConcern or EnsembleConcern) and meta.json (covered article ids, counts)."""
+    rows = []
+    for article_id, concerns in by_article.items():
+        for idx, concern in enumerate(concerns):
+            generated = GeneratedConcern.of(concern.text, concern.category, concern.severity)
+            rows.append({
+                "system": system,
+                "split": split,
+                "article_id": article_id,
+                "source": sources[article_id],
+                "idx": idx,
+                "text": concern.text,
+                "category": concern.category,
+                "severity": concern.severity,
+                "category_valid": generated.category_valid,
+                "severity_valid": generated.severity_valid,
+                "members": list(getattr(concern, "members", (system,))),
+            })
+    folder = concerns_dir(system, split)
+    path = store.write_parquet(pl.DataFrame(rows, schema=SCHEMA), *folder, "concerns.parquet")
+    written_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.write_json({**meta, "written_at": written_at, "covered_articles": list(by_article)}, *folder, "meta.json")
+    return path
+
+
+def read_concerns(store: ArtifactStore, system: str, split: str) -> dict[str, list[GeneratedConcern]]:
+    """Concerns per covered article (articles covered with zero concerns map to an empty list)."""
+    folder = concerns_dir(system, split)
+    if not store.exists(*folder, "meta.json"):
+        raise FileNotFoundError(f"concerns of system {system!r} on {split!r} are not materialised under {store.root}")
+    meta = store.read_json(*folder, "meta.json")
+    out: dict[str, list[GeneratedConcern]] = {aid: [] for aid in meta["covered_articles"]}
+    frame = store.read_parquet(*folder, "concerns.parquet").sort(["article_id", "idx"])
+    for row in frame.iter_rows(named=True):
+        out[row["article_id"]].append(GeneratedConcern.of(row["text"], row["category"], row["severity"]))
+    return out

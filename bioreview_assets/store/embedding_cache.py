@@ -1,0 +1,126 @@
+"""Content-addressed embedding cache on a local folder or fsspec URL, safe for concurrent writers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bioreview_assets.core.matcher_spec import short_hash
+
+_SHARD_GLOB = "*.parquet"
+# Partial files never match _SHARD_GLOB, so a reader cannot see a half-written shard.
+_PARTIAL_SUFFIX = ".parquet.partial"
+
+
+class SupportsEncode(Protocol):
+    """What the cache needs from an embedder: a stable identity and an encode function."""
+
+    identity: dict[str, Any]
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def text_key(text: str) -> str:
+    """sha256 of the UTF-8 text: the per-text cache key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings keyed by (embedder identity hash, text sha256), stored as append-only parquet shards."""
+
+    def __init__(self, root: str, shard_rows: int = 8192) -> None:
+        if shard_rows < 1:
+            raise ValueError("shard_rows must be >= 1")
+        self.root = root
+        self.shard_rows = shard_rows
+        self.fs, self._root_path = fsspec.core.url_to_fs(root)
+        self.hits = 0  # unique texts served from the cache
+        self.misses = 0  # unique texts that had to be embedded
+        self._vectors: dict[str, dict[str, np.ndarray]] = {}
+        self._loaded_shards: dict[str, set[str]] = {}
+
+    def folder(self, identity: dict[str, Any]) -> str:
+        """Shard folder of one embedder identity."""
+        return f"{self._root_path.rstrip('/')}/{short_hash(identity)}"
+
+    def encode(self, embedder: SupportsEncode, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of `texts` in order; only unique texts missing from the cache are embedded and stored."""
+        folder = self.folder(embedder.identity)
+        vectors = self._refresh(folder)
+        keys = [text_key(t) for t in texts]
+        unique: dict[str, str] = {}
+        for key, text in zip(keys, texts):
+            unique.setdefault(key, text)
+        missing = {key: text for key, text in unique.items() if key not in vectors}
+        self.hits += len(unique) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            self._ensure_identity_file(folder, embedder.identity)
+            items = list(missing.items())
+            for start in range(0, len(items), self.shard_rows):
+                chunk = items[start:start + self.shard_rows]
+                emb = np.asarray(embedder.encode([t for _, t in chunk]), dtype=np.float32)
+                if emb.ndim != 2 or emb.shape[0] != len(chunk):
+                    raise ValueError(f"embedder returned shape {emb.shape} for {len(chunk)} texts")
+                self._write_shard(folder, [k for k, _ in chunk], emb)
+                for (key, _), row in zip(chunk, emb):
+                    vectors[key] = row
+        if not keys:
+            return np.asarray(embedder.encode([]), dtype=np.float32)
+        return np.stack([vectors[k] for k in keys])
+
+    def _refresh(self, folder: str) -> dict[str, np.ndarray]:
+        # Pick up shards written since the last call, by this or another process.
+        vectors = self._vectors.setdefault(folder, {})
+        loaded = self._loaded_shards.setdefault(folder, set())
+        paths = sorted(self.fs.glob(f"{folder}/{_SHARD_GLOB}")) if self.fs.exists(folder) else []
+        for path in paths:
+            if path in loaded:
+                continue
+            with self.fs.open(path, "rb") as handle:
+                table = pq.read_table(handle)
+            column = table.column("embedding").combine_chunks()
+            dim = column.type.list_size
+            matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+            for key, row in zip(table.column("key").to_pylist(), matrix):
+                # First shard (by name) wins, so every reader settles on the same vector for a text.
+                vectors.setdefault(key, row)
+            loaded.add(path)
+        return vectors
+
+    def _write_shard(self, folder: str, keys: list[str], emb: np.ndarray) -> None:
+        dim = emb.shape[1]
+        table = pa.table({
+            "key": pa.array(keys, type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float32()), dim),
+        })
+        name = uuid.uuid4().hex
+        final = f"{folder}/{name}.parquet"
+        self._atomic_write(f"{folder}/.{name}{_PARTIAL_SUFFIX}", final, lambda h: pq.write_table(table, h))
+        self._loaded_shards[folder].add(final)
+
+    def _ensure_identity_file(self, folder: str, identity: dict[str, Any]) -> None:
+        # Human-readable record of what the hashed folder name stands for.
+        path = f"{folder}/identity.json"
+        if not self.fs.exists(path):
+            body = json.dumps(identity, sort_keys=True, indent=2).encode("utf-8")
+            self._atomic_write(f"{folder}/.identity-{uuid.uuid4().hex}.json.partial", path, lambda h: h.write(body))
+
+    def _atomic_write(self, temp: str, final: str, write) -> None:
+        self.fs.makedirs(_parent(final), exist_ok=True)
+        with self.fs.open(temp, "wb") as handle:
+            write(handle)
+        self.fs.mv(temp, final)
+
+
+def _parent(path: str) -> str:
+    """Parent of a '/'-separated fsspec path."""
+    return path.rsplit("/", 1)[0]

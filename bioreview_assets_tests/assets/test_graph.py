@@ -1,0 +1,133 @@
+"""The whole graph in-process on the tiny model, with a crafted 'oracle' system standing in for the second model."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from bioreview_assets.assets.generation import PromptMismatch, parsed_columns
+from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
+from bioreview_assets.definitions import build_assets, build_resources
+from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.catalog import query_table
+from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
+
+ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
+
+
+def _key(**dims):
+    return dg.MultiPartitionKey(dims)
+
+
+def _run(instance, asset, partition):
+    result = dg.materialize(build_assets(), selection=[asset], partition_key=partition, instance=instance,
+                            resources=build_resources())
+    assert result.success, asset
+    return result
+
+
+def _write_oracle_generations(store: ArtifactStore, split: str) -> None:
+    rows = []
+    for article in read_articles(store, split):
+        kept = filter_article(article, HARNESS_POLICY).kept
+        text = json.dumps([{"text": c.text, "category": c.category, "severity": c.severity} for c in kept])
+        rows.append({"article_id": article.id, "text": text, "prompt_tokens": 0, "completion_tokens": 0,
+                     "seconds": 0.0, "error": None, "attempt": 1, "prompt_hash": "oracle"})
+    table = parsed_columns(pl.DataFrame(rows, schema_overrides={"error": pl.String}))
+    sources = {a.id: a.source for a in read_articles(store, split)}
+    table = table.with_columns(pl.col("article_id").replace_strict(sources).alias("source"))
+    store.write_parquet(table, *generations_dir(ORACLE, split), "generations.parquet")
+
+
+@pytest.fixture(scope="module")
+def graph(_isolated_roots):
+    instance = dg.DagsterInstance.ephemeral()
+    for split in ("train", "val", "test"):
+        _run(instance, "benchmark_split", split)
+    for split in ("train", "val"):
+        _run(instance, "sft_corpus", _key(model="tiny-random", split=split))
+    results = {"adapter": _run(instance, "adapter", "tiny-random")}
+    _run(instance, "merged_model", "tiny-random")
+    results["generations"] = _run(instance, "generations", _key(model="tiny-random", split="val"))
+    store = ArtifactStore()
+    _write_oracle_generations(store, "val")
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25"):
+        _run(instance, "concerns", _key(system=system, split="val"))
+    _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union"):
+        results[f"scores:{system}"] = _run(instance, "scores", _key(system=system, split="val"))
+    results["leaderboard"] = _run(instance, "leaderboard", None)
+    return instance, store, results
+
+
+def _metadata(result):
+    return {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
+
+
+def test_adapter_metadata_shows_training_facts(graph):
+    meta = _metadata(graph[2]["adapter"])
+    assert meta["global_step"] >= 1 and meta["trainable_params"] > 0
+    assert "attention" in json.dumps(meta["lora_wrapped_modules"]) or meta["lora_wrapped_modules"]
+    assert meta["loss_curve"].startswith("![train/val loss](data:image/png;base64,")
+
+
+def test_generations_are_parsed_and_checked(graph):
+    result = graph[2]["generations"]
+    meta = _metadata(result)
+    assert meta["articles"] == 12  # max_articles of the tiny config
+    assert {c.check_name for c in result.get_asset_check_evaluations()} == {"parse_failure_rate",
+                                                                           "no_failed_generations"}
+
+
+def test_oracle_scores_perfectly_and_the_matcher_discriminates(graph):
+    result = graph[2][f"scores:{ORACLE}"]
+    meta = _metadata(result)
+    assert meta["f1"] == pytest.approx(1.0) and meta["recall"] == pytest.approx(1.0)
+    assert meta["null_f1"] < 0.5
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "matcher_discriminates" and check.passed
+
+
+def test_bm25_sits_between_the_random_model_and_the_oracle(graph):
+    f1 = {s: _metadata(graph[2][f"scores:{s}"])["f1"] for s in ("tiny-random", "bm25", ORACLE)}
+    assert f1["tiny-random"] < f1["bm25"] < f1[ORACLE]
+
+
+def test_ensemble_is_capped_like_a_single_model(graph):
+    store = graph[1]
+    table = store.read_parquet("concerns", "embedded-union", "val", "concerns.parquet")
+    assert table.group_by("article_id").len()["len"].max() <= 20
+    assert set(table["members"].explode().unique().to_list()) <= {ORACLE, "tiny-random"}
+
+
+def test_leaderboard_reconciles_with_score_rows_and_sql(graph):
+    store = graph[1]
+    board = pl.read_json(store.read_bytes("reports", "leaderboard.json"))
+    scores = pl.read_parquet(store.read_bytes("scores", "bm25", "val", "scores.parquet"))
+    row = board.filter((pl.col("system") == "bm25") & (pl.col("split") == "val")).row(0, named=True)
+    expected = scores.filter(pl.col("matcher") == "minilm").row(0, named=True)
+    assert row["f1"] == pytest.approx(expected["f1"])
+    # Micro F1 recomputed from the per-article rows equals the leaderboard's.
+    articles = pl.read_parquet(store.read_bytes("scores", "bm25", "val", "articles.parquet")).filter(
+        pl.col("matcher") == "minilm")
+    matched, gt, tool = articles["n_matched"].sum(), articles["n_gt"].sum(), articles["n_tool"].sum()
+    assert row["recall"] == pytest.approx(matched / gt) and row["precision"] == pytest.approx(matched / tool)
+    text = query_table("SELECT system, count(*) AS n FROM matches WHERE matched GROUP BY system ORDER BY system")
+    assert "bm25" in text and ORACLE in text
+    assert (store.path("reports", "leaderboard_val.png")).endswith(".png")
+
+
+def test_prompt_hash_mismatch_is_refused(graph):
+    instance, store, _ = graph
+    meta_path = store.path(*adapter_dir("tiny-random"), "adapter_meta.json")
+    original = store.read_json(*adapter_dir("tiny-random"), "adapter_meta.json")
+    try:
+        store.write_json({**original, "prompt_hash": "0000"}, *adapter_dir("tiny-random"), "adapter_meta.json")
+        with pytest.raises(Exception) as err:
+            dg.materialize(build_assets(), selection=["generations"], partition_key=_key(model="tiny-random",
+                           split="test"), instance=instance, resources=build_resources())
+        assert PromptMismatch.__name__ in str(err.value) or "prompt hash" in str(err.value)
+    finally:
+        store.write_json(original, *adapter_dir("tiny-random"), "adapter_meta.json")
+    assert meta_path.endswith("adapter_meta.json")

