@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("baseline", "ours-noliger", "ours", "ours-sac", "ours-cudnn", "ours-bf16")
+VARIANTS = ("baseline", "ours-plain", "ours-fused", "ours-fused-sac", "ours-fused-offload", "ours", "ours-bf16")
 
 
 def model_config(tiny: bool):
@@ -253,31 +253,6 @@ def training_config(args, *, nf4: bool, liger: str):
     )
 
 
-def selective_checkpointing():
-    """A callback switching each layer's checkpoint to trl's SAC policy (save attention outputs, recompute the rest).
-
-    trl's own switch (gradient_checkpointing_kwargs={"selective": True}) wraps gradient_checkpointing_enable, which
-    transformers 5.24's Trainer no longer calls (activation_checkpointing_enable), so it is set on the layers here,
-    after the trainer enabled checkpointing.
-    """
-    from functools import partial
-
-    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
-    from transformers import TrainerCallback
-    from trl.models.selective_activation_checkpointing import _aten_attention_ops, _build_policy_fn
-
-    context_fn = partial(create_selective_checkpoint_contexts, _build_policy_fn(_aten_attention_ops()))
-
-    class SelectiveCheckpointing(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
-            assert layers, "checkpointing is not on"
-            for layer in layers:
-                layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False, context_fn=context_fn)
-
-    return SelectiveCheckpointing()
-
-
 @contextlib.contextmanager
 def prefer_cudnn_attention():
     """SDPA tries cuDNN attention first (then FlashAttention-2)."""
@@ -287,33 +262,53 @@ def prefer_cudnn_attention():
         yield
 
 
-def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
-    """The train_adapter step: build_trainer (SFTTrainer, fused LM head, no upcast) on a model prepared like ours."""
-    from bioreview_assets.ml.training import build_trainer
-    from bioreview_assets.ml.training_speed import apply_liger, check_no_upcast, prepare_for_kbit_free
+# variant -> (quantised base, liger, fused LoRA forward, selective checkpointing, activation offloading);
+# None = train_adapter's own policy (training_speed.use_selective_checkpointing / use_activation_offloading)
+OURS = {
+    "ours-noliger": (True, "off", False, False, False),
+    "ours-plain": (True, "auto", False, False, False),
+    "ours-fused": (True, "auto", True, False, False),
+    "ours-fused-sac": (True, "auto", True, True, False),
+    "ours-fused-offload": (True, "auto", True, False, True),
+    "ours": (True, "auto", True, None, None),
+    "ours-cudnn": (True, "auto", True, None, None),
+    "ours-bf16": (False, "auto", True, None, None),
+}
 
-    nf4 = variant != "ours-bf16"
-    liger = "off" if variant == "ours-noliger" else "auto"
+
+def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
+    """train_adapter's step: build_trainer (SFTTrainer, fused LM head, no upcast) on a model prepared like ours."""
+    from bioreview_assets.ml.training import build_trainer
+    from bioreview_assets.ml.training_speed import (
+        apply_liger,
+        check_no_upcast,
+        fused_lora_forward,
+        prepare_for_kbit_free,
+    )
+
+    nf4, liger, fused, selective, offload = OURS[variant]
     training = training_config(args, nf4=nf4, liger=liger)
     model = build_model(config, nf4=nf4)
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)
     check_no_upcast(model, compute_dtype())
     timer = step_timer()
-    callbacks = [timer] + ([selective_checkpointing()] if variant == "ours-sac" else [])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [],
-                                Path(tmp), callbacks=callbacks)
+        trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [], Path(tmp),
+                                callbacks=[timer], selective_checkpointing=selective, activation_offloading=offload)
         reset_memory()
         attention = prefer_cudnn_attention() if variant == "ours-cudnn" else contextlib.nullcontext()
-        with attention:
+        lora = fused_lora_forward(trainer.model) if fused else contextlib.nullcontext()
+        with attention, lora:
             trainer.train()
-        result = summarise(variant, timer.times, args.seq, args.warmup, {
-            "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
-            "optim": str(trainer.args.optim),
-        })
-        if profile:
-            with attention:
+            result = summarise(variant, timer.times, args.seq, args.warmup, {
+                "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
+                "optim": str(trainer.args.optim), "fused_lora": fused,
+                "selective_checkpointing": any(type(c).__name__ == "SelectiveCheckpointing"
+                                               for c in trainer.callback_handler.callbacks),
+                "activation_offloading": trainer.args.activation_offloading,
+            })
+            if profile:
                 result["profile"] = profile_step(trainer, rows[0])
     del trainer, model
     reset_memory()
@@ -321,35 +316,34 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
 
 
 def profile_step(trainer, features) -> list[dict]:
-    """CUDA time by kernel family for one more training step of the same trainer."""
+    """Device time by kernel family (kernels only) for one more training step of the same trainer."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    if not torch.cuda.is_available():
+        return []
     batch = trainer.data_collator([features.as_row()])
-    batch = {k: v.to(device()) for k, v in batch.items()}
-    model = trainer.model
-    model.train()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=torch.cuda.is_available()):
-            loss = trainer.compute_loss(model, batch)
-        loss.backward()
+    trainer.model.train()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        trainer.training_step(trainer.model, batch)
         sync()
-    model.zero_grad(set_to_none=True)
+    trainer.model.zero_grad(set_to_none=True)
     families: dict[str, float] = {}
     kernels: dict[str, float] = {}
     for event in prof.key_averages():
-        device_us = getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0)
-        if device_us <= 0 or not torch.cuda.is_available():
+        if event.device_type != DeviceType.CUDA:  # CPU-side op events repeat their kernels' time
             continue
+        device_us = getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0)
         kernels[event.key] = kernels.get(event.key, 0) + device_us
-        families[kernel_family(event.key)] = families.get(kernel_family(event.key), 0) + device_us
+        family = kernel_family(event.key)
+        families[family] = families.get(family, 0) + device_us
     total = sum(families.values()) or 1
-    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:15]
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:12]
     return [
         {"family": name, "ms": round(us / 1000, 1), "share": round(us / total, 3)}
         for name, us in sorted(families.items(), key=lambda kv: -kv[1])
-    ] + [{"kernel": name[:90], "ms": round(us / 1000, 1)} for name, us in top]
+    ] + [{"kernel": name[:100], "ms": round(us / 1000, 1)} for name, us in top]
 
 
 def kernel_family(name: str) -> str:
@@ -358,8 +352,8 @@ def kernel_family(name: str) -> str:
         ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
         ("nf4 dequant", ("dequant", "kdequantize")),
         ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "matmul", "splitk")),
+        ("memcpy (offload, casts)", ("memcpy", "copy", "cast")),
         ("triton (liger / trl lm head)", ("triton", "liger", "_kernel")),
-        ("copy/cast", ("copy", "cast", "to_copy")),
     )
     for family, needles in rules:
         if any(needle in lowered for needle in needles):

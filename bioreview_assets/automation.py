@@ -62,5 +62,49 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     )
 
 
+def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
+    """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring."""
+    from bioreview_assets.assets.scoring import score_inputs_signature
+    from bioreview_assets.settings import stable_hash
+
+    stale = []
+    for path in store.glob("scores/*/*/signature.json"):
+        system, split = path.split("/")[-3:-1]
+        stored = store.read_json("scores", system, split, "signature.json")
+        try:
+            current = score_inputs_signature(store, system, split)
+        except FileNotFoundError:  # its concerns or split are gone: nothing to re-score against
+            continue
+        changed = sorted(key for key in current if current[key] != stored.get(key))
+        if changed:
+            stale.append((system, split, changed, stable_hash(current)))
+    return stale
+
+
+@dg.schedule(
+    cron_schedule="0 4 * * *",
+    target=["scores"],
+    default_status=(
+        dg.DefaultScheduleStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s"
+        else dg.DefaultScheduleStatus.STOPPED
+    ),
+)
+def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
+    """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns) changed."""
+    from bioreview_assets.store.artifacts import ArtifactStore
+
+    stale = stale_score_partitions(ArtifactStore())
+    if not stale:
+        return dg.SkipReason("every score partition is up to date")
+    return [
+        dg.RunRequest(
+            run_key=f"rescore:{system}:{split}:{inputs_hash}",  # one run per new input state, however many ticks
+            partition_key=dg.MultiPartitionKey({"system": system, "split": split}),
+            tags={"bioreview/stale_inputs": ",".join(changed)},
+        )
+        for system, split, changed, inputs_hash in stale
+    ]
+
+
 SENSORS = [benchmark_split_sensor]
-SCHEDULES: list[dg.ScheduleDefinition] = []  # the scores re-evaluation schedule goes here
+SCHEDULES = [rescore_stale_schedule]

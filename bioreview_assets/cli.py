@@ -1,4 +1,4 @@
-"""`bioreview` command: demo, sample-data, sql (thin wrappers over the same code the assets use)."""
+"""`bioreview` command: demo, sample-data, sql, report, score (thin wrappers over the code the assets use)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,34 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bioreview_assets.reporting.report import write_report
+
+    report = write_report()
+    for name, path in report.files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from bioreview_assets import settings
+    from bioreview_assets.assets.scoring import article_refs, score_with_matcher
+    from bioreview_assets.core.benchmark import parse_split
+    from bioreview_assets.core.predictions import read_predictions
+    from bioreview_assets.store.benchmark_source import split_file
+
+    loaded = parse_split(args.split, split_file(args.split).read(), settings.load_project().max_bad_row_fraction)
+    predictions = read_predictions(Path(args.predictions).read_text().splitlines())
+    result = score_with_matcher(args.matcher or settings.load_project().default_matcher,
+                                article_refs(loaded.articles), predictions, args.bootstrap)
+    keys = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
+            "n_articles", "n_gt", "n_tool", "n_matched", "matcher_id")
+    print(json.dumps({k: result.metrics[k] for k in keys} | {"ci": result.metrics.get("ci")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bioreview", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
     sql.set_defaults(func=_cmd_sql)
+    report = sub.add_parser("report", help="write the leaderboard report (markdown, JSON, PNG) under <storage>/reports")
+    report.set_defaults(func=_cmd_report)
+    score = sub.add_parser("score", help="score a predictions JSONL ({article_id, concerns}) against a split")
+    score.add_argument("--predictions", required=True)
+    score.add_argument("--split", default="val", choices=["train", "val", "test"])
+    score.add_argument("--matcher", default=None, help="a configs/matchers/ name (default: the project's)")
+    score.add_argument("--bootstrap", type=int, default=1000)
+    score.set_defaults(func=_cmd_score)
     return parser
 
 

@@ -28,7 +28,7 @@ def demo_systems() -> list[System]:
     model_systems = [s for s in all_systems() if s.kind == "model" and s.model in project.demo_models]
     names = {s.name for s in model_systems}
     ensembles = [s for s in all_systems() if s.kind == "ensemble"
-                 and set(settings.load_ensemble(s.name).members) <= names]
+                 and set(settings.load_ensemble(s.ensemble).members) <= names]
     return model_systems + [s for s in all_systems() if s.kind == "baseline"] + ensembles
 
 

@@ -16,6 +16,7 @@ from bioreview_assets.core.schema import SPLITS
 
 SPLIT_DIM, MODEL_DIM, SYSTEM_DIM = "split", "model", "system"
 POLICY_SEPARATOR = "~"
+COUNT_BASELINE = "single-at-count"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class System:
     kind: str  # model | ensemble | baseline
     model: str | None = None
     policy: str | None = None
+    ensemble: str | None = None  # for an ensemble's count baseline: the ensemble it is compared with
 
 
 def model_system_name(model: str, policy: str) -> str:
@@ -41,7 +43,10 @@ def all_systems() -> list[System]:
         for model in settings.all_model_names()
         for policy in project.postprocess
     ]
-    systems += [System(name, "ensemble") for name in project.ensembles]
+    for name in project.ensembles:
+        systems.append(System(name, "ensemble", ensemble=name))
+        # "The single model at the ensemble's concern count": so an ensemble win is not just "more concerns" (W3).
+        systems.append(System(f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}", "ensemble", ensemble=name))
     systems += [System(name, "baseline") for name in project.baselines]
     return systems
 
@@ -130,8 +135,10 @@ def members_to_ensemble_mapping() -> dg.MultiPartitionMapping:
     """concerns[member x split] -> ensemble_concerns[ensemble x split]."""
     by_member: dict[str, set[str]] = {}
     for name in settings.load_project().ensembles:
-        for member in settings.load_ensemble(name).members:
-            by_member.setdefault(member, set()).add(name)
+        cfg = settings.load_ensemble(name)
+        for member in cfg.members:
+            by_member.setdefault(member, set()).update({name, f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}"})
+        by_member.setdefault(cfg.count_baseline_source(), set()).add(f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}")
     return _per_dimension(dg.StaticPartitionMapping(by_member), SYSTEM_DIM)
 
 

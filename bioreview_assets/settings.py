@@ -160,6 +160,12 @@ class EnsembleConfig(_Strict):
     cap: int | None = 20
     selection: Literal["first", "severity_first", "category_diverse"] = "first"
     matcher: str | None = None  # embedder used for cross-model matching (defaults to the project matcher)
+    # The count baseline `<ensemble>~single-at-count` takes this system's concerns, cut per article to the
+    # ensemble's concern count. Default: the first (highest-priority) member.
+    count_baseline: str | None = None
+
+    def count_baseline_source(self) -> str:
+        return self.count_baseline or self.members[0]
 
 
 class SweepConfig(_Strict):

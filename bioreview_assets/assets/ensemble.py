@@ -5,7 +5,14 @@ import dagster as dg
 from bioreview_assets import settings
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
-from bioreview_assets.partitions import SPLIT_DIM, SYSTEM_DIM, ensemble_partitions, keys, members_to_ensemble_mapping
+from bioreview_assets.partitions import (
+    SPLIT_DIM,
+    SYSTEM_DIM,
+    ensemble_partitions,
+    keys,
+    members_to_ensemble_mapping,
+    system_by_name,
+)
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
@@ -18,11 +25,12 @@ from bioreview_assets.store.layout import read_articles
     kinds={"python", "parquet"},
 )
 def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Union/vote of member systems' concerns (no transitive chaining), capped like a single model."""
+    """Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its count baseline."""
     from bioreview_assets.ml.similarity import similarity_fn
 
     part = keys(context)
-    name, split = part[SYSTEM_DIM], part[SPLIT_DIM]
+    system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
+    name = system.ensemble
     cfg = settings.load_ensemble(name)
     store = storage.store()
     sources = {a.id: a.source for a in read_articles(store, split)}
@@ -38,11 +46,14 @@ def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResourc
         before_cap += len(merged)
         by_article[article_id] = select(merged, cfg.cap, cfg.selection)
     n_members = {m: sum(len(v) for v in c.values()) for m, c in members.items()}
+    meta = {"kind": "ensemble", "config": cfg.model_dump(), "member_concerns": n_members, "after_merge": before_cap}
+    if system.name != name:
+        by_article = at_ensemble_count(read_concerns(store, cfg.count_baseline_source(), split), by_article)
+        meta.update(kind="ensemble_count_baseline", source_system=cfg.count_baseline_source())
     n_out = sum(len(v) for v in by_article.values())
-    meta = {"kind": "ensemble", "config": cfg.model_dump(), "member_concerns": n_members,
-            "after_merge": before_cap, "n_concerns": n_out}
-    path = write_concerns(store, name, split, by_article, sources, meta)
-    votes = [c.votes for v in by_article.values() for c in v]
+    meta["n_concerns"] = n_out
+    path = write_concerns(store, system.name, split, by_article, sources, meta, produced_by=meta.get("source_system"))
+    votes = [getattr(c, "votes", 1) for v in by_article.values() for c in v]
     return dg.MaterializeResult(
         metadata={
             "members": dg.MetadataValue.json(n_members),
@@ -53,3 +64,8 @@ def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResourc
             "path": path,
         }
     )
+
+
+def at_ensemble_count(single: dict, ensemble: dict) -> dict:
+    """The single system's concerns, first N per article where N is the ensemble's count for that article."""
+    return {aid: single.get(aid, [])[: len(kept)] for aid, kept in ensemble.items()}

@@ -31,8 +31,12 @@ from bioreview_assets.ml.training_speed import (
     check_no_upcast,
     compute_dtype,
     cuda_available,
+    fused_lora_forward,
     keep_nf4_training_layout_on_cpu,
     prepare_for_kbit_free,
+    selective_checkpointing_callback,
+    use_activation_offloading,
+    use_selective_checkpointing,
 )
 from bioreview_assets.settings import ModelConfig, TrainingConfig
 
@@ -134,9 +138,10 @@ def run_training(
     )
     if cuda_available():
         torch.cuda.reset_peak_memory_stats()
-    train_or_restore(trainer, resume.path)
-    if eval_features and not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
-        trainer.evaluate()  # the final adapter gets a val loss even when the last step was not a save step
+    with fused_lora_forward(trainer.model):
+        train_or_restore(trainer, resume.path)
+        if eval_features and not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
+            trainer.evaluate()  # the final adapter gets a val loss even when the last step was not a save step
 
     save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     meta = adapter_meta(
@@ -283,9 +288,22 @@ def build_trainer(
     checkpoints: Path,
     *,
     callbacks: list | None = None,
+    selective_checkpointing: bool | None = None,
+    activation_offloading: bool | None = None,
     sft_overrides: dict | None = None,
 ):
-    """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA (sft_overrides: benchmarks)."""
+    """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA.
+
+    selective_checkpointing / activation_offloading: None = the GPU policy of training_speed (benchmarks set them).
+    """
+    if selective_checkpointing is None:
+        selective_checkpointing = use_selective_checkpointing(training)
+    if activation_offloading is None:
+        activation_offloading = use_activation_offloading(training)
+    callbacks = list(callbacks or [])
+    if selective_checkpointing:
+        callbacks.append(selective_checkpointing_callback())
+    overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
@@ -293,12 +311,12 @@ def build_trainer(
     eval_ds = Dataset.from_list([f.as_row() for f in eval_features]) if eval_features else None
     trainer = _trainer_class()(
         model=model,
-        args=sft_config(training, checkpoints, has_eval=eval_ds is not None, **(sft_overrides or {})),
+        args=sft_config(training, checkpoints, has_eval=eval_ds is not None, **overrides),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=lora_config(training),
-        callbacks=callbacks or [],
+        callbacks=callbacks,
     )
     # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
     trainer.remove_callback(PrinterCallback)
@@ -610,6 +628,9 @@ def adapter_meta(
         "liger_kernels": liger,
         "fused_lm_head": "trl chunked log-probs (no full logits)",
         "gradient_checkpointing": trainer.args.gradient_checkpointing,
+        "selective_checkpointing": any(type(cb).__name__ == "SelectiveCheckpointing" for cb in trainer.callback_handler.callbacks),
+        "activation_offloading": trainer.args.activation_offloading,
+        "fused_lora_forward": True,
         "packing": cfg.training.packing,
         "optim": trainer.args.optim.value if hasattr(trainer.args.optim, "value") else str(trainer.args.optim),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -34,8 +34,9 @@ def write_concerns(
     by_article: Mapping[str, Sequence[Any]],
     sources: Mapping[str, str],
     meta: dict,
+    produced_by: str | None = None,
 ) -> str:
-    """Write concerns (GeneratedConcern or EnsembleConcern) and meta.json (covered article ids, counts)."""
+    """Write concerns (GeneratedConcern or EnsembleConcern) and meta.json; `produced_by` names a single source system."""
     rows = []
     for article_id, concerns in by_article.items():
         for idx, concern in enumerate(concerns):
@@ -51,7 +52,7 @@ def write_concerns(
                 "severity": concern.severity,
                 "category_valid": generated.category_valid,
                 "severity_valid": generated.severity_valid,
-                "members": list(getattr(concern, "members", (system,))),
+                "members": list(getattr(concern, "members", (produced_by or system,))),
             })
     folder = concerns_dir(system, split)
     path = store.write_parquet(pl.DataFrame(rows, schema=SCHEMA), *folder, "concerns.parquet")

@@ -55,7 +55,9 @@ def graph(_isolated_roots):
     for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25"):
         _run(instance, "concerns", _key(system=system, split="val"))
     _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
-    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union"):
+    _run(instance, "ensemble_concerns", _key(system="embedded-union~single-at-count", split="val"))
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
+                   "embedded-union~single-at-count"):
         results[f"scores:{system}"] = _run(instance, "scores", _key(system=system, split="val"))
     results["leaderboard"] = _run(instance, "leaderboard", None)
     return instance, store, results
@@ -99,6 +101,12 @@ def test_ensemble_is_capped_like_a_single_model(graph):
     table = store.read_parquet("concerns", "embedded-union", "val", "concerns.parquet")
     assert table.group_by("article_id").len()["len"].max() <= 20
     assert set(table["members"].explode().unique().to_list()) <= {ORACLE, "tiny-random"}
+    # The count baseline: the first member's concerns, never more per article than the ensemble emitted.
+    single = store.read_parquet("concerns", "embedded-union~single-at-count", "val", "concerns.parquet")
+    counts = table.group_by("article_id").len().join(single.group_by("article_id").len(), on="article_id",
+                                                      how="left", suffix="_single").fill_null(0)
+    assert (counts["len_single"] <= counts["len"]).all() and single.height > 0
+    assert set(single["members"].explode().unique().to_list()) == {ORACLE}
 
 
 def test_leaderboard_reconciles_with_score_rows_and_sql(graph):
@@ -131,3 +139,45 @@ def test_prompt_hash_mismatch_is_refused(graph):
     finally:
         store.write_json(original, *adapter_dir("tiny-random"), "adapter_meta.json")
     assert meta_path.endswith("adapter_meta.json")
+
+
+def test_stale_scores_are_detected_and_scheduled(graph, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from bioreview_assets import settings
+    from bioreview_assets.automation import rescore_stale_schedule, stale_score_partitions
+
+    instance, store, _ = graph
+    assert stale_score_partitions(store) == []
+    from bioreview_assets.definitions import defs
+
+    repo = defs.get_repository_def()
+    context = dg.build_schedule_context(instance=instance, repository_def=repo)
+    assert isinstance(rescore_stale_schedule.evaluate_tick(context).skip_message, str)
+
+    configs = tmp_path / "configs"
+    shutil.copytree(settings.configs_dir(), configs)
+    matcher = yaml.safe_load((configs / "matchers" / "minilm.yaml").read_text())
+    (configs / "matchers" / "minilm.yaml").write_text(yaml.safe_dump({**matcher, "threshold": 0.7}))
+    monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
+    settings.clear_caches()
+    try:
+        stale = stale_score_partitions(store)
+        assert {(system, split) for system, split, _, _ in stale} == {
+            (s, "val") for s in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
+                                 "embedded-union~single-at-count")}
+        assert all(changed == ["matchers"] for _, _, changed, _ in stale)
+        requests = rescore_stale_schedule.evaluate_tick(
+            dg.build_schedule_context(instance=instance, repository_def=repo)).run_requests
+        assert len(requests) == 6 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
+    finally:
+        monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
+        settings.clear_caches()
+    meta = store.read_json("benchmark", "val", "meta.json")
+    store.write_json({**meta, "content_hash": "changed"}, "benchmark", "val", "meta.json")
+    try:
+        assert {tuple(c) for _, _, c, _ in stale_score_partitions(store)} == {("split_hash",)}
+    finally:
+        store.write_json(meta, "benchmark", "val", "meta.json")

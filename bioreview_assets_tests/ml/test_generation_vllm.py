@@ -106,6 +106,18 @@ def test_explicit_interpreter_must_exist(monkeypatch, tmp_path) -> None:
         VLLMBackend(tmp_path, None, SPEC)
 
 
+def test_named_interpreter_wins_over_an_importable_vllm(monkeypatch, tmp_path) -> None:
+    """The GPU image names its vLLM venv; that choice must not be overridden by a stray vllm in the main venv."""
+    fake = tmp_path / "python"
+    fake.write_text("")
+    monkeypatch.setenv("BIOREVIEW_VLLM_PYTHON", str(fake))
+    monkeypatch.setattr(vllm_backend, "vllm_in_process", lambda: True)
+    backend = VLLMBackend(tmp_path, None, SPEC)
+    assert backend.python == fake and backend.describe()["mode"] == "subprocess"
+    monkeypatch.delenv("BIOREVIEW_VLLM_PYTHON")
+    assert VLLMBackend(tmp_path, None, SPEC).describe()["mode"] == "in_process"
+
+
 def test_worker_crash_becomes_per_article_errors(tmp_path) -> None:
     """A worker that dies (here: an interpreter that exits 3 at once) fails every article with the log tail."""
     fake = tmp_path / "python"

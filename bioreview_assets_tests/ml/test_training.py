@@ -377,3 +377,34 @@ def test_loss_curve_png():
     empty = loss_curve_png({"train": [], "val": []})
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and empty.startswith(b"\x89PNG")
     assert len(png) > len(empty)  # the curves were drawn
+
+
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_fused_lora_forward_matches_peft(tiny_env, quantization):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from bioreview_assets.ml.models import resolve_base_model
+    from bioreview_assets.ml.training import load_training_model
+    from bioreview_assets.ml.training_speed import fused_lora_forward
+
+    cfg = tiny_cfg(quantization=quantization)
+    base = load_training_model(cfg, resolve_base_model(cfg))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)  # B != 0
+    model = get_peft_model(base, lora).train()
+    ids = torch.tensor([list(range(5, 69))])
+
+    def loss_and_grads():
+        loss = model(input_ids=ids, labels=ids).loss
+        grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+        return loss, grads
+
+    reference_loss, reference_grads = loss_and_grads()
+    with fused_lora_forward(model) as patched:
+        fused_loss, fused_grads = loss_and_grads()
+    assert patched == 14  # 7 projections x 2 layers
+    assert not any("forward" in vars(m) for m in model.modules())  # peft's forward is back
+    tolerance = dict(atol=1e-5, rtol=1e-4) if quantization == "none" else dict(atol=2e-3, rtol=2e-2)
+    torch.testing.assert_close(fused_loss, reference_loss, **tolerance)
+    for fused, reference in zip(fused_grads, reference_grads):
+        torch.testing.assert_close(fused, reference, **tolerance)
