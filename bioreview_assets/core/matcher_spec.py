@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bioreview_assets.core.matching import JACCARD_THRESHOLD_SCALE, LEXICAL_TOKEN_RE
 
 # Keys of a loaded embedder's identity that must agree with the spec that asked for it.
-_EMBEDDER_IDENTITY_KEYS = ("model_id", "revision", "weights_sha256", "pooling", "adapter", "max_seq_length")
+_EMBEDDER_IDENTITY_KEYS = ("model_id", "revision", "weights_sha256", "pooling", "adapter", "max_seq_length", "dtype")
 
 
 def short_hash(payload: Any, length: int = 12) -> str:
@@ -35,6 +35,8 @@ class EmbedderSpec(BaseModel):
     pooling: Literal["mean", "cls", "model_default"] = "model_default"
     adapter: str | None = None
     max_seq_length: int | None = Field(default=None, gt=0)
+    # bfloat16 is ~1.8x faster on CPUs with avx512_bf16 and moves cosines by ~1e-3: part of the identity.
+    dtype: Literal["float32", "bfloat16"] = "float32"
     device: str = "auto"
     batch_size: int = Field(default=64, gt=0)
 
@@ -49,6 +51,7 @@ class EmbedderSpec(BaseModel):
             "pooling": self.pooling,
             "adapter": self.adapter,
             "max_seq_length": self.max_seq_length,
+            "dtype": self.dtype,
         }
         return {**body, "hash": short_hash(body)}
 
@@ -121,6 +124,8 @@ class MatcherSpec(BaseModel):
             raise ValueError(f"embedder identity model_id {loaded.get('model_id')!r} != spec {declared.model_id!r}")
         if declared.pooling != "model_default" and loaded.get("pooling") != declared.pooling:
             raise ValueError(f"embedder identity pooling {loaded.get('pooling')!r} != spec {declared.pooling!r}")
+        if loaded.get("dtype", "float32") != declared.dtype:
+            raise ValueError(f"embedder identity dtype {loaded.get('dtype')!r} != spec {declared.dtype!r}")
         if declared.revision is not None and loaded.get("revision") != declared.revision:
             raise ValueError(f"embedder identity revision {loaded.get('revision')!r} != spec {declared.revision!r}")
         return {"kind": declared.kind, **{key: loaded.get(key) for key in _EMBEDDER_IDENTITY_KEYS}}

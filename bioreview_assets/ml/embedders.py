@@ -150,6 +150,10 @@ def _build_model(spec: EmbedderSpec, folder: Path, device: str):
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
     if spec.max_seq_length is not None:
         model.max_seq_length = spec.max_seq_length
+    if spec.dtype == "bfloat16":
+        import torch
+
+        model = model.to(torch.bfloat16)
     model.eval()
     return model
 
@@ -206,6 +210,8 @@ class Embedder:
                 f"embedder {self.spec.name!r} failed to encode: {type(exc).__name__}: {exc}"
             ) from exc
         emb = np.asarray(emb, dtype=np.float32)
+        # Normalise again in float32: a bfloat16 model's own normalisation leaves norms ~4e-3 off 1.
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         if emb.shape != (len(texts), self.dimension) or not np.isfinite(emb).all():
             raise EmbedderUnavailable(f"embedder {self.spec.name!r} returned unusable embeddings of shape {emb.shape}")
         return emb
@@ -233,6 +239,7 @@ def load_embedder(spec: EmbedderSpec) -> Embedder:
         "pooling": _pooling_mode(model),
         "adapter": spec.adapter,
         "max_seq_length": int(model.max_seq_length) if model.max_seq_length is not None else None,
+        "dtype": spec.dtype,
     }
     return Embedder(spec=spec, model=model, identity=identity, location=location, device=device)
 

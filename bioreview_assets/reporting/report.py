@@ -8,7 +8,7 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.reporting.plots import leaderboard_png
-from bioreview_assets.reporting.tables import breakdown, leaderboard, markdown, matcher_comparison
+from bioreview_assets.reporting.tables import breakdown, leaderboard, markdown, matcher_comparison, probe_table
 from bioreview_assets.store.artifacts import ArtifactStore
 
 REPORT_DIR = ("reports",)
@@ -104,6 +104,8 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
     parts += ["## F1 by matcher", markdown(report.matchers)]
     parts += ["## Per source (micro)", markdown(report.per_source)]
     parts += ["## Per category (micro, reference-side attribution)", markdown(report.per_category)]
+    parts += ["## Checkpoint probes (score by step; final = the model's finished adapter)",
+              markdown(probe_table(report.leaderboard))]
     parts += ["## Failure modes (generations)", markdown(report.failure_modes)]
     parts += ["## Zero-recall articles (examples)", markdown(report.zero_recall)]
     parts += [

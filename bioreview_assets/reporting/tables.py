@@ -60,3 +60,21 @@ def breakdown(metrics_by_partition: dict[tuple[str, str], dict], key: str, label
                          "precision": values.get("precision", values.get("precision_micro")),
                          "f1": values.get("f1", values.get("f1_micro"))})
     return pl.DataFrame(rows, infer_schema_length=None).sort(["split", "system", label]) if rows else pl.DataFrame()
+
+
+def probe_table(board: pl.DataFrame) -> pl.DataFrame:
+    """Score by training step: checkpoint probes (`model@stepN`) next to their model's final adapter."""
+    probes = board.filter(pl.col("system").str.contains(r"@step\d+$"))
+    if probes.is_empty():
+        return pl.DataFrame()
+    probes = probes.with_columns(
+        pl.col("system").str.extract(r"^(.*)@step\d+$").alias("model"),
+        pl.col("system").str.extract(r"@step(\d+)$").cast(pl.Int64).alias("step"),
+    )
+    finals = board.filter(pl.col("system").is_in(probes["model"].unique().to_list())).with_columns(
+        pl.col("system").alias("model"), pl.lit(None, dtype=pl.Int64).alias("step"))
+    return (
+        pl.concat([probes, finals], how="diagonal_relaxed")
+        .select("model", "step", "split", "f1", "recall", "precision", "null_f1", "n_articles")
+        .sort(["model", "split", "step"], nulls_last=True)
+    )

@@ -14,6 +14,7 @@ from bioreview_assets.store.catalog import query_table
 from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
+PROBE = "tiny-random@step3"  # checkpoint probe configured in configs/project.yaml
 
 
 def _key(**dims):
@@ -50,14 +51,16 @@ def graph(_isolated_roots):
     results = {"adapter": _run(instance, "adapter", "tiny-random")}
     _run(instance, "merged_model", "tiny-random")
     results["generations"] = _run(instance, "generations", _key(model="tiny-random", split="val"))
+    results["probe"] = _run(instance, "adapter", PROBE)
+    _run(instance, "generations", _key(model=PROBE, split="val"))
     store = ArtifactStore()
     _write_oracle_generations(store, "val")
-    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25"):
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", PROBE):
         _run(instance, "concerns", _key(system=system, split="val"))
     _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
     _run(instance, "ensemble_concerns", _key(system="embedded-union~single-at-count", split="val"))
     for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
-                   "embedded-union~single-at-count"):
+                   "embedded-union~single-at-count", PROBE):
         results[f"scores:{system}"] = _run(instance, "scores", _key(system=system, split="val"))
     results["leaderboard"] = _run(instance, "leaderboard", None)
     return instance, store, results
@@ -72,6 +75,16 @@ def test_adapter_metadata_shows_training_facts(graph):
     assert meta["global_step"] >= 1 and meta["trainable_params"] > 0
     assert "attention" in json.dumps(meta["lora_wrapped_modules"]) or meta["lora_wrapped_modules"]
     assert meta["loss_curve"].startswith("![train/val loss](data:image/png;base64,")
+
+
+def test_checkpoint_probe_generates_from_its_step_and_shows_in_the_report(graph):
+    meta = _metadata(graph[2]["probe"])
+    assert meta["probe_of"] == "tiny-random" and meta["step"] == 3
+    store = graph[1]
+    assert store.read_parquet("generations", PROBE, "val", "generations.parquet").height == 8
+    report = store.read_bytes("reports", "leaderboard.md").decode()
+    probe_section = report.split("## Checkpoint probes")[1].split("##")[0]
+    assert "| tiny-random | 3 | val |" in probe_section and "| tiny-random |  | val |" in probe_section
 
 
 def test_generations_are_parsed_and_checked(graph):
@@ -167,11 +180,11 @@ def test_stale_scores_are_detected_and_scheduled(graph, tmp_path, monkeypatch):
         stale = stale_score_partitions(store)
         assert {(system, split) for system, split, _, _ in stale} == {
             (s, "val") for s in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
-                                 "embedded-union~single-at-count")}
+                                 "embedded-union~single-at-count", PROBE)}
         assert all(changed == ["matchers"] for _, _, changed, _ in stale)
         requests = rescore_stale_schedule.evaluate_tick(
             dg.build_schedule_context(instance=instance, repository_def=repo)).run_requests
-        assert len(requests) == 6 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
+        assert len(requests) == 7 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
         settings.clear_caches()

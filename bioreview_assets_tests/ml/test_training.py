@@ -408,3 +408,33 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
     torch.testing.assert_close(fused_loss, reference_loss, **tolerance)
     for fused, reference in zip(fused_grads, reference_grads):
         torch.testing.assert_close(fused, reference, **tolerance)
+
+
+def test_recompute_stops_before_the_last_base_matmul(trained):
+    from bioreview_assets.ml.training_speed import fused_lora_forward
+
+    run, _, _ = trained
+    model = run.trainer.model
+    layers = model.get_base_model().model.layers
+    calls = {"up": 0, "down": 0}
+    hooks = [
+        hook
+        for layer in layers
+        for hook in (
+            layer.mlp.up_proj.base_layer.register_forward_hook(lambda *_: calls.__setitem__("up", calls["up"] + 1)),
+            layer.mlp.down_proj.base_layer.register_forward_hook(
+                lambda *_: calls.__setitem__("down", calls["down"] + 1)
+            ),
+        )
+    ]
+    try:
+        model.train()
+        batch = run.trainer.data_collator([run.trainer.train_dataset[0]])
+        with fused_lora_forward(model):
+            run.trainer.compute_loss(model, batch).backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.zero_grad()
+    # up_proj: forward + recompute; down_proj (LoRA branch first, NF4 base saves nothing): forward only
+    assert calls == {"up": 2 * len(layers), "down": len(layers)}
