@@ -37,11 +37,12 @@ def demo_plan() -> list[Step]:
     project = settings.load_project()
     steps = [Step(("benchmark_split",), split, f"benchmark_split[{split}]") for split in ("train", "val", "test")]
     for model in project.demo_models:
-        for split in project.corpus_splits:
-            steps.append(Step(("sft_corpus",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
-                              f"sft_corpus[{model}|{split}]"))
-        steps.append(Step(("adapter",), model, f"adapter[{model}]"))
-        steps.append(Step(("merged_model",), model, f"merged_model[{model}]"))
+        if settings.load_model(model).finetune:
+            for split in project.corpus_splits:
+                steps.append(Step(("sft_corpus",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
+                                  f"sft_corpus[{model}|{split}]"))
+            steps.append(Step(("adapter",), model, f"adapter[{model}]"))
+            steps.append(Step(("merged_model",), model, f"merged_model[{model}]"))
         for split in project.eval_splits:
             steps.append(Step(("generations",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
                               f"generations[{model}|{split}]"))

@@ -46,6 +46,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     store = storage.store()
     if cfg.probe_of:
         return probe_checkpoint(store, cfg)
+    if not cfg.finetune:
+        raise ValueError(f"model {model!r} has finetune: false (a base-model or API baseline): there is no adapter "
+                         f"to train; materialise its generations directly")
     train_rows, train_meta = read_corpus_rows(store, model, "train")
     val_rows, val_meta = read_corpus_rows(store, model, "val")
     _, prompt_hash, _ = model_prompt(cfg)
@@ -135,6 +138,8 @@ def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) ->
 
     model = context.partition_key
     cfg = settings.load_model(model)
+    if not cfg.finetune:
+        raise ValueError(f"model {model!r} has finetune: false: there is no adapter to merge")
     store = storage.store()
     adapter_path = store.fetch_dir(*adapter_dir(model)) / "adapter"
     out = store.local_dir(*merged_dir(model))
