@@ -58,8 +58,10 @@ def test_gpu_image_steps_turn_the_lock_into_cuda_torch_and_read_the_vllm_extra(t
     subprocess.run(["bash", "-c", sed], cwd=REPO_ROOT, check=True)
     torch = [line for line in (tmp_path / "lock-gpu.txt").read_text().splitlines() if line.startswith("torch==")]
     assert len(torch) == 1 and re.fullmatch(r"torch==[0-9.]+", torch[0]), torch  # the CUDA build: no +cpu
-    extract = _command("Dockerfile.gpu", "tomllib").replace("/opt/venv/bin/python", sys.executable)
-    subprocess.run(["bash", "-c", extract.replace("/tmp/", f"{tmp_path}/")], cwd=REPO_ROOT, check=True)
+    # /tmp first: the interpreter itself may live under /tmp (a checkout there), and must not be rewritten.
+    extract = _command("Dockerfile.gpu", "tomllib").replace("/tmp/", f"{tmp_path}/")
+    extract = extract.replace("/opt/venv/bin/python", sys.executable)
+    subprocess.run(["bash", "-c", extract], cwd=REPO_ROOT, check=True)
     assert (tmp_path / "vllm-extra.txt").read_text().split() == EXTRAS["vllm"]
 
 
