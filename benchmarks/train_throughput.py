@@ -45,11 +45,11 @@ def model_config(tiny: bool):
     from transformers import Qwen3Config
 
     shape = (
-        dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             intermediate_size=512, vocab_size=2048, head_dim=64)
+        {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 512, "vocab_size": 2048, "head_dim": 64}
         if tiny
-        else dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
-                  intermediate_size=12288, vocab_size=151936, head_dim=128)
+        else {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8,
+                  "intermediate_size": 12288, "vocab_size": 151936, "head_dim": 128}
     )
     config = Qwen3Config(
         **shape, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
@@ -195,7 +195,8 @@ def run_baseline(config, rows, args) -> dict:
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     reset_memory()
-    autocast = torch.autocast(device().type, dtype=torch.bfloat16) if torch.cuda.is_available() else contextlib.nullcontext()
+    cuda = torch.cuda.is_available()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     times = []
     for features in rows[: args.warmup + args.steps]:
         ids = torch.tensor([features.input_ids], device=device())
@@ -375,7 +376,8 @@ def step_flops(config, seq: int) -> float:
 
 def print_table(results: list[dict], config, seq: int) -> None:
     flops = step_flops(config, seq)
-    print(f"\n{'setup':<14} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}")
+    header = f"{'setup':<14} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}"
+    print("\n" + header)
     for r in results:
         if "error" in r:
             print(f"{r['setup']:<14} error: {r['error'][:100]}")
@@ -434,7 +436,7 @@ def main() -> None:
             runner = run_baseline if variant == "baseline" else None
             result = (runner(config, rows, args) if runner
                       else run_ours(config, rows, args, variant, profile=variant == args.profile))
-        except Exception as err:  # one failing setup must not hide the others' figures
+        except Exception as err:  # noqa: BLE001  (one failing setup must not hide the others' figures)
             traceback.print_exc()
             result = {"setup": variant, "error": f"{type(err).__name__}: {err}"}
             reset_memory()

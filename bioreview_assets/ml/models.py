@@ -165,7 +165,12 @@ def _convert_gguf_package(source: BaseModelSource, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=source.gguf_file)
     loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=source.gguf_file)
     # save_pretrained refuses a gguf-loaded model: copy its (dequantised) weights into a fresh model.
-    model = LlamaForCausalLM(loaded.config)
+    config = loaded.config
+    # The weights are dequantised now: a leftover gguf quantization_config would make transformers treat the folder
+    # as packed GGUF (slow cast-per-matmul kernels, and the Trainer refuses to train it).
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out)

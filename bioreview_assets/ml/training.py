@@ -19,12 +19,18 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name, library_versions
-from bioreview_assets.ml.training_features import FeatureStats, Features, featurize_rows, fixed_subset
+from bioreview_assets.ml.training_features import (
+    Features,
+    FeatureStats,
+    featurize_rows,
+    fixed_subset,
+)
 from bioreview_assets.ml.training_speed import (
     apply_liger,
     attn_implementation,
@@ -199,7 +205,11 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
         keep_nf4_training_layout_on_cpu(model)
     check_no_upcast(model, dtype)
     log.info(
-        "loaded %s (%s, %s, attention=%s)", base_path, cfg.training.quantization, dtype, model.config._attn_implementation
+        "loaded %s (%s, %s, attention=%s)",
+        base_path,
+        cfg.training.quantization,
+        dtype,
+        model.config._attn_implementation,
     )
     return model
 
@@ -243,39 +253,39 @@ def sft_config(training: TrainingConfig, checkpoints: Path, *, has_eval: bool, *
     from trl import SFTConfig
 
     cuda = cuda_available()
-    settings = dict(
-        output_dir=str(checkpoints),
-        max_length=training.max_length,
-        packing=training.packing,
-        packing_strategy="bfd",  # padding-free: position_ids restart per row, so packed rows never attend to each other
-        num_train_epochs=training.epochs,
-        max_steps=training.max_steps,
-        per_device_train_batch_size=training.per_device_batch_size,
-        per_device_eval_batch_size=training.per_device_batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        learning_rate=training.learning_rate,
-        lr_scheduler_type=training.lr_scheduler,
-        warmup_steps=training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        weight_decay=training.weight_decay,
-        max_grad_norm=training.max_grad_norm,
-        optim=effective_optim(training),
-        bf16=training.bf16 and cuda,
-        seed=training.seed,
-        logging_steps=training.logging_steps,
-        save_strategy="steps",
-        save_steps=training.save_steps,
-        save_total_limit=training.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=training.save_steps,  # a val loss for every checkpoint (W18)
-        gradient_checkpointing=training.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        use_cpu=not cuda,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_pin_memory=cuda,
-        completion_only_loss=None,  # our labels already carry the completion mask
-        assistant_only_loss=False,
-    )
+    settings = {
+        "output_dir": str(checkpoints),
+        "max_length": training.max_length,
+        "packing": training.packing,
+        "packing_strategy": "bfd",  # padding-free: position_ids restart per row, so packed rows never attend to each other
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps,
+        "per_device_train_batch_size": training.per_device_batch_size,
+        "per_device_eval_batch_size": training.per_device_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.lr_scheduler,
+        "warmup_steps": training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        "weight_decay": training.weight_decay,
+        "max_grad_norm": training.max_grad_norm,
+        "optim": effective_optim(training),
+        "bf16": training.bf16 and cuda,
+        "seed": training.seed,
+        "logging_steps": training.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": training.save_steps,
+        "save_total_limit": training.save_total_limit,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": training.save_steps,  # a val loss for every checkpoint (W18)
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "use_cpu": not cuda,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_pin_memory": cuda,
+        "completion_only_loss": None,  # our labels already carry the completion mask
+        "assistant_only_loss": False,
+    }
     return SFTConfig(**{**settings, **overrides})
 
 
@@ -341,7 +351,7 @@ def _trainer_class():
 
 
 def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool | None = None):
-    """Base model (NF4 when the config trained NF4, unless quantized says otherwise) with the saved adapter, eval mode."""
+    """Base model (NF4 when the config trained NF4, unless `quantized` says otherwise) + the saved adapter, eval mode."""
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -450,6 +460,10 @@ def _check_prompt_hash(rows: list[dict], prompt_hash: str) -> None:
         raise ValueError(f"corpus rows carry prompt hashes {sorted(map(str, other))}, expected {prompt_hash}")
 
 
+def _has_callback(trainer, name: str) -> bool:
+    return any(type(callback).__name__ == name for callback in trainer.callback_handler.callbacks)
+
+
 def _evaluated_at(log_history: list[dict], step: int) -> bool:
     return any("eval_loss" in entry and entry.get("step") == step for entry in log_history)
 
@@ -538,7 +552,7 @@ def save_adapter(model, tokenizer, target: Path) -> None:
 
 
 def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished folder into place, replacing an older one (the old one is gone only once the new one is ready)."""
+    """Move a finished folder into place, replacing an older one (removed only once the new one is in place)."""
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
@@ -628,7 +642,7 @@ def adapter_meta(
         "liger_kernels": liger,
         "fused_lm_head": "trl chunked log-probs (no full logits)",
         "gradient_checkpointing": trainer.args.gradient_checkpointing,
-        "selective_checkpointing": any(type(cb).__name__ == "SelectiveCheckpointing" for cb in trainer.callback_handler.callbacks),
+        "selective_checkpointing": _has_callback(trainer, "SelectiveCheckpointing"),
         "activation_offloading": trainer.args.activation_offloading,
         "fused_lora_forward": True,
         "packing": cfg.training.packing,

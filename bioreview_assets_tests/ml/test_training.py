@@ -25,22 +25,22 @@ def tiny_cfg(**training):
     """The tiny random model with small, fast training settings (independent of configs/ edits)."""
     from bioreview_assets.settings import BaseModelSource, ModelConfig, TrainingConfig
 
-    settings = dict(
-        quantization="nf4",
-        max_length=1024,
-        lora={"r": 8, "alpha": 16, "dropout": 0.0},
-        epochs=1,
-        max_steps=8,
-        per_device_batch_size=1,
-        gradient_accumulation_steps=2,
-        learning_rate=1e-3,
-        optim="adamw_torch",
-        bf16=False,
-        logging_steps=1,
-        save_steps=2,
-        save_total_limit=3,
-        eval_subset=3,
-    )
+    settings = {
+        "quantization": "nf4",
+        "max_length": 1024,
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        "epochs": 1,
+        "max_steps": 8,
+        "per_device_batch_size": 1,
+        "gradient_accumulation_steps": 2,
+        "learning_rate": 1e-3,
+        "optim": "adamw_torch",
+        "bf16": False,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "save_total_limit": 3,
+        "eval_subset": 3,
+    }
     settings.update(training)
     return ModelConfig(
         name="tiny-random", base=BaseModelSource(kind="tiny_random", seed=0), training=TrainingConfig(**settings)
@@ -49,12 +49,12 @@ def tiny_cfg(**training):
 
 def chat_row(article_id: str, *, concerns: int = 1, paper_words: int = 40) -> dict:
     """A corpus row shaped like the corpus asset's (system, user, assistant JSON target)."""
-    words = "the mice were treated with the compound and the response was measured in each cohort".split()
+    words = ["the", "mice", "were", "treated", "with", "the", "compound", "and", "the", "response", "was", "measured", "in", "each", "cohort"]
     paper = " ".join(words[i % len(words)] for i in range(paper_words))
     target = json.dumps(
         [
-            {"text": f"The cohort {article_id} sample size {i} is too small", "category": "design_flaw", "severity": "major"}
-            for i in range(concerns)
+            {"text": f"The cohort {article_id} sample size {i} is too small", "category": "design_flaw", "severity": s}
+            for i, s in zip(range(concerns), ["major", "minor", "optional"] * concerns)
         ],
         separators=(",", ":"),
     )
@@ -282,7 +282,7 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
     recorded["versions"]["transformers"] = "4.40.0"
     marker.write_text(json.dumps(recorded))
     train, val = corpus()
-    kwargs = dict(prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
+    kwargs = {"prompt_hash": PROMPT_HASH, "corpus_hash": CORPUS_HASH}
 
     with pytest.raises(VersionMismatchError, match="transformers 4.40.0 ->"):
         train_adapter(tiny_cfg(), train, val, crashed, **kwargs)
@@ -294,8 +294,8 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
 
 
 def test_checkpoints_of_another_corpus_are_not_resumed(trained, tmp_path):
-    from bioreview_assets.ml.training import prepare_checkpoints, run_identity
     from bioreview_assets.ml.runtime_env import library_versions
+    from bioreview_assets.ml.training import prepare_checkpoints, run_identity
 
     _, out, _ = trained
     shutil.copytree(out / "checkpoints", tmp_path / "checkpoints")
@@ -404,7 +404,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
         fused_loss, fused_grads = loss_and_grads()
     assert patched == 14  # 7 projections x 2 layers
     assert not any("forward" in vars(m) for m in model.modules())  # peft's forward is back
-    tolerance = dict(atol=1e-5, rtol=1e-4) if quantization == "none" else dict(atol=2e-3, rtol=2e-2)
+    tolerance = {"atol": 1e-5, "rtol": 1e-4} if quantization == "none" else {"atol": 2e-3, "rtol": 2e-2}
     torch.testing.assert_close(fused_loss, reference_loss, **tolerance)
     for fused, reference in zip(fused_grads, reference_grads):
         torch.testing.assert_close(fused, reference, **tolerance)

@@ -8,7 +8,12 @@ import pathlib
 
 import pytest
 
-from bioreview_assets_tests.ml.test_training import chat_row, tiny_cache, tiny_cfg, tiny_env  # noqa: F401  (fixtures)
+from bioreview_assets_tests.ml.test_training import (  # noqa: F401  (fixtures)
+    chat_row,
+    tiny_cache,
+    tiny_cfg,
+    tiny_env,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +24,12 @@ def tokenizer(tiny_env):  # noqa: F811
 
 
 def test_supervised_tokens_are_exactly_target_plus_end_token(tokenizer):
-    from bioreview_assets.ml.training_features import IGNORE_INDEX, build_features, check_mask, supervised_text
+    from bioreview_assets.ml.training_features import (
+        IGNORE_INDEX,
+        build_features,
+        check_mask,
+        supervised_text,
+    )
 
     row = chat_row("a1", concerns=3)
     target = row["messages"][-1]["content"]
@@ -35,7 +45,11 @@ def test_supervised_tokens_are_exactly_target_plus_end_token(tokenizer):
 
 
 def test_check_mask_reports_a_shifted_mask(tokenizer):
-    from bioreview_assets.ml.training_features import MaskError, build_features, check_mask
+    from bioreview_assets.ml.training_features import (
+        MaskError,
+        build_features,
+        check_mask,
+    )
 
     row = chat_row("a2")
     features = build_features(tokenizer, row["messages"], max_length=4096)
