@@ -27,13 +27,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from bioreview_assets.core.matching import hungarian_match
 from bioreview_assets.core.parsing import GeneratedConcern
 from bioreview_assets.core.postprocess import SimilarityFn
 
 STRATEGIES: tuple[str, ...] = ("union", "vote")
-_FORBIDDEN_COST = 1e6  # same big-M form as the benchmark's matcher: below-threshold pairs are never wanted
 
 
 @dataclass(frozen=True)
@@ -106,9 +105,8 @@ def _assign(
     if not concerns or not clusters:
         return {}
     linkage = _complete_linkage(concerns, clusters, similarity_fn)
-    cost = np.where(linkage >= threshold, 1.0 - linkage, _FORBIDDEN_COST)
-    rows, cols = linear_sum_assignment(cost)
-    return {int(r): int(c) for r, c in zip(rows, cols) if linkage[r, c] >= threshold}
+    # The scorer's own assignment rule (most above-threshold pairs, then most similarity), not a second copy of it.
+    return {i: j for i, j, _ in hungarian_match(linkage, threshold)}
 
 
 def _complete_linkage(
