@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
+import polars as pl
+
 from bioreview_assets import settings
+from bioreview_assets.reporting.report import REPORT_DIR
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import corpus_dir, read_split_meta
 
@@ -34,7 +39,35 @@ def corpus_summary_lines(store: ArtifactStore) -> list[str]:
     return lines
 
 
+SUMMARY_COLUMNS = ["system", "f1", "f1_ci_lo", "f1_ci_hi", "recall", "precision", "null_f1", "concerns_per_article"]
+
+
+def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
+    """The leaderboard per split (compact columns) and the paths of the full report and its plots."""
+    if not store.exists(*REPORT_DIR, "leaderboard.json"):
+        return ["", "No leaderboard yet: materialise the `leaderboard` asset (or run `bioreview report`)."]
+    board = pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "leaderboard.json")))
+    lines = []
+    for split in ("val", "test"):
+        rows = board.filter(pl.col("split") == split)
+        if rows.is_empty():
+            continue
+        lines += ["", f"Leaderboard, {split} split ({settings.load_project().default_matcher} matcher):",
+                  *("  " + line for line in aligned_table(rows.select(SUMMARY_COLUMNS)))]
+    lines += ["", "Report and plots:"]
+    lines += [f"  {path}" for path in store.glob(*REPORT_DIR, "leaderboard*")]
+    return lines
+
+
+def aligned_table(frame: pl.DataFrame, digits: int = 3) -> list[str]:
+    """Fixed-width text rows for a terminal (floats rounded)."""
+    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.iter_rows()]
+    widths = [max(len(c) for c in column) for column in zip(frame.columns, *cells)]
+    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    return [fmt(frame.columns), *(fmt(row) for row in cells)]
+
+
 def print_demo_summary() -> None:
     store = ArtifactStore()
-    print("\n".join(corpus_summary_lines(store)))
+    print("\n".join(corpus_summary_lines(store) + leaderboard_summary_lines(store)))
     print(f"\nArtefacts under {store.root}")

@@ -27,7 +27,8 @@ def leaderboard(scores: pl.DataFrame, matcher: str) -> pl.DataFrame:
     return (
         table.select(LEADERBOARD_COLUMNS)
         .join(delta, on="system", how="left")
-        .sort(["split", "f1"], descending=[False, True])
+        # System name breaks ties so equal-F1 rows keep one order from run to run.
+        .sort(["split", "f1", "system"], descending=[False, True, False])
     )
 
 

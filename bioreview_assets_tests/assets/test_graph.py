@@ -11,6 +11,7 @@ from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.catalog import query_table
+from bioreview_assets.summary import leaderboard_summary_lines
 from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
@@ -137,6 +138,16 @@ def test_leaderboard_reconciles_with_score_rows_and_sql(graph):
     text = query_table("SELECT system, count(*) AS n FROM matches WHERE matched GROUP BY system ORDER BY system")
     assert "bm25" in text and ORACLE in text
     assert (store.path("reports", "leaderboard_val.png")).endswith(".png")
+
+
+def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
+    store = graph[1]
+    lines = leaderboard_summary_lines(store)
+    header = lines.index("Leaderboard, val split (minilm matcher):")
+    ranked = [line.split()[:2] for line in lines[header + 2:header + 9]]
+    assert ranked[0][1] == "1.000" and [ORACLE, "1.000"] in ranked  # the oracle (and its ensemble) on top
+    assert ranked[-1][1] == "0.000"
+    assert any(line.strip().endswith("reports/leaderboard_val.png") for line in lines)
 
 
 def test_prompt_hash_mismatch_is_refused(graph):
