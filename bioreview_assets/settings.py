@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -94,6 +94,10 @@ class TrainingConfig(_Strict):
     gradient_checkpointing: bool = True
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
+    # GPU memory/speed trade-offs (training_speed.py): keep the attention outputs of this many checkpointed layers
+    # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory.
+    selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
+    activation_offloading: bool = False
 
 
 class GenerationConfig(_Strict):

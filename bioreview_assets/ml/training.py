@@ -41,8 +41,8 @@ from bioreview_assets.ml.training_speed import (
     keep_nf4_training_layout_on_cpu,
     prepare_for_kbit_free,
     selective_checkpointing_callback,
+    selective_checkpointing_layers,
     use_activation_offloading,
-    use_selective_checkpointing,
 )
 from bioreview_assets.settings import ModelConfig, TrainingConfig
 
@@ -298,21 +298,14 @@ def build_trainer(
     checkpoints: Path,
     *,
     callbacks: list | None = None,
-    selective_checkpointing: bool | None = None,
-    activation_offloading: bool | None = None,
     sft_overrides: dict | None = None,
 ):
-    """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA.
-
-    selective_checkpointing / activation_offloading: None = the GPU policy of training_speed (benchmarks set them).
-    """
-    if selective_checkpointing is None:
-        selective_checkpointing = use_selective_checkpointing(training)
-    if activation_offloading is None:
-        activation_offloading = use_activation_offloading(training)
+    """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA."""
+    sac_layers = selective_checkpointing_layers(training)
     callbacks = list(callbacks or [])
-    if selective_checkpointing:
-        callbacks.append(selective_checkpointing_callback())
+    if sac_layers != 0:
+        callbacks.append(selective_checkpointing_callback(sac_layers))
+    activation_offloading = use_activation_offloading(training)
     overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -642,7 +635,8 @@ def adapter_meta(
         "liger_kernels": liger,
         "fused_lm_head": "trl chunked log-probs (no full logits)",
         "gradient_checkpointing": trainer.args.gradient_checkpointing,
-        "selective_checkpointing": _has_callback(trainer, "SelectiveCheckpointing"),
+        "selective_checkpointing_layers": cfg.training.selective_checkpointing_layers
+        if _has_callback(trainer, "SelectiveCheckpointing") else 0,
         "activation_offloading": trainer.args.activation_offloading,
         "fused_lora_forward": True,
         "packing": cfg.training.packing,

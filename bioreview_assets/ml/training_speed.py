@@ -7,13 +7,15 @@ What makes an 8B QLoRA step fit at 16k tokens (ENVIRONMENT.md, GPU figures):
   (16k x 152k) logits are never materialised. This is the fused linear cross-entropy; Liger's own is refused by
   trl because it would replace the same forward;
 * Liger kernels for RMSNorm, RoPE and SwiGLU (fewer saved activations, fewer launches), when installed on a GPU;
-* non-reentrant gradient checkpointing, switched on by the trainer in train mode (selective checkpointing, which
-  keeps attention outputs, is opt-in: faster but over the 16 GiB budget);
+* non-reentrant gradient checkpointing, switched on by the trainer in train mode; selective checkpointing keeps
+  the attention outputs of a configured number of layers (each skips its attention recompute for 128 MiB);
 * LoRA layers whose B projection, scaling and add run as one addmm, and whose last projection per block lets the
   recompute stop before its base matmul (fused_lora_forward).
 
-H100, Qwen3-8B shape, 16k tokens (benchmarks/results/train_throughput_h100.txt): plain PEFT QLoRA 4,545 tok/s and
-46.8 GiB; this step 7,698 tok/s and 15.6 GiB; with selective checkpointing 8,236 tok/s and 21.2 GiB.
+H100, Qwen3-8B shape, 16k tokens, one process per setup (benchmarks/results/train_throughput_h100.txt): plain PEFT
+QLoRA 4,571 tok/s and 46.8 GiB; this step 7,797 tok/s and 13.2 GiB; attention outputs kept in 20 of 36 layers (the
+qwen3-8b config) 8,063 tok/s and 15.7 GiB; in all layers 8,290 tok/s and 17.7 GiB, or 8,008 tok/s and 13.4 GiB with
+the checkpointed inputs offloaded to host memory.
 """
 
 from __future__ import annotations
@@ -245,24 +247,25 @@ def _lora_first_forward(self, x, *args, **kwargs):
 # ------------------------------------------------------------------------------- checkpointing and offloading
 
 
-def use_selective_checkpointing(training: TrainingConfig) -> bool:
-    """Keep attention outputs instead of recomputing them: opt-in (`training.selective_checkpointing`, GPU only).
+def selective_checkpointing_layers(training: TrainingConfig) -> int | None:
+    """How many checkpointed layers keep their attention outputs: 0 = none, None = all (GPU only).
 
-    Measured on an H100 (8B, 16k tokens): +7% tokens/s for +5.6 GiB (a 128 MiB tensor per layer), which breaks the
-    16 GiB budget, so the memory-lean full recomputation is the default. TrainingConfig has no such field yet: the
-    getattr reads it once settings.py grows one.
+    Measured on an H100 (8B, 16k tokens): each layer that keeps its attention output skips the recompute of its
+    attention forward (~3.8 ms) for one 128 MiB tensor held until the backward reaches it.
     """
-    requested = bool(getattr(training, "selective_checkpointing", False))
-    return requested and training.gradient_checkpointing and cuda_available()
+    if not (training.gradient_checkpointing and cuda_available()):
+        return 0
+    layers = training.selective_checkpointing_layers
+    return None if layers == "all" else layers
 
 
 def use_activation_offloading(training: TrainingConfig) -> bool:
-    """trl's activation offloading: opt-in like the above (measured: -1.9 GiB for -2% tokens/s)."""
-    return bool(getattr(training, "activation_offloading", False)) and cuda_available()
+    """trl's activation offloading of the checkpointed layer inputs to pinned host memory (GPU only)."""
+    return training.activation_offloading and cuda_available()
 
 
-def selective_checkpointing_callback():
-    """A TrainerCallback that switches each checkpointed layer to trl's SAC policy once checkpointing is on.
+def selective_checkpointing_callback(n_layers: int | None = None):
+    """A TrainerCallback that switches checkpointed layers (the first n_layers; None = all) to trl's SAC policy.
 
     The policy saves the attention op's outputs and recomputes everything else: the backward then skips the
     attention forward (about 6% of an 8B step at 16k) for one hidden-state-sized tensor per layer. trl's own switch
@@ -285,8 +288,10 @@ def selective_checkpointing_callback():
             layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
             if not layers:
                 raise RuntimeError("selective checkpointing asked for, but no layer has checkpointing on")
-            for layer in layers:
+            chosen = layers if n_layers is None else layers[:n_layers]
+            for layer in chosen:
                 layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False, context_fn=context_fn)
-            log.info("selective activation checkpointing on %d layers (attention outputs kept)", len(layers))
+            log.info("selective activation checkpointing on %d of %d layers (attention outputs kept)",
+                     len(chosen), len(layers))
 
     return SelectiveCheckpointing()

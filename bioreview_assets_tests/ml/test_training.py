@@ -356,6 +356,28 @@ def test_liger_on_is_an_error_without_a_gpu(tiny_env):
         apply_liger(model, "on")
 
 
+def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
+    import torch
+
+    from bioreview_assets.ml.training_speed import selective_checkpointing_callback
+
+    layers = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(4))
+    for layer in layers:
+        layer.gradient_checkpointing = True
+    selective_checkpointing_callback(n_layers=3).on_train_begin(None, None, None, model=layers)
+    assert [hasattr(layer, "_gradient_checkpointing_func") for layer in layers] == [True, True, True, False]
+    with pytest.raises(RuntimeError, match="no layer has checkpointing on"):
+        selective_checkpointing_callback().on_train_begin(None, None, None, model=torch.nn.Linear(2, 2))
+
+
+def test_gpu_memory_trade_offs_are_off_on_cpu(tiny_env):
+    from bioreview_assets.ml.training_speed import selective_checkpointing_layers, use_activation_offloading
+
+    training = tiny_cfg().training.model_copy(update={"selective_checkpointing_layers": "all",
+                                                      "activation_offloading": True})
+    assert selective_checkpointing_layers(training) == 0 and not use_activation_offloading(training)
+
+
 def test_upcast_norms_are_detected(tiny_env):
     import torch
     from transformers import AutoModelForCausalLM
