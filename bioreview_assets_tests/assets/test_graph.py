@@ -1,6 +1,8 @@
 """The whole graph in-process on the tiny model, with a crafted 'oracle' system standing in for the second model."""
 
 import json
+import re
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -138,6 +140,14 @@ def test_leaderboard_reconciles_with_score_rows_and_sql(graph):
     text = query_table("SELECT system, count(*) AS n FROM matches WHERE matched GROUP BY system ORDER BY system")
     assert "bm25" in text and ORACLE in text
     assert (store.path("reports", "leaderboard_val.png")).endswith(".png")
+
+
+def test_every_readme_query_runs_on_the_graph_database(graph):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    queries = [q for q in re.findall(r'bioreview sql "(SELECT.*?)"', readme, re.S) if q != "SELECT ..."]
+    assert len(queries) >= 5
+    for query in queries:
+        assert query_table(query, max_rows=5).startswith("shape: ("), query
 
 
 def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
