@@ -181,7 +181,7 @@ def main() -> None:
         encode_times.append(encode_s)
         warm_times.append(warm_s)
         print(f"  (b) score_split [{args.dtype}], cold EmbeddingCache (one encode call of unique texts, batch "
-              f"{embedder_spec.batch_size}; + null, curve, bootstrap 1000): {cold_s:8.2f} s "
+              f"{embedder.batch_size}; + null, curve, bootstrap 1000): {cold_s:8.2f} s "
               f"(embedding + cache write {encode_s:.2f} s, rest {cold_s - encode_s:.2f} s)")
         print(f"  (b') score_split again, warm cache in a fresh instance ({hits} texts hit): {warm_s:8.2f} s")
     best_base, best_cold, best_warm = min(base_times), min(cold_times), min(warm_times)

@@ -244,6 +244,30 @@ def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
     }
 
 
+def harness_choice_indices(seed: int, n_items: int, n_draws: int) -> np.ndarray:
+    """What `rng = random.Random(seed)` then n_draws x `rng.choice(range(n_items))` returns, computed in bulk.
+
+    choice() draws getrandbits(k) (k = n_items.bit_length(): one 32-bit Mersenne Twister word shifted right by 32-k)
+    until the value is < n_items, so the accepted values of the raw word stream, in order, are exactly the draws.
+    numpy's MT19937 started from Python's state yields that stream ~20x faster than 600,000 choice() calls.
+    """
+    if not 0 < n_items <= 1 << 32:
+        raise ValueError(f"harness_choice_indices needs 1 <= n_items <= 2**32, got {n_items}")
+    state = random.Random(seed).getstate()[1]
+    bit_generator = np.random.MT19937()
+    bit_generator.state = {"bit_generator": "MT19937",
+                           "state": {"key": np.array(state[:624], dtype=np.uint32), "pos": state[624]}}
+    bits = n_items.bit_length()
+    chunks, have = [], 0
+    while have < n_draws:
+        words = bit_generator.random_raw(int((n_draws - have) * (1 << bits) / n_items) + 1024)
+        values = (words >> np.uint64(32 - bits)).astype(np.int64)
+        accepted = values[values < n_items]
+        chunks.append(accepted)
+        have += accepted.size
+    return np.concatenate(chunks)[:n_draws] if chunks else np.zeros(0, dtype=np.int64)
+
+
 def bootstrap_ci(
     article_scores: Sequence[ArticleScore], n: int = 1000, alpha: float = 0.05, seed: int = 42
 ) -> dict:
@@ -253,16 +277,12 @@ def bootstrap_ci(
         raise ValueError("bootstrap_ci needs at least one article")
     if n < 1:
         raise ValueError(f"bootstrap_ci needs n >= 1 resamples, got {n}")
-    rng = random.Random(seed)
-    # rng.choice consumes the generator by len(seq) only, so choosing indices reproduces upstream's draws exactly.
-    indices = list(range(len(scores)))
-    matched = np.array([s.n_matched for s in scores], dtype=np.int64)
-    gt = np.array([s.n_gt for s in scores], dtype=np.int64)
-    tool = np.array([s.n_tool for s in scores], dtype=np.int64)
+    draws = harness_choice_indices(seed, len(scores), n * len(scores)).reshape(n, len(scores))
+    matched = np.array([s.n_matched for s in scores], dtype=np.int64)[draws].sum(axis=1)
+    gt = np.array([s.n_gt for s in scores], dtype=np.int64)[draws].sum(axis=1)
+    tool = np.array([s.n_tool for s in scores], dtype=np.int64)[draws].sum(axis=1)
     recalls, precisions, f1s = [], [], []
-    for _ in range(n):
-        draw = np.array([rng.choice(indices) for _ in indices], dtype=np.int64)
-        m, g, t = int(matched[draw].sum()), int(gt[draw].sum()), int(tool[draw].sum())
+    for m, g, t in zip(matched.tolist(), gt.tolist(), tool.tolist()):
         recall, precision = _ratio(m, g), _ratio(m, t)
         recalls.append(recall)
         precisions.append(precision)

@@ -196,13 +196,17 @@ class Embedder:
     def __post_init__(self) -> None:
         self.dimension = int(self.model.get_embedding_dimension())
 
+    @property
+    def batch_size(self) -> int:
+        return self.spec.gpu_batch_size if self.device.startswith("cuda") else self.spec.batch_size
+
     def encode(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised float32 embeddings (len(texts) x dim), batched by spec.batch_size."""
+        """L2-normalised float32 embeddings (len(texts) x dim), batched by spec.batch_size (gpu_batch_size on CUDA)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         try:
             emb = self.model.encode(
-                list(texts), batch_size=self.spec.batch_size, normalize_embeddings=True,
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )
         except Exception as exc:  # noqa: BLE001 - an encode failure must stop scoring, with its cause

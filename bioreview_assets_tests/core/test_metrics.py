@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, py312_sum, score_article
+from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, harness_choice_indices, py312_sum, score_article
 from bioreview_assets.core.schema import ScorableConcern
 
 
@@ -185,6 +185,14 @@ def test_bootstrap_f1_interval_comes_from_the_same_resamples():
     assert ci["recall_micro"] == (0.5, 0.5)
     assert ci["precision_micro"] == (1.0, 1.0)
     assert ci["f1_micro_ours"] == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+
+
+@pytest.mark.parametrize("n_items", [1, 2, 3, 7, 600, 1024, 1025])
+@pytest.mark.parametrize("seed", [0, 42])
+def test_bulk_draws_equal_random_choice_draw_for_draw(seed, n_items):
+    rng = random.Random(seed)
+    expected = [rng.choice(range(n_items)) for _ in range(n_items * 40)]
+    assert harness_choice_indices(seed, n_items, n_items * 40).tolist() == expected
 
 
 def test_bootstrap_refuses_empty_input():
