@@ -71,7 +71,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         prompt_hash=prompt_hash,
         corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
-    )
+    ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
     return dg.MaterializeResult(

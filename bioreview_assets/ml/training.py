@@ -83,32 +83,12 @@ def train_adapter(
     corpus_hash: str,
     allow_version_mismatch: bool = False,
     progress: Progress | None = None,
-) -> dict:
-    """Train (or resume) the LoRA adapter of `cfg` on the corpus rows; return the metadata in adapter_meta.json."""
-    return run_training(
-        cfg,
-        train_rows,
-        val_rows,
-        output_dir,
-        prompt_hash=prompt_hash,
-        corpus_hash=corpus_hash,
-        allow_version_mismatch=allow_version_mismatch,
-        progress=progress,
-    ).meta
-
-
-def run_training(
-    cfg: ModelConfig,
-    train_rows: list[dict],
-    val_rows: list[dict],
-    output_dir: Path,
-    *,
-    prompt_hash: str,
-    corpus_hash: str,
-    allow_version_mismatch: bool = False,
-    progress: Progress | None = None,
 ) -> TrainingRun:
-    """train_adapter, keeping the trainer (tests compare the in-memory adapter with the reloaded one)."""
+    """Train (or resume) the LoRA adapter of `cfg` on the corpus rows.
+
+    Returns the metadata written to adapter_meta.json (`.meta`) and the trainer (tests compare the in-memory adapter
+    with the reloaded one).
+    """
     import torch
 
     from bioreview_assets.ml.models import load_tokenizer, resolve_base_model

@@ -9,19 +9,14 @@ import pytest
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec, make_backend
 from bioreview_assets.ml.generation.rendering import render_chat
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
-from bioreview_assets.ml.models import resolve_base_model
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.settings import ModelConfig
+from bioreview_assets_tests.ml.conftest import tiny_model_config
 
 pytestmark = pytest.mark.slow
 
 
 def tiny_config(**generation) -> ModelConfig:
-    """The tiny random model (same name and seed as configs/models/tiny-random.yaml, so the build is shared)."""
-    return ModelConfig(
-        name="tiny-random",
-        base=BaseModelSource(kind="tiny_random", seed=0),
-        generation={"backend": "transformers", "max_new_tokens": 12, "batch_size": 3, **generation},
-    )
+    return tiny_model_config("transformers", **{"max_new_tokens": 12, "batch_size": 3, **generation})
 
 
 def requests(n: int = 5) -> list[GenerationRequest]:
@@ -43,32 +38,6 @@ def collect(backend, reqs) -> dict[str, GenerationResult]:
     backend.generate(reqs, out.append)
     assert len(out) == len(reqs)
     return {r.article_id: r for r in out}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    return resolve_base_model(tiny_config())
-
-
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_dir: Path, tmp_path_factory) -> Path:
-    """A LoRA adapter with random (non-zero) B matrices, so it visibly changes the output."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=torch.float32)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                      "up_proj", "down_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, lora)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("adapter")
-    peft_model.save_pretrained(str(out))
-    return out
 
 
 def test_batched_equals_one_at_a_time_and_decodes_only_new_tokens(tiny_dir: Path) -> None:

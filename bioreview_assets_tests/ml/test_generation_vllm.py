@@ -11,8 +11,8 @@ from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, 
 from bioreview_assets.ml.generation import vllm_backend
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
 from bioreview_assets.ml.generation.vllm_backend import VLLMBackend, VLLMUnavailable, vllm_in_process, vllm_python
-from bioreview_assets.ml.models import resolve_base_model
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.settings import ModelConfig
+from bioreview_assets_tests.ml.conftest import tiny_model_config
 
 _MISSING = vllm_python() is None and not vllm_in_process()
 _REASON = (
@@ -26,8 +26,7 @@ SPEC = SamplingSpec(max_new_tokens=16, repetition_penalty=1.05)
 
 
 def tiny_config(**generation) -> ModelConfig:
-    return ModelConfig(name="tiny-random", base=BaseModelSource(kind="tiny_random", seed=0),
-                       generation={"backend": "vllm", "max_new_tokens": 16, **generation})
+    return tiny_model_config("vllm", **{"max_new_tokens": 16, **generation})
 
 
 def requests() -> list[GenerationRequest]:
@@ -43,32 +42,6 @@ def texts(backend, reqs) -> dict[str, str]:
     backend.generate(reqs, out.append)
     assert [r.error for r in out] == [None] * len(reqs)
     return {r.article_id: r.text for r in out}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    return resolve_base_model(tiny_config())
-
-
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_dir: Path, tmp_path_factory) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(3)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=torch.float32),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                   "up_proj", "down_proj"], init_lora_weights=False, task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(str(out))
-    return out
 
 
 @pytest.mark.vllm

@@ -98,12 +98,12 @@ def tiny_env(tiny_cache, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tiny_env, tmp_path_factory):
     """One finished NF4 run (8 steps, checkpoints at 2, 4, 6, 8; the last 3 kept) shared by the tests below."""
-    from bioreview_assets.ml.training import run_training
+    from bioreview_assets.ml.training import train_adapter
 
     train, val = corpus()
     events: list[dict] = []
     out = tmp_path_factory.mktemp("adapter")
-    run = run_training(
+    run = train_adapter(
         tiny_cfg(), train, val, out, prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH, progress=events.append
     )
     return run, out, events
@@ -256,7 +256,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     done = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob(f"checkpoint-*/{CHECKPOINT_MARKER}"))
     assert done < 8
 
-    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
+    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH).meta
 
     assert meta["resumed_from_step"] == done
     assert meta["global_step"] == 8 and meta["steps_this_run"] == 8 - done
@@ -288,7 +288,7 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
         train_adapter(tiny_cfg(), train, val, crashed, **kwargs)
     assert not (crashed / "adapter").exists()
 
-    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs)
+    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs).meta
     assert meta["resumed_from_step"] == 8 and meta["steps_this_run"] == 0  # finished run: restored, not retrained
     assert meta["resume_version_differences"]["transformers"][0] == "4.40.0"
 
