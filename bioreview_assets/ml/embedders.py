@@ -205,20 +205,62 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         try:
-            emb = self.model.encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+            if self._text_tokenizer() is not None:
+                emb = self._encode_pretokenised(list(texts))
+            else:
+                emb = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
         except Exception as exc:  # noqa: BLE001 - an encode failure must stop scoring, with its cause
             raise EmbedderUnavailable(
                 f"embedder {self.spec.name!r} failed to encode: {type(exc).__name__}: {exc}"
             ) from exc
         emb = np.asarray(emb, dtype=np.float32)
-        # Normalise again in float32: a bfloat16 model's own normalisation leaves norms ~4e-3 off 1.
+        # Normalise in float32 (a bfloat16 model's own normalisation leaves norms ~4e-3 off 1).
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         if emb.shape != (len(texts), self.dimension) or not np.isfinite(emb).all():
             raise EmbedderUnavailable(f"embedder {self.spec.name!r} returned unusable embeddings of shape {emb.shape}")
         return emb
+
+    def _text_tokenizer(self):
+        """A private copy of the model's Rust tokenizer, truncating at max_seq_length; None if it has none."""
+        if not hasattr(self, "_tokenizer_copy"):
+            backend = getattr(getattr(self.model, "tokenizer", None), "backend_tokenizer", None)
+            if backend is not None:
+                backend = type(backend).from_str(backend.to_str())
+                backend.no_padding()
+                if self.model.max_seq_length is not None:
+                    backend.enable_truncation(int(self.model.max_seq_length))
+            self._tokenizer_copy = backend
+        return self._tokenizer_copy
+
+    def _encode_pretokenised(self, texts: list[str]) -> np.ndarray:
+        """What model.encode computes, tokenising every text in one Rust call and batching by token length.
+
+        sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
+        1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
+        """
+        import torch
+
+        encodings = self._text_tokenizer().encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(-lengths, kind="stable")
+        pad_id = self.model.tokenizer.pad_token_id or 0
+        with_types = "token_type_ids" in self.model.tokenizer.model_input_names
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for row, index in enumerate(rows):
+                n = lengths[index]
+                ids[row, :n], mask[row, :n], types[row, :n] = encodings[index].ids, 1, encodings[index].type_ids
+            features = {"input_ids": ids, "attention_mask": mask} | ({"token_type_ids": types} if with_types else {})
+            features = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+            with torch.inference_mode():
+                out[rows] = self.model(features)["sentence_embedding"].float().cpu().numpy()
+        return out
 
 
 def load_embedder(spec: EmbedderSpec) -> Embedder:

@@ -51,6 +51,15 @@ def test_encode_returns_unit_float32_rows(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
+def test_one_call_tokenisation_computes_what_sentence_transformers_encode_does(minilm):
+    # Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
+    texts = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
+    texts += ["", "Ünïcödé — dose–response", "word " * 400]
+    ours = minilm.encode(texts)
+    reference = minilm.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
 def test_sanity_probe_passes_and_a_tighter_bound_fails_closed(minilm):
     probe = sanity_probe(minilm)
     assert probe["identical_cosine"] > 0.99
