@@ -19,8 +19,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bioreview_assets.demo import run_demo
     from bioreview_assets.summary import print_demo_summary
 
-    run_demo()
-    print_demo_summary()
+    print_demo_summary(run_demo())
     return 0
 
 

@@ -59,7 +59,7 @@ def demo_plan() -> list[Step]:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run_demo(plan: list[Step] | None = None) -> list[dg.ExecuteInProcessResult]:
+def run_demo(plan: list[Step] | None = None) -> list[tuple[Step, dg.ExecuteInProcessResult]]:
     """Run the plan against the persistent instance (DAGSTER_HOME) so `make ui` shows the history."""
     from bioreview_assets.definitions import build_assets, build_resources
 
@@ -83,5 +83,5 @@ def run_demo(plan: list[Step] | None = None) -> list[dg.ExecuteInProcessResult]:
         elapsed = time.monotonic() - t0
         rate = index / (time.monotonic() - started)
         print(f"[{index}/{len(plan)}] {step.label} done in {elapsed:.1f}s ({rate * 60:.1f} steps/min)", flush=True)
-        results.append(result)
+        results.append((step, result))
     return results

@@ -67,7 +67,28 @@ def aligned_table(frame: pl.DataFrame, digits: int = 3) -> list[str]:
     return [fmt(frame.columns), *(fmt(row) for row in cells)]
 
 
-def print_demo_summary() -> None:
+def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
+    """Asset-check verdicts of the demo's runs per check: how many passed, and which partitions failed."""
+    verdicts: dict[str, dict[str, list[str]]] = {}
+    for step, result in step_results:
+        for evaluation in result.get_asset_check_evaluations():
+            outcome = "passed" if evaluation.passed else "failed"
+            verdicts.setdefault(evaluation.check_name, {"passed": [], "failed": []})[outcome].append(step.label)
+    if not verdicts:
+        return []
+    lines = ["", "Asset checks (details in the UI or the run logs):"]
+    for name, outcome in sorted(verdicts.items()):
+        failed = outcome["failed"]
+        line = f"  {name:22s} {len(outcome['passed'])} passed, {len(failed)} failed"
+        if failed:
+            line += ": " + ", ".join(failed[:shown]) + (f", ... (+{len(failed) - shown})" if len(failed) > shown else "")
+        lines.append(line)
+    return lines
+
+
+def print_demo_summary(step_results: list[tuple] | None = None) -> None:
+    """Corpus statistics, the leaderboard, the report paths and, after a demo run, its asset-check verdicts."""
     store = ArtifactStore()
-    print("\n".join(corpus_summary_lines(store) + leaderboard_summary_lines(store)))
+    lines = corpus_summary_lines(store) + leaderboard_summary_lines(store) + check_summary_lines(step_results or [])
+    print("\n".join(lines))
     print(f"\nArtefacts under {store.root}")

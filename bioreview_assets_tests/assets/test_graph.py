@@ -13,7 +13,8 @@ from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.catalog import query_table
-from bioreview_assets.summary import leaderboard_summary_lines
+from bioreview_assets.demo import Step
+from bioreview_assets.summary import check_summary_lines, leaderboard_summary_lines
 from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
@@ -158,6 +159,17 @@ def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
     assert ranked[0][1] == "1.000" and [ORACLE, "1.000"] in ranked  # the oracle (and its ensemble) on top
     assert ranked[-1][1] == "0.000"
     assert any(line.strip().endswith("reports/leaderboard_val.png") for line in lines)
+
+
+def test_demo_summary_lists_failed_checks_by_partition(graph):
+    results = graph[2]
+    steps = [(Step(("scores",), None, f"scores[{system}|val]"), results[f"scores:{system}"])
+             for system in (ORACLE, "tiny-random")]
+    lines = check_summary_lines(steps + [(Step(("leaderboard",), None, "leaderboard"), results["leaderboard"])])
+    by_check = {line.split()[0]: line for line in lines[2:]}
+    # The oracle's concerns discriminate; the untrained tiny model's (F1 0) cannot.
+    assert by_check["matcher_discriminates"].endswith("1 passed, 1 failed: scores[tiny-random|val]")
+    assert {"success_gate", "beats_base"} <= set(by_check)
 
 
 def test_prompt_hash_mismatch_is_refused(graph):
