@@ -77,9 +77,10 @@ def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
     if not verdicts:
         return []
     lines = ["", "Asset checks (details in the UI or the run logs):"]
+    width = max(len(name) for name in verdicts)
     for name, outcome in sorted(verdicts.items()):
         failed = outcome["failed"]
-        line = f"  {name:22s} {len(outcome['passed'])} passed, {len(failed)} failed"
+        line = f"  {name:{width}s}  {len(outcome['passed'])} passed, {len(failed)} failed"
         if failed:
             line += ": " + ", ".join(failed[:shown]) + (f", ... (+{len(failed) - shown})" if len(failed) > shown else "")
         lines.append(line)
