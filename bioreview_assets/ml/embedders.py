@@ -182,6 +182,18 @@ def _pooling_mode(model) -> str:
     raise EmbedderUnavailable("the loaded model has no Pooling module; set `pooling: mean|cls` in the embedder spec")
 
 
+def _truncating_rust_tokenizer(model):
+    """A private copy of the model's Rust tokenizer that truncates at max_seq_length; None if it has none."""
+    backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
+    if backend is None:
+        return None
+    backend = type(backend).from_str(backend.to_str())
+    backend.no_padding()
+    if model.max_seq_length is not None:
+        backend.enable_truncation(int(model.max_seq_length))
+    return backend
+
+
 @dataclass
 class Embedder:
     """A loaded sentence embedder: `.identity` pins what it computes, `.encode` returns unit float32 rows."""
@@ -195,6 +207,7 @@ class Embedder:
 
     def __post_init__(self) -> None:
         self.dimension = int(self.model.get_embedding_dimension())
+        self._tokenizer = _truncating_rust_tokenizer(self.model)
 
     @property
     def batch_size(self) -> int:
@@ -205,7 +218,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         try:
-            if self._text_tokenizer() is not None:
+            if self._tokenizer is not None:
                 emb = self._encode_pretokenised(list(texts))
             else:
                 emb = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
@@ -221,18 +234,6 @@ class Embedder:
             raise EmbedderUnavailable(f"embedder {self.spec.name!r} returned unusable embeddings of shape {emb.shape}")
         return emb
 
-    def _text_tokenizer(self):
-        """A private copy of the model's Rust tokenizer, truncating at max_seq_length; None if it has none."""
-        if not hasattr(self, "_tokenizer_copy"):
-            backend = getattr(getattr(self.model, "tokenizer", None), "backend_tokenizer", None)
-            if backend is not None:
-                backend = type(backend).from_str(backend.to_str())
-                backend.no_padding()
-                if self.model.max_seq_length is not None:
-                    backend.enable_truncation(int(self.model.max_seq_length))
-            self._tokenizer_copy = backend
-        return self._tokenizer_copy
-
     def _encode_pretokenised(self, texts: list[str]) -> np.ndarray:
         """What model.encode computes, tokenising every text in one Rust call and batching by token length.
 
@@ -241,7 +242,7 @@ class Embedder:
         """
         import torch
 
-        encodings = self._text_tokenizer().encode_batch(texts)
+        encodings = self._tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(-lengths, kind="stable")
         pad_id = self.model.tokenizer.pad_token_id or 0
