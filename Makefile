@@ -31,8 +31,11 @@ else
 endif
 	touch $@
 
+# The images install the same pins plus extra `k8s` (dagster-postgres, s3fs): a second lock, never the local venv's.
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 $(UV_FLAGS) -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra k8s --python-version 3.11 $(UV_FLAGS) \
+		-o requirements/lock-k8s.txt
 
 demo: venv
 	mkdir -p $(DAGSTER_HOME)

@@ -36,9 +36,22 @@ def test_cpu_image_is_python_slim_with_the_lock_and_no_vllm():
     assert parser.baseimage == "python:3.11-slim"
     installs = " ".join(_runs("Dockerfile")).lower()
     assert "vllm" not in installs and "[gpu" not in installs  # no extra at all: the package installs --no-deps
-    assert "-r requirements/lock-cpu.txt" in _command("Dockerfile", "lock-cpu.txt")
+    assert "-r requirements/lock-k8s.txt" in _command("Dockerfile", "lock-k8s.txt")
     assert "--no-deps -e ." in _command("Dockerfile", "--no-deps")
     assert parser.envs["HF_HUB_OFFLINE"] == "1"
+
+
+def test_image_lock_is_the_local_lock_plus_postgres_and_s3():
+    """The Helm chart's instance needs dagster-postgres, s3:// storage needs s3fs; every shared pin is the same."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (REPO_ROOT / "requirements" / name).read_text().splitlines()
+        return dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith((" ", "#")))
+
+    local, images = pins("lock-cpu.txt"), pins("lock-k8s.txt")
+    assert {"dagster-postgres", "s3fs", "psycopg2-binary"} <= set(images) - set(local)
+    assert images["dagster-postgres"] == images["dagster-k8s"]  # Dagster's libraries release in lockstep
+    assert {name: version for name, version in images.items() if name in local} == local
 
 
 def test_gpu_image_is_cuda_with_the_gpu_extra_and_the_vllm_extra():
