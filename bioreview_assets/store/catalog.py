@@ -26,19 +26,32 @@ def catalog_path(store: ArtifactStore) -> str:
     return store.path(CATALOG_FILE)
 
 
-def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
-    """(Re)create the views that have data; retried while another process holds the file lock."""
+def view_statements(store: ArtifactStore) -> list[str]:
+    """CREATE VIEW statements for every view whose files exist under the store's root."""
     statements = []
     for view, pattern in VIEWS.items():
         if store.glob(pattern):
             source = f"read_parquet('{store.url(pattern)}', union_by_name = true, filename = true)"
             statements.append(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
+    return statements
+
+
+def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
+    """(Re)create the views that have data in <root>/bioreview.duckdb; retried while another process holds the lock.
+
+    An object-store root (s3://...) holds no database file (DuckDB needs a local, lockable file):
+    `query_table` builds the same views in memory there, so this only reports which views exist.
+    """
+    statements = view_statements(store)
+    names = [s.split()[4] for s in statements]
+    if not store.is_local:
+        return names
     for attempt in range(attempts):
         try:
             with duckdb.connect(catalog_path(store)) as con:
                 for statement in statements:
                     con.execute(statement)
-            return [s.split()[4] for s in statements]
+            return names
         except duckdb.IOException as err:  # "Could not set lock on file": another pod is refreshing right now
             if "lock" not in str(err).lower() or attempt == attempts - 1:
                 raise
@@ -46,13 +59,27 @@ def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
     return []
 
 
+def _connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
+    """Read-only connection to the catalog file, or (object-store root) in-memory views read through the store's fs."""
+    if store.is_local:
+        path = catalog_path(store)
+        if not store.exists(CATALOG_FILE):
+            raise FileNotFoundError(f"no DuckDB catalog at {path}: materialise some scores first (`make demo`)")
+        return duckdb.connect(path, read_only=True)
+    statements = view_statements(store)
+    if not statements:
+        raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first")
+    con = duckdb.connect()
+    # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
+    con.register_filesystem(store.fs)
+    for statement in statements:
+        con.execute(statement)
+    return con
+
+
 def query_table(sql: str, max_rows: int = 50, store: ArtifactStore | None = None) -> str:
-    """Run SQL against the catalog (read-only) and format the result as a text table."""
-    store = store or ArtifactStore()
-    path = catalog_path(store)
-    if not store.exists(CATALOG_FILE):
-        raise FileNotFoundError(f"no DuckDB catalog at {path}: materialise some scores first (`make demo`)")
-    with duckdb.connect(path, read_only=True) as con:
+    """Run SQL against the catalog views and format the result as a text table."""
+    with _connect(store or ArtifactStore()) as con:
         frame = con.sql(sql).pl()
     import polars as pl
 

@@ -49,3 +49,20 @@ def test_views_pick_up_new_partitions_without_refresh(tmp_path):
 def test_query_without_catalog_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no DuckDB catalog"):
         query_table("SELECT 1", store=ArtifactStore(str(tmp_path)))
+
+
+def test_object_store_root_is_queried_through_its_own_filesystem():
+    # memory:// stands in for s3://: no database file can live there, DuckDB reads through the store's fsspec fs.
+    import polars as pl
+
+    store = ArtifactStore("memory://catalog-test")
+    assert not store.is_local
+    with pytest.raises(FileNotFoundError, match="no parquet partitions"):
+        query_table("SELECT 1", store=store)
+    frame = pl.DataFrame({"system": ["a"], "split": ["val"], "matcher": ["m"], "f1": [0.25]})
+    store.write_parquet(frame, "scores", "a", "val", "scores.parquet")
+    store.write_parquet(frame.with_columns(pl.lit("b").alias("system")), "scores", "b", "val", "scores.parquet")
+    assert refresh_catalog(store) == ["scores"]
+    assert not store.exists("bioreview.duckdb")
+    text = query_table("SELECT system, f1 FROM scores ORDER BY system", store=store)
+    assert "a" in text and "b" in text and "0.25" in text
