@@ -41,10 +41,13 @@ class EmbedderSpec(BaseModel):
     batch_size: int = Field(default=64, gt=0)
     # On a GPU small batches leave it idle between launches: 11k short texts took 2.1 s at 64 on an H100.
     gpu_batch_size: int = Field(default=512, gt=0)
+    # Sanity probe before scoring: an unrelated pair must stay below this cosine. Anisotropic embedders (unadapted
+    # SPECTER2 gives nearly every pair >= 0.67) need a looser bound; discrimination is judged by the null baseline.
+    probe_max_unrelated: float = Field(default=0.5, gt=0.0, le=1.0)
 
     def identity(self) -> dict[str, Any]:
         """What the spec declares about the embedding function (not where the files lie); with its short hash."""
-        # path/package/device/batch sizes are left out on purpose: they say where and how fast, not what is
+        # path/package/device/batch sizes/probe bound are left out on purpose: they say where and how fast, not what is
         # computed. The weights themselves are pinned by the loaded embedder's weights_sha256.
         body = {
             "kind": self.kind,

