@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from bioreview_assets import settings
 from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
 
 
@@ -16,3 +17,11 @@ def gpu_asset_kwargs(step_kind: str) -> dict:
     if os.environ.get("BIOREVIEW_ENV", "local") == "k8s":
         kwargs["retry_policy"] = GPU_RETRY
     return kwargs
+
+
+def embedding_asset_kwargs() -> dict:
+    """GPU pod settings for the steps that embed texts (scores, ensembles) when a scored matcher's embedder asks for
+    CUDA (`device: cuda` in configs/matchers/); none otherwise, so CPU embedders never hold a GPU node."""
+    matchers = [settings.load_matcher(name) for name in settings.load_project().matchers]
+    on_gpu = any(m.embedder is not None and m.embedder.device.startswith("cuda") for m in matchers)
+    return gpu_asset_kwargs("embedding") if on_gpu else {}

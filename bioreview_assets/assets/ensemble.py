@@ -5,6 +5,7 @@ import dagster as dg
 from bioreview_assets import settings
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
+from bioreview_assets.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -21,6 +22,7 @@ from bioreview_assets.store.layout import read_articles
 @dg.asset(
     partitions_def=ensemble_partitions(),
     deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping())],
+    **embedding_asset_kwargs(),
     group_name="systems",
     kinds={"python", "parquet"},
 )

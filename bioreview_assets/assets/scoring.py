@@ -10,6 +10,7 @@ from bioreview_assets.assets.training import png_markdown
 from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION, HARNESS_POLICY, filter_article
 from bioreview_assets.core.scoring import ArticleRef, score_split
+from bioreview_assets.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -88,6 +89,7 @@ def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash:
         dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
     ],
     check_specs=SCORE_CHECKS,
+    **embedding_asset_kwargs(),
     group_name="scoring",
     kinds={"python", "duckdb", "parquet"},
 )

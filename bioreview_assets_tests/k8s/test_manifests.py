@@ -15,6 +15,7 @@ from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
 from bioreview_assets import k8s_config
 from bioreview_assets.k8s_config import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
+from bioreview_assets.settings import REPO_ROOT
 from bioreview_assets_tests.k8s import render
 
 K8S_VERSION = "1.33"
@@ -215,20 +216,46 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
     from bioreview_assets.gpu_tags import gpu_asset_kwargs
 
     tags = _asset_tags(asset_name)
-    if asset_name == "scores" and K8S_CONFIG_TAG not in tags:
-        pytest.skip("scores carries no GPU tags: it runs on CPU unless a GPU embedder is configured")
+    if asset_name == "scores":  # the shipped matchers embed on CPU: scores gets no GPU pod (next test)
+        assert K8S_CONFIG_TAG not in tags and defs.get_assets_def(asset_name).op.pool is None
+        tags = {K8S_CONFIG_TAG: gpu_op_tags(GPU_STEPS[asset_name])[K8S_CONFIG_TAG]}
+        assets_def = None
     expected = gpu_op_tags(GPU_STEPS[asset_name])[K8S_CONFIG_TAG]
     actual = tags[K8S_CONFIG_TAG]
     assert (json.loads(actual) if isinstance(actual, str) else actual) == expected
-    assets_def = defs.get_assets_def(asset_name)
-    assert assets_def.op.pool == GPU_POOL
-    # Locally a failure is a bug, surfaced at once; on Kubernetes (preempted pods) the step is retried.
-    assert assets_def.op.retry_policy is None
+    if asset_name != "scores":
+        assets_def = defs.get_assets_def(asset_name)
+        assert assets_def.op.pool == GPU_POOL
+        # Locally a failure is a bug, surfaced at once; on Kubernetes (preempted pods) the step is retried.
+        assert assets_def.op.retry_policy is None
     monkeypatch.setenv("BIOREVIEW_ENV", "k8s")
     assert gpu_asset_kwargs(GPU_STEPS[asset_name])["retry_policy"] == k8s_config.GPU_RETRY
     job = render.to_dict(render.step_job(asset_name, tags))
     _validate(job)
     assert _container(job)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(tmp_path, monkeypatch):
+    import shutil
+
+    from bioreview_assets import settings
+    from bioreview_assets.gpu_tags import embedding_asset_kwargs
+
+    assert embedding_asset_kwargs() == {}  # shipped configs: MiniLM on CPU
+    configs = tmp_path / "configs"
+    shutil.copytree(REPO_ROOT / "configs", configs)
+    minilm = configs / "matchers" / "minilm.yaml"
+    minilm.write_text(minilm.read_text().replace("kind: sentence_transformers", "kind: sentence_transformers\n  device: cuda"))
+    monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
+    settings.clear_caches()
+    try:
+        kwargs = embedding_asset_kwargs()
+        assert kwargs["pool"] == GPU_POOL
+        assert kwargs["op_tags"] == gpu_op_tags("embedding")
+        node_selector = kwargs["op_tags"][K8S_CONFIG_TAG]["pod_spec_config"]["node_selector"]
+        assert node_selector == {"nvidia.com/gpu.present": "true"}  # any GPU, not an A100
+    finally:
+        settings.clear_caches()
 
 
 # --- Helm values, cluster objects, secrets, the example --------------------------------------------------------
