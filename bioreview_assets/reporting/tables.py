@@ -16,6 +16,14 @@ def leaderboard(scores: pl.DataFrame, matcher: str) -> pl.DataFrame:
     if table["matcher_id"].n_unique() > 1:
         # Two configurations under one name (a config edited without re-scoring everything): never mix them.
         raise ValueError(f"matcher {matcher!r} has several identities in the stored scores; re-score stale partitions")
+    for split, rows in table.group_by("split"):
+        # A split file or GT filter changed after some partitions were scored: their F1 is over other articles.
+        versions = rows.group_by("split_hash", "gt_filter").agg(pl.col("system").sort())
+        if versions.height > 1:
+            detail = "; ".join(f"split {r['split_hash'][:12]} / gt filter {r['gt_filter']}: {', '.join(r['system'])}"
+                               for r in versions.sort("split_hash").to_dicts())
+            raise ValueError(f"split {split[0]!r} was scored on {versions.height} versions of its data ({detail}); "
+                             "re-score the stale partitions (rescore_stale_schedule) before ranking them")
     delta = (
         table.filter(pl.col("split").is_in(["val", "test"]))
         .pivot(on="split", index="system", values="f1")
