@@ -44,13 +44,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     from bioreview_assets import settings
     from bioreview_assets.assets.scoring import article_refs, score_with_matcher
+    from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.predictions import read_predictions
     from bioreview_assets.store.benchmark_source import split_file
 
     loaded = parse_split(args.split, split_file(args.split).read(), settings.load_project().max_bad_row_fraction)
     predictions = read_predictions(Path(args.predictions).read_text().splitlines())
-    result = score_with_matcher(args.matcher or settings.load_project().default_matcher,
+    result = score_with_matcher(EmbedderResource(), args.matcher or settings.load_project().default_matcher,
                                 article_refs(loaded.articles), predictions, args.bootstrap)
     keys = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
             "n_articles", "n_gt", "n_tool", "n_matched", "matcher_id")

@@ -8,7 +8,7 @@ import dagster as dg
 
 from bioreview_assets.assets import benchmark, corpus, ensemble, generation, postprocess, reports, scoring, training
 from bioreview_assets.automation import SCHEDULES, SENSORS
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
 ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports]
 
@@ -26,7 +26,8 @@ def build_assets() -> list:
 
 
 def build_resources() -> dict:
-    return {"storage": StorageResource()}
+    return {"storage": StorageResource(), "embedders": EmbedderResource(), "generation": GenerationResource(),
+            "catalog": CatalogResource()}
 
 
 def build_executor():

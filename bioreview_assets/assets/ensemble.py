@@ -14,7 +14,7 @@ from bioreview_assets.partitions import (
     members_to_ensemble_mapping,
     system_by_name,
 )
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
 
@@ -26,10 +26,10 @@ from bioreview_assets.store.layout import read_articles
     group_name="systems",
     kinds={"python", "parquet"},
 )
-def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def ensemble_concerns(
+    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
+) -> dg.MaterializeResult:
     """Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its count baseline."""
-    from bioreview_assets.ml.similarity import similarity_fn
-
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
     name = system.ensemble
@@ -37,7 +37,7 @@ def ensemble_concerns(context: dg.AssetExecutionContext, storage: StorageResourc
     store = storage.store()
     sources = {a.id: a.source for a in read_articles(store, split)}
     members = {member: read_concerns(store, member, split) for member in cfg.members}
-    similarity = similarity_fn(cfg.matcher or settings.load_project().default_matcher)
+    similarity = embedders.similarity(cfg.matcher or settings.load_project().default_matcher)
     covered = sorted(set().union(*members.values()))
     by_article, before_cap = {}, 0
     for article_id in covered:

@@ -20,7 +20,7 @@ from bioreview_assets.partitions import (
     model_to_model_split,
     split_to_model_split,
 )
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, generations_dir, merged_dir, read_articles
 
@@ -76,9 +76,11 @@ def parsed_columns(table: pl.DataFrame) -> pl.DataFrame:
     kinds={"pytorch", "parquet"},
     **gpu_asset_kwargs("generation"),
 )
-def generations(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def generations(
+    context: dg.AssetExecutionContext, storage: StorageResource, generation: GenerationResource
+) -> dg.MaterializeResult:
     """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
-    from bioreview_assets.ml.generation import GenerationRequest, make_backend
+    from bioreview_assets.ml.generation import GenerationRequest
     from bioreview_assets.ml.generation.runner import run_generation, summarize
     from bioreview_assets.ml.tokenization import token_counter
     from bioreview_assets.store.generation_log import GenerationLog
@@ -97,7 +99,7 @@ def generations(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         for a in articles
     ]
     model_dir, adapter_path = serving_dirs(store, cfg, prompt_hash)
-    backend = make_backend(cfg, model_dir, adapter_path)
+    backend = generation.backend(cfg, model_dir, adapter_path)
     log = GenerationLog(store.url(*generations_dir(model, split), "log"))
 
     def progress(done: int, pending: int) -> None:

@@ -18,7 +18,7 @@ from bioreview_assets.partitions import (
     split_to_system_split,
     system_by_name,
 )
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.layout import generations_dir, read_articles
 
@@ -30,13 +30,11 @@ def policy_by_name(name: str) -> PostprocessPolicy:
     raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
 
 
-def similarity_for_policy(policy: PostprocessPolicy):
+def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
     """Embedding similarity for semantic dedup (only built when the policy asks for it)."""
     if policy.semantic_dedup_threshold is None:
         return None
-    from bioreview_assets.ml.similarity import similarity_fn
-
-    return similarity_fn(settings.load_project().default_matcher)
+    return embedders.similarity(settings.load_project().default_matcher)
 
 
 @dg.asset(
@@ -48,7 +46,9 @@ def similarity_for_policy(policy: PostprocessPolicy):
     group_name="systems",
     kinds={"python", "parquet"},
 )
-def concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def concerns(
+    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
+) -> dg.MaterializeResult:
     """Concerns of one system on one split: a model's parsed output under a policy, or the BM25 baseline."""
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
@@ -61,7 +61,7 @@ def concerns(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.
         meta = {"kind": "baseline", "baseline": system.name}
     else:
         policy = policy_by_name(system.policy)
-        similarity = similarity_for_policy(policy)
+        similarity = similarity_for_policy(policy, embedders)
         generated = store.read_parquet(*generations_dir(system.model, split), "generations.parquet")
         by_article = {}
         for row in generated.iter_rows(named=True):

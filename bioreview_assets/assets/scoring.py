@@ -19,8 +19,7 @@ from bioreview_assets.partitions import (
     split_to_system_split,
     system_split_partitions,
 )
-from bioreview_assets.resources import StorageResource
-from bioreview_assets.store.catalog import refresh_catalog
+from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
 from bioreview_assets.store.layout import concerns_dir, read_articles, read_split_meta, scores_dir
 
@@ -46,15 +45,13 @@ def score_inputs_signature(store, system: str, split: str) -> dict:
     }
 
 
-def score_with_matcher(matcher_name: str, refs, predictions, bootstrap_n: int):
+def score_with_matcher(embedders: EmbedderResource, matcher_name: str, refs, predictions, bootstrap_n: int):
     """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named)."""
     spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
         return score_split(refs, predictions, None, spec, bootstrap_n)
-    from bioreview_assets.ml.similarity import cached_encoder, matcher_embedder
-
-    return score_split(refs, predictions, cached_encoder(matcher_name), spec, bootstrap_n,
-                       embedder_identity=matcher_embedder(matcher_name).identity)
+    encode, identity = embedders.encoder(matcher_name)
+    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)
 
 
 def _interval(ci: dict, key: str, name: str) -> dict:
@@ -93,7 +90,9 @@ def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash:
     group_name="scoring",
     kinds={"python", "duckdb", "parquet"},
 )
-def scores(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def scores(
+    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
+) -> dg.MaterializeResult:
     """Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; matches in DuckDB."""
     from bioreview_assets.reporting.plots import matcher_diagnostics_png
 
@@ -107,7 +106,8 @@ def scores(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Ma
         for aid, items in read_concerns(store, system, split).items()
     }
     split_hash = read_split_meta(store, split)["content_hash"]
-    results = {name: score_with_matcher(name, refs, predictions, project.bootstrap_n) for name in project.matchers}
+    results = {name: score_with_matcher(embedders, name, refs, predictions, project.bootstrap_n)
+               for name in project.matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}
     store.write_parquet(
@@ -126,7 +126,7 @@ def scores(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Ma
     )
     store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
     store.write_json(score_inputs_signature(store, system, split), *folder, "signature.json")
-    refresh_catalog(store)
+    catalog.refresh(store)
     main = results[project.default_matcher]
     m = main.metrics
     return dg.MaterializeResult(
