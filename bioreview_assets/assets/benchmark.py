@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from bioreview_assets import settings
+from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchmark_checks
 from bioreview_assets.core.benchmark import check_disjoint, parse_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.partitions import split_partitions
@@ -14,7 +15,8 @@ from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
 
 
-@dg.asset(partitions_def=split_partitions(), group_name="benchmark", kinds={"python", "parquet"})
+@dg.asset(partitions_def=split_partitions(), check_specs=BENCHMARK_CHECKS, group_name="benchmark",
+          kinds={"python", "parquet"})
 def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
     split = context.partition_key
@@ -53,6 +55,8 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
             "n_concerns": sum(len(a.concerns) for a in this.articles),
         },
         data_version=dg.DataVersion(this.content_hash),
+        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts,
+                                                store.url(*folder, "quarantine.jsonl")),
     )
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from bioreview_assets import settings
+from bioreview_assets.checks.systems import ENSEMBLE_CHECKS, evaluate_cap
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
@@ -22,6 +23,7 @@ from bioreview_assets.store.layout import read_articles
 @dg.asset(
     partitions_def=ensemble_partitions(),
     deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping())],
+    check_specs=ENSEMBLE_CHECKS,
     **embedding_asset_kwargs(),
     group_name="systems",
     kinds={"python", "parquet"},
@@ -64,7 +66,8 @@ def ensemble_concerns(
             "concerns_per_article": round(n_out / max(len(by_article), 1), 2),
             "shared_by_2plus": sum(v >= 2 for v in votes),
             "path": path,
-        }
+        },
+        check_results=evaluate_cap(by_article, cfg.cap),
     )
 
 

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from bioreview_assets import settings
+from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import bm25_predictions
 from bioreview_assets.core.parsing import GeneratedConcern
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
@@ -43,6 +44,7 @@ def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource
         dg.AssetDep("generations", partition_mapping=model_to_system_mapping()),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
     ],
+    check_specs=CONCERNS_CHECKS,
     group_name="systems",
     kinds={"python", "parquet"},
 )
@@ -59,8 +61,10 @@ def concerns(
     if system.kind == "baseline":
         by_article = bm25_predictions(read_articles(store, "train"), articles)
         meta = {"kind": "baseline", "baseline": system.name}
+        cap = None  # BM25 returns a fixed number per article by construction
     else:
         policy = policy_by_name(system.policy)
+        cap = policy.cap
         similarity = similarity_for_policy(policy, embedders)
         generated = store.read_parquet(*generations_dir(system.model, split), "generations.parquet")
         by_article = {}
@@ -89,5 +93,6 @@ def concerns(
                 {src: round(sum(v) / len(v), 2) for src, v in sorted(per_source.items())}
             ),
             "path": path,
-        }
+        },
+        check_results=evaluate_cap(by_article, cap),
     )

@@ -62,6 +62,9 @@ def test_quarantined_rows_are_written_with_reasons(tmp_path, monkeypatch, storag
     assert metadata["n_quarantined"].value == 1 and metadata["is_sample"].value is False
     quarantined = ArtifactStore().read_jsonl("benchmark", "train", "quarantine.jsonl")
     assert quarantined[0]["line"] == 121 and quarantined[0]["reason"] == "unparsable_json"
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "no_quarantined_rows" and not check.passed
+    assert check.metadata["reasons"].value == {"unparsable_json": 1}
 
 
 def test_too_many_bad_rows_fail_the_asset(tmp_path, monkeypatch, storage_root):

@@ -61,7 +61,7 @@ def graph(_isolated_roots):
     _write_oracle_generations(store, "val")
     for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", PROBE):
         _run(instance, "concerns", _key(system=system, split="val"))
-    _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
+    results["ensemble"] = _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
     _run(instance, "ensemble_concerns", _key(system="embedded-union~single-at-count", split="val"))
     for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
                    "embedded-union~single-at-count", PROBE):
@@ -159,6 +159,12 @@ def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
     assert ranked[0][1] == "1.000" and [ORACLE, "1.000"] in ranked  # the oracle (and its ensemble) on top
     assert ranked[-1][1] == "0.000"
     assert any(line.strip().endswith("reports/leaderboard_val.png") for line in lines)
+
+
+def test_single_models_and_ensembles_respect_their_cap(graph):
+    checks = {c.check_name: c for c in graph[2]["ensemble"].get_asset_check_evaluations()}
+    assert checks["cap_respected"].passed and checks["cap_respected"].metadata["cap"].value == 20
+    assert 0 < checks["cap_respected"].metadata["max_per_article"].value <= 20
 
 
 def test_demo_summary_lists_failed_checks_by_partition(graph):
