@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bioreview_assets.core.matching import Algorithm, match
+from bioreview_assets.core.matching import Algorithm, matched_count
 from bioreview_assets.core.metrics import ArticleScore, micro_prf
 
 # Rounded so that 0.35 is 0.35: np.arange(0.30, 0.951, 0.05) yields 0.35000000000000003, which the
@@ -90,7 +90,7 @@ def score_null(
         sim, allowed = item
         n_tool += sim.shape[0]
         n_gt += sim.shape[1]
-        n_matched += len(match(sim, threshold, algorithm, allowed))
+        n_matched += matched_count(sim, threshold, algorithm, allowed)
         best.append(row_best(sim))
     prf = micro_prf(n_matched, n_gt, n_tool)
     return NullResult(
@@ -150,7 +150,7 @@ def threshold_curve(
     n_tool = sum(sim.shape[0] for sim in sims)
     curve = []
     for t in thresholds:
-        n_matched = sum(len(match(sim, float(t), algorithm, mask)) for sim, mask in zip(sims, masks))
+        n_matched = sum(matched_count(sim, float(t), algorithm, mask) for sim, mask in zip(sims, masks))
         prf = micro_prf(n_matched, n_gt, n_tool)
         curve.append((float(t), prf["precision"], prf["recall"], prf["f1"]))
     return curve

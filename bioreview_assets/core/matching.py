@@ -98,6 +98,24 @@ def greedy_match(sim: np.ndarray, threshold: float, allowed: np.ndarray | None =
     return sorted(pairs)
 
 
+def matched_count(sim: np.ndarray, threshold: float, algorithm: Algorithm, allowed: np.ndarray | None = None) -> int:
+    """len(match(...)) without building the pairs; exact shortcuts when no pair, or every pair, clears the threshold."""
+    if algorithm != "hungarian":
+        return len(match(sim, threshold, algorithm, allowed))
+    s = _as_harness_matrix(sim, allowed)
+    if s.size == 0:
+        return 0
+    above = s >= threshold
+    if not above.any():
+        return 0
+    if above.all():  # any full assignment keeps min(n, m) pairs
+        return min(s.shape)
+    cost = 1.0 - s
+    cost[~above] = _FORBIDDEN_COST
+    rows, cols = linear_sum_assignment(cost)
+    return int(above[rows, cols].sum())
+
+
 def match(sim: np.ndarray, threshold: float, algorithm: Algorithm, allowed: np.ndarray | None = None) -> list[Pair]:
     """Dispatch to the named algorithm; an unknown name is an error (upstream silently fell back to greedy)."""
     if algorithm == "hungarian":

@@ -216,3 +216,18 @@ def test_embedder_spec_identity_ignores_location_and_speed_settings():
     moved = MINILM.model_copy(update={"path": "/elsewhere", "package": None, "device": "cuda", "batch_size": 8})
     assert moved.identity() == MINILM.identity()
     assert MINILM.model_copy(update={"pooling": "cls"}).identity()["hash"] != MINILM.identity()["hash"]
+
+
+def test_matched_count_equals_the_number_of_kept_pairs():
+    from bioreview_assets.core.matching import match, matched_count
+
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        n, m = rng.integers(0, 7, size=2)
+        sim = rng.uniform(-0.2, 1.0, size=(n, m)).astype(np.float32)
+        if trial % 3 == 0 and sim.size:  # ties and whole-matrix shortcuts
+            sim = np.round(sim, 1)
+        mask = rng.random((n, m)) > 0.3 if trial % 2 else None
+        for threshold in (0.0, 0.3, 0.65, 0.95):
+            for algorithm in ("hungarian", "greedy"):
+                assert matched_count(sim, threshold, algorithm, mask) == len(match(sim, threshold, algorithm, mask))
