@@ -8,6 +8,7 @@ import dagster as dg
 
 from bioreview_assets import settings
 from bioreview_assets.assets.corpus import model_prompt
+from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split
 from bioreview_assets.resources import StorageResource
@@ -33,6 +34,7 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
 @dg.asset(
     partitions_def=model_partitions(),
     deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
+    check_specs=ADAPTER_CHECKS,
     group_name="training",
     kinds={"pytorch", "peft"},
     **gpu_asset_kwargs("training"),
@@ -96,6 +98,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             "path": published,
         },
         data_version=dg.DataVersion(settings.stable_hash([meta["corpus_hash"], cfg.config_hash()])),
+        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or []),
     )
 
 
@@ -111,7 +114,8 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
         )
     meta = json.loads((base_root / "adapter_meta.json").read_text())
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    val = [entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry]
+    val_history = [[entry["step"], entry["eval_loss"]] for entry in state["log_history"] if "eval_loss" in entry]
+    val = [loss for _, loss in val_history]
     work = store.local_dir(*adapter_dir(cfg.name))
     target = work / "adapter"
     shutil.rmtree(target, ignore_errors=True)
@@ -122,7 +126,8 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
     (work / "adapter_meta.json").write_text(json.dumps(probe_meta, indent=2))
     published = store.publish_dir(work, *adapter_dir(cfg.name))
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
-                                          "val_loss_at_step": probe_meta["final_val_loss"], "path": published})
+                                          "val_loss_at_step": probe_meta["final_val_loss"], "path": published},
+                                check_results=evaluate_adapter_checks(val_history))
 
 
 @dg.asset(

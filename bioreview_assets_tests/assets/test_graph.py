@@ -81,6 +81,16 @@ def test_adapter_metadata_shows_training_facts(graph):
     assert meta["loss_curve"].startswith("![train/val loss](data:image/png;base64,")
 
 
+def test_adapter_and_probe_report_the_val_loss_check(graph):
+    results = graph[2]
+    for key in ("adapter", "probe"):
+        (check,) = results[key].get_asset_check_evaluations()
+        assert check.check_name == "val_loss_improved" and check.metadata["val_points"].value >= 1
+    (final,) = results["adapter"].get_asset_check_evaluations()
+    (probe,) = results["probe"].get_asset_check_evaluations()
+    assert probe.metadata["val_points"].value <= final.metadata["val_points"].value  # history up to the step
+
+
 def test_checkpoint_probe_generates_from_its_step_and_shows_in_the_report(graph):
     meta = _metadata(graph[2]["probe"])
     assert meta["probe_of"] == "tiny-random" and meta["step"] == 3

@@ -30,3 +30,14 @@ def test_generation_checks_come_from_the_stored_rows():
     assert not failed.passed and failed.metadata["failed"].value == 1
     (strict, _) = evaluate_generation_checks(rows, max_rate=0.2)
     assert not strict.passed
+
+
+def test_val_loss_check_needs_two_points_and_a_lower_last_loss():
+    from bioreview_assets.checks.training import evaluate_adapter_checks
+
+    (down,) = evaluate_adapter_checks([[2, 3.1], [4, 2.7], [6, 2.8]])
+    assert down.passed and down.metadata["best_val_loss"].value == 2.7
+    (up,) = evaluate_adapter_checks([[2, 2.0], [4, 2.5]])
+    assert not up.passed and up.metadata["last_step"].value == 4
+    (single,) = evaluate_adapter_checks([[2, 2.0]])
+    assert not single.passed and "fewer than 2" in single.metadata["reason"].value
