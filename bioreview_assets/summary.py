@@ -63,8 +63,11 @@ def aligned_table(frame: pl.DataFrame, digits: int = 3) -> list[str]:
     """Fixed-width text rows for a terminal (floats rounded)."""
     cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.iter_rows()]
     widths = [max(len(c) for c in column) for column in zip(frame.columns, *cells)]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
-    return [fmt(frame.columns), *(fmt(row) for row in cells)]
+
+    def line(row: list[str]) -> str:  # first column left-aligned (names), the rest right-aligned (numbers)
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return [line(frame.columns), *(line(row) for row in cells)]
 
 
 def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:

@@ -26,13 +26,13 @@ def catalog_path(store: ArtifactStore) -> str:
     return store.path(CATALOG_FILE)
 
 
-def view_statements(store: ArtifactStore) -> list[str]:
-    """CREATE VIEW statements for every view whose files exist under the store's root."""
-    statements = []
+def view_statements(store: ArtifactStore) -> dict[str, str]:
+    """View name -> CREATE VIEW statement, for every view whose files exist under the store's root."""
+    statements = {}
     for view, pattern in VIEWS.items():
         if store.glob(pattern):
             source = f"read_parquet('{store.url(pattern)}', union_by_name = true, filename = true)"
-            statements.append(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
+            statements[view] = f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}"
     return statements
 
 
@@ -43,20 +43,19 @@ def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
     `query_table` builds the same views in memory there, so this only reports which views exist.
     """
     statements = view_statements(store)
-    names = [s.split()[4] for s in statements]
     if not store.is_local:
-        return names
+        return list(statements)
     for attempt in range(attempts):
         try:
             with duckdb.connect(catalog_path(store)) as con:
-                for statement in statements:
+                for statement in statements.values():
                     con.execute(statement)
-            return names
+            return list(statements)
         except duckdb.IOException as err:  # "Could not set lock on file": another pod is refreshing right now
             if "lock" not in str(err).lower() or attempt == attempts - 1:
                 raise
             time.sleep(0.25)
-    return []
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
@@ -72,7 +71,7 @@ def _connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
     con.register_filesystem(store.fs)
-    for statement in statements:
+    for statement in statements.values():
         con.execute(statement)
     return con
 
