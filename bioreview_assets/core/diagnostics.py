@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bioreview_assets.core.matching import Algorithm, matched_count
+from bioreview_assets.core.matching import Algorithm, matched_counts
 from bioreview_assets.core.metrics import ArticleScore, micro_prf
 
 # Rounded so that 0.35 is 0.35: np.arange(0.30, 0.951, 0.05) yields 0.35000000000000003, which the
@@ -82,16 +82,14 @@ def score_null(
     pairing: NullPairing, pair_sims: Sequence[SimWithMask], threshold: float, algorithm: Algorithm
 ) -> NullResult:
     """Micro R/P/F1 of the null from each article's (sim vs partner references, mask)."""
-    n_gt = n_tool = n_matched = 0
-    best: list[np.ndarray] = []
     for item in pair_sims:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray)):
             raise TypeError("pair_sims items must be (similarity matrix, mask or None) tuples")
-        sim, allowed = item
-        n_tool += sim.shape[0]
-        n_gt += sim.shape[1]
-        n_matched += matched_count(sim, threshold, algorithm, allowed)
-        best.append(row_best(sim))
+    sims = [sim for sim, _ in pair_sims]
+    n_tool = sum(sim.shape[0] for sim in sims)
+    n_gt = sum(sim.shape[1] for sim in sims)
+    [n_matched] = matched_counts(sims, [threshold], algorithm, [mask for _, mask in pair_sims])
+    best = [row_best(sim) for sim in sims]
     prf = micro_prf(n_matched, n_gt, n_tool)
     return NullResult(
         pairing=pairing, n_gt=n_gt, n_tool=n_tool, n_matched=n_matched,
@@ -143,14 +141,10 @@ def threshold_curve(
     masks: Sequence[np.ndarray | None] | None = None,
 ) -> list[tuple[float, float, float, float]]:
     """(threshold, precision, recall, F1) micro over articles, re-matched from stored per-article matrices."""
-    masks = [None] * len(sims) if masks is None else masks
-    if len(masks) != len(sims):
-        raise ValueError(f"{len(masks)} masks for {len(sims)} similarity matrices")
     n_gt = sum(sim.shape[1] for sim in sims)
     n_tool = sum(sim.shape[0] for sim in sims)
     curve = []
-    for t in thresholds:
-        n_matched = sum(matched_count(sim, float(t), algorithm, mask) for sim, mask in zip(sims, masks))
+    for t, n_matched in zip(thresholds, matched_counts(sims, thresholds, algorithm, masks)):
         prf = micro_prf(n_matched, n_gt, n_tool)
         curve.append((float(t), prf["precision"], prf["recall"], prf["f1"]))
     return curve

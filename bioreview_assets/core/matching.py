@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_bipartite_matching
 
 Algorithm = Literal["hungarian", "greedy"]
 Pair = tuple[int, int, float]  # (generated index, reference index, similarity)
@@ -98,22 +100,54 @@ def greedy_match(sim: np.ndarray, threshold: float, allowed: np.ndarray | None =
     return sorted(pairs)
 
 
-def matched_count(sim: np.ndarray, threshold: float, algorithm: Algorithm, allowed: np.ndarray | None = None) -> int:
-    """len(match(...)) without building the pairs; exact shortcuts when no pair, or every pair, clears the threshold."""
+def matched_counts(
+    sims: Sequence[np.ndarray],
+    thresholds: Sequence[float],
+    algorithm: Algorithm,
+    masks: Sequence[np.ndarray | None] | None = None,
+) -> list[int]:
+    """Summed len(match(sim, t, ...)) over many matrices, for each threshold t, without building any pair list."""
+    masks = [None] * len(sims) if masks is None else masks
+    if len(masks) != len(sims):
+        raise ValueError(f"{len(masks)} masks for {len(sims)} similarity matrices")
     if algorithm != "hungarian":
-        return len(match(sim, threshold, algorithm, allowed))
-    s = _as_harness_matrix(sim, allowed)
-    if s.size == 0:
-        return 0
-    above = s >= threshold
-    if not above.any():
-        return 0
-    if above.all():  # any full assignment keeps min(n, m) pairs
-        return min(s.shape)
-    cost = 1.0 - s
-    cost[~above] = _FORBIDDEN_COST
-    rows, cols = linear_sum_assignment(cost)
-    return int(above[rows, cols].sum())
+        return [sum(len(match(sim, t, algorithm, mask)) for sim, mask in zip(sims, masks)) for t in thresholds]
+    graph = _BlockDiagonalGraph([_as_harness_matrix(sim, mask) for sim, mask in zip(sims, masks)])
+    return [graph.maximum_matching_size(float(t)) for t in thresholds]
+
+
+class _BlockDiagonalGraph:
+    """All matrices as one block-diagonal bipartite graph: generated concerns x references, edge weight = similarity.
+
+    The harness's assignment (cost 1 - S, 1e6 below the threshold) first minimises the number of 1e6 cells,
+    so the number of pairs it keeps is the maximum matching size of the graph of pairs at or above the
+    threshold. Blocks share no vertex, so one Hopcroft-Karp run over all of them counts every article at once
+    instead of one linear_sum_assignment call per article and threshold.
+    """
+
+    def __init__(self, matrices: Sequence[np.ndarray]) -> None:
+        rows, cols, values = [], [], []
+        row_offset = col_offset = 0
+        for s in matrices:
+            n, m = s.shape
+            r, c = np.indices((n, m))
+            rows.append(r.ravel() + row_offset)
+            cols.append(c.ravel() + col_offset)
+            values.append(s.ravel())
+            row_offset, col_offset = row_offset + n, col_offset + m
+        self._rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        self._cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        self._values = np.concatenate(values) if values else np.zeros(0, np.float64)
+        self._shape = (row_offset, col_offset)
+
+    def maximum_matching_size(self, threshold: float) -> int:
+        """Pairs the harness keeps at `threshold`, summed over the blocks."""
+        keep = self._values >= threshold
+        if not keep.any():
+            return 0
+        edges = csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), (self._rows[keep], self._cols[keep])),
+                           shape=self._shape)
+        return int((maximum_bipartite_matching(edges, perm_type="column") >= 0).sum())
 
 
 def match(sim: np.ndarray, threshold: float, algorithm: Algorithm, allowed: np.ndarray | None = None) -> list[Pair]:

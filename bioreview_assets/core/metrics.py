@@ -99,10 +99,11 @@ def _category_counts(
     for concern in gt:
         counts.setdefault(_category(concern), [0, 0, 0])[0] += 1
     partner = {i: j for i, j, _ in pairs}
+    nearest = np.argmax(sim, axis=1)
     for i in range(n_tool):
         # Matched: the partner's category. Unmatched: nearest reference by argmax (first index on ties),
         # however low the similarity (upstream W6; kept for parity).
-        j = partner.get(i, int(np.argmax(sim[i])))
+        j = partner.get(i, int(nearest[i]))
         cell = counts[_category(gt[j])]
         cell[1] += 1
         if i in partner:

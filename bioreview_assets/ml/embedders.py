@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,29 +240,47 @@ class Embedder:
 
         sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
         1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
+        Outputs stay on the device until the end, so the GPU computes one batch while the next is launched.
         """
         import torch
 
-        encodings = self._tokenizer.encode_batch(texts)
-        lengths = np.array([len(e.ids) for e in encodings])
-        order = np.argsort(-lengths, kind="stable")
+        tokens = _FlatTokens(self._tokenizer.encode_batch(texts))
+        order = np.argsort(-tokens.lengths, kind="stable")
         pad_id = self.model.tokenizer.pad_token_id or 0
         with_types = "token_type_ids" in self.model.tokenizer.model_input_names
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            width = int(lengths[rows].max())
-            ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            types = np.zeros((len(rows), width), dtype=np.int64)
-            for row, index in enumerate(rows):
-                n = lengths[index]
-                ids[row, :n], mask[row, :n], types[row, :n] = encodings[index].ids, 1, encodings[index].type_ids
-            features = {"input_ids": ids, "attention_mask": mask} | ({"token_type_ids": types} if with_types else {})
-            features = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-            with torch.inference_mode():
-                out[rows] = self.model(features)["sentence_embedding"].float().cpu().numpy()
-        return out
+        with torch.inference_mode():
+            out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
+            for start in range(0, len(texts), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                ids, mask, types = tokens.padded(rows, pad_id)
+                features = {"input_ids": ids, "attention_mask": mask} | ({"token_type_ids": types} if with_types else {})
+                features = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+                out[torch.from_numpy(rows).to(self.device)] = self.model(features)["sentence_embedding"].float()
+            return out.cpu().numpy()
+
+
+class _FlatTokens:
+    """Token ids of many texts in flat arrays, cut into padded batches without a Python loop per text."""
+
+    def __init__(self, encodings: list[Any]) -> None:
+        self.lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        self._starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        total = int(self.lengths.sum())
+        self._ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        self._types = np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64,
+                                  count=total)
+
+    def padded(self, rows: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input ids, attention mask, token type ids) of `rows`, right-padded to their longest text."""
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        valid = np.arange(width) < lengths[:, None]
+        positions = (self._starts[rows][:, None] + np.arange(width))[valid]
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        ids[valid] = self._ids[positions]
+        types[valid] = self._types[positions]
+        return ids, valid.astype(np.int64), types
 
 
 def load_embedder(spec: EmbedderSpec) -> Embedder:

@@ -218,16 +218,20 @@ def test_embedder_spec_identity_ignores_location_and_speed_settings():
     assert MINILM.model_copy(update={"pooling": "cls"}).identity()["hash"] != MINILM.identity()["hash"]
 
 
-def test_matched_count_equals_the_number_of_kept_pairs():
-    from bioreview_assets.core.matching import match, matched_count
+def test_matched_counts_equal_the_summed_number_of_kept_pairs():
+    from bioreview_assets.core.matching import match, matched_counts
 
     rng = np.random.default_rng(5)
-    for trial in range(300):
-        n, m = rng.integers(0, 7, size=2)
-        sim = rng.uniform(-0.2, 1.0, size=(n, m)).astype(np.float32)
-        if trial % 3 == 0 and sim.size:  # ties and whole-matrix shortcuts
-            sim = np.round(sim, 1)
-        mask = rng.random((n, m)) > 0.3 if trial % 2 else None
-        for threshold in (0.0, 0.3, 0.65, 0.95):
-            for algorithm in ("hungarian", "greedy"):
-                assert matched_count(sim, threshold, algorithm, mask) == len(match(sim, threshold, algorithm, mask))
+    thresholds = (-1.0, 0.0, 0.3, 0.65, 0.95, 1.1)
+    for trial in range(100):
+        sims, masks = [], []
+        for _ in range(int(rng.integers(0, 6))):  # several articles per batch, incl. none and empty matrices
+            n, m = rng.integers(0, 7, size=2)
+            sim = rng.uniform(-0.2, 1.0, size=(n, m)).astype(np.float32)
+            if trial % 3 == 0 and sim.size:  # ties
+                sim = np.round(sim, 1)
+            sims.append(sim)
+            masks.append(rng.random((n, m)) > 0.3 if trial % 2 else None)
+        for algorithm in ("hungarian", "greedy"):
+            expected = [sum(len(match(s, t, algorithm, k)) for s, k in zip(sims, masks)) for t in thresholds]
+            assert matched_counts(sims, thresholds, algorithm, masks) == expected
