@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _CHUNK = 1 << 20
 # (resolved path, size, mtime_ns) -> sha256: weights are hashed once per process, not per load.
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+# Texts per tokenisation chunk, in batches: small enough that tokenising overlaps the model, large enough
+# that sorting by token length inside a chunk keeps padding low.
+_TOKENISE_CHUNK_BATCHES = 8
 
 _PROBE_TEXT = "The statistical analysis does not correct for multiple comparisons across the twelve outcomes."
 _PROBE_UNRELATED = "Preheat the oven and bake the bread for forty minutes until the crust turns golden."
@@ -236,27 +241,38 @@ class Embedder:
         return emb
 
     def _encode_pretokenised(self, texts: list[str]) -> np.ndarray:
-        """What model.encode computes, tokenising every text in one Rust call and batching by token length.
+        """What model.encode computes, tokenising with the Rust tokenizer in chunks and batching by token length.
 
         sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
         1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
-        Outputs stay on the device until the end, so the GPU computes one batch while the next is launched.
+        A worker thread tokenises chunk k+1 (the Rust call releases the GIL) while the model embeds chunk k, and
+        outputs stay on the device until the end, so the GPU computes one batch while the next is launched.
         """
         import torch
 
-        tokens = _FlatTokens(self._tokenizer.encode_batch(texts))
-        order = np.argsort(-tokens.lengths, kind="stable")
+        chunk = _TOKENISE_CHUNK_BATCHES * self.batch_size
+        with ThreadPoolExecutor(max_workers=1) as worker, torch.inference_mode():
+            pending = [(start, worker.submit(self._tokenizer.encode_batch, texts[start:start + chunk]))
+                       for start in range(0, len(texts), chunk)]
+            out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
+            for start, encodings in pending:
+                tokens = _FlatTokens(encodings.result())
+                self._embed_chunk(tokens, out[start:start + len(tokens.lengths)])
+            return out.cpu().numpy()
+
+    def _embed_chunk(self, tokens: _FlatTokens, out: Any) -> None:
+        """Embed one tokenised chunk into `out` (a device tensor view), longest texts first to limit padding."""
+        import torch
+
         pad_id = self.model.tokenizer.pad_token_id or 0
         with_types = "token_type_ids" in self.model.tokenizer.model_input_names
-        with torch.inference_mode():
-            out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
-            for start in range(0, len(texts), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                ids, mask, types = tokens.padded(rows, pad_id)
-                features = {"input_ids": ids, "attention_mask": mask} | ({"token_type_ids": types} if with_types else {})
-                features = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-                out[torch.from_numpy(rows).to(self.device)] = self.model(features)["sentence_embedding"].float()
-            return out.cpu().numpy()
+        order = np.argsort(-tokens.lengths, kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            ids, mask, types = tokens.padded(rows, pad_id)
+            features = {"input_ids": ids, "attention_mask": mask} | ({"token_type_ids": types} if with_types else {})
+            features = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+            out[torch.from_numpy(rows).to(self.device)] = self.model(features)["sentence_embedding"].float()
 
 
 class _FlatTokens:

@@ -11,6 +11,7 @@ import pytest
 from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
 from bioreview_assets.core.schema import ScorableConcern
 from bioreview_assets.core.scoring import ArticleRef, PredictedConcern, score_split
+from bioreview_assets.ml import embedders
 from bioreview_assets.ml.embedders import (
     EmbedderUnavailable,
     LexicalSimilarity,
@@ -51,7 +52,9 @@ def test_encode_returns_unit_float32_rows(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
-def test_one_call_tokenisation_computes_what_sentence_transformers_encode_does(minilm):
+@pytest.mark.parametrize("chunk_batches", [8, 1])  # one tokenisation chunk; three chunks of one batch each
+def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, monkeypatch, chunk_batches):
+    monkeypatch.setattr(embedders, "_TOKENISE_CHUNK_BATCHES", chunk_batches)
     # Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
     texts = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
     texts += ["", "Ünïcödé — dose–response", "word " * 400]
