@@ -23,13 +23,14 @@ def _multi(dims: dict[str, str]) -> dg.MultiPartitionKey:
 
 
 def demo_systems() -> list[System]:
-    """Systems built from the demo models, plus ensembles whose members are all demo systems, plus baselines."""
+    """Systems built from the demo models, plus baselines, plus ensembles whose members are all among those."""
     project = settings.load_project()
     model_systems = [s for s in all_systems() if s.kind == "model" and s.model in project.demo_models]
-    names = {s.name for s in model_systems}
+    baselines = [s for s in all_systems() if s.kind == "baseline"]
+    names = {s.name for s in model_systems + baselines}
     ensembles = [s for s in all_systems() if s.kind == "ensemble"
                  and set(settings.load_ensemble(s.ensemble).members) <= names]
-    return model_systems + [s for s in all_systems() if s.kind == "baseline"] + ensembles
+    return model_systems + baselines + ensembles
 
 
 def demo_plan() -> list[Step]:
@@ -56,6 +57,22 @@ def demo_plan() -> list[Step]:
     return steps
 
 
+def show_progress() -> None:
+    """Print the progress lines of training, generation and embedding (step/total, rate, ETA) to the terminal."""
+    import logging
+    import sys
+
+    from bioreview_assets.progress import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(getattr(h, "_bioreview_demo", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._bioreview_demo = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -63,6 +80,7 @@ def run_demo(plan: list[Step] | None = None) -> list[tuple[Step, dg.ExecuteInPro
     """Run the plan against the persistent instance (DAGSTER_HOME) so `make ui` shows the history."""
     from bioreview_assets.definitions import build_assets, build_resources
 
+    show_progress()
     assets, resources = build_assets(), build_resources()
     instance = dg.DagsterInstance.get()
     plan = plan or demo_plan()

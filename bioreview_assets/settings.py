@@ -102,14 +102,17 @@ class TrainingConfig(_Strict):
 
 class GenerationConfig(_Strict):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    max_new_tokens: int = 4096
+    # "auto": the longest target of the model's train corpus, in the model's own tokens, plus a margin
+    # (generation_limits.py) - long enough for any answer the model was taught, short enough to cap a rambling base.
+    max_new_tokens: int | Literal["auto"] = 4096
     temperature: float = 0.0
     top_p: float = 1.0
     repetition_penalty: float = 1.05
     seed: int = 0
     batch_size: int = 8
     use_merged: bool = True
-    max_articles: int | None = None  # demo knob: first N articles of the split
+    # Set only on checkpoint probes (their val subset). A subset for every system is project.eval_max_articles.
+    max_articles: int | None = None
     # openai backend
     api_base: str | None = None
     api_model: str | None = None
@@ -216,6 +219,9 @@ class ProjectConfig(_Strict):
     bootstrap_n: int = 1000
     gate: GateConfig = Field(default_factory=GateConfig)
     demo_models: list[str] = Field(default_factory=list)
+    # Dev knob: generate and score only the first N articles of each eval split, for EVERY system (models, BM25,
+    # ensembles), so rows stay comparable; the leaderboard shows how many articles each row covers. None = all.
+    eval_max_articles: int | None = None
 
 
 def stable_hash(payload: Any) -> str:
@@ -296,6 +302,19 @@ def load_matcher(name: str) -> MatcherSpec:
 @functools.lru_cache(maxsize=None)
 def load_ensemble(name: str) -> EnsembleConfig:
     return _load_named("ensembles", name, EnsembleConfig)
+
+
+def eval_article_limit(model: str | None = None) -> int | None:
+    """How many leading articles of an eval split are generated and scored (None = all).
+
+    The project's eval_max_articles for every system; a checkpoint probe (`model@stepN`) uses its own smaller val
+    subset on top of that. Baselines and ensembles pass no model.
+    """
+    limits = [load_project().eval_max_articles]
+    if model is not None:
+        limits.append(load_model(model).generation.max_articles)
+    given = [n for n in limits if n]
+    return min(given) if given else None
 
 
 def all_model_names() -> list[str]:

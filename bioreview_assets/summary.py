@@ -8,6 +8,8 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.reporting.report import REPORT_DIR
+from bioreview_assets.reporting.tables import headline, variants
+from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import corpus_dir, read_split_meta
 
@@ -39,21 +41,27 @@ def corpus_summary_lines(store: ArtifactStore) -> list[str]:
     return lines
 
 
-SUMMARY_COLUMNS = ["system", "f1", "f1_ci_lo", "f1_ci_hi", "recall", "precision", "null_f1", "concerns_per_article"]
-
-
 def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
-    """The leaderboard per split (compact columns) and the paths of the full report and its plots."""
+    """Per split: the headline table (default policies), the variants, then the verdict and the report paths."""
     if not store.exists(*REPORT_DIR, "leaderboard.json"):
         return ["", "No leaderboard yet: materialise the `leaderboard` asset (or run `bioreview report`)."]
+    project = settings.load_project()
     board = pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "leaderboard.json")))
     lines = []
-    for split in ("val", "test"):
-        rows = board.filter(pl.col("split") == split)
-        if rows.is_empty():
-            continue
-        lines += ["", f"Leaderboard, {split} split ({settings.load_project().default_matcher} matcher):",
-                  *("  " + line for line in aligned_table(rows.select(SUMMARY_COLUMNS)))]
+    splits = [s for s in project.eval_splits if not board.filter(pl.col("split") == s).is_empty()]
+    for split in splits:
+        lines += ["", f"Leaderboard, {split} split ({project.default_matcher} matcher, default post-processing "
+                      f"{project.default_postprocess}):", *("  " + line for line in aligned_table(headline(board, split)))]
+    for split in splits:
+        extra = variants(board, split)
+        if not extra.is_empty():
+            lines += ["", f"Policy variants and count baselines, {split}:",
+                      *("  " + line for line in aligned_table(extra))]
+    lines += ["", "Columns: F1 = micro F1 with its 95% bootstrap CI over articles; null F1 = the same concerns scored "
+              "against another article of the same source (what the concern count alone earns); F1 above null = "
+              "F1 - null F1; oracle F1 = F1 if min(#generated, #reference) concerns matched in every article.",
+              "", "Verdict:", *("  " + line for line in verdict_lines(board, fine_tuned_pairs(project.demo_models), project.baselines,
+                                                                      splits))]
     lines += ["", "Report and plots:"]
     lines += [f"  {path}" for path in store.glob(*REPORT_DIR, "leaderboard*")]
     return lines
@@ -70,13 +78,19 @@ def aligned_table(frame: pl.DataFrame, digits: int = 3) -> list[str]:
     return [line(frame.columns), *(line(row) for row in cells)]
 
 
+def _applicable(evaluation) -> bool:
+    value = (evaluation.metadata or {}).get("applicable")
+    return getattr(value, "value", value) is not False
+
+
 def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
-    """Asset-check verdicts of the demo's runs per check: how many passed, and which partitions failed."""
+    """Asset-check verdicts of the demo's runs per check: passed, failed (partitions named), not applicable."""
     verdicts: dict[str, dict[str, list[str]]] = {}
     for step, result in step_results:
         for evaluation in result.get_asset_check_evaluations():
-            outcome = "passed" if evaluation.passed else "failed"
-            verdicts.setdefault(evaluation.check_name, {"passed": [], "failed": []})[outcome].append(step.label)
+            outcome = "n/a" if not _applicable(evaluation) else "passed" if evaluation.passed else "failed"
+            verdicts.setdefault(evaluation.check_name, {"passed": [], "failed": [], "n/a": []})[outcome].append(
+                step.label)
     if not verdicts:
         return []
     lines = ["", "Asset checks (details in the UI or the run logs):"]
@@ -84,6 +98,8 @@ def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
     for name, outcome in sorted(verdicts.items()):
         failed = outcome["failed"]
         line = f"  {name:{width}s}  {len(outcome['passed'])} passed, {len(failed)} failed"
+        if outcome["n/a"]:
+            line += f", {len(outcome['n/a'])} not applicable (F1 too low to judge)"
         if failed:
             line += ": " + ", ".join(failed[:shown]) + (f", ... (+{len(failed) - shown})" if len(failed) > shown else "")
         lines.append(line)

@@ -7,8 +7,9 @@ import dagster as dg
 import polars as pl
 
 from bioreview_assets import settings
-from bioreview_assets.assets.corpus import model_prompt
+from bioreview_assets.assets.corpus import corpus_policy, model_prompt
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
+from bioreview_assets.core.generation_limits import target_token_limit
 from bioreview_assets.core.parsing import PARSE_METHODS, parse_concerns
 from bioreview_assets.core.prompts import build_prompt
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
@@ -22,7 +23,13 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
-from bioreview_assets.store.layout import adapter_dir, generations_dir, merged_dir, read_articles
+from bioreview_assets.store.layout import (
+    adapter_dir,
+    generations_dir,
+    merged_dir,
+    read_articles,
+    read_eval_articles,
+)
 
 PARSER_VERSION = "1"  # bump when core/parsing changes what it returns; stored with every row
 
@@ -64,6 +71,15 @@ def parsed_columns(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_tokens):
+    """The config with a numeric max_new_tokens ("auto" derived from the train targets) and where it came from."""
+    if cfg.generation.max_new_tokens != "auto":
+        return cfg, "config"
+    limit = target_token_limit(train_articles, corpus_policy(settings.load_corpus(cfg.corpus)), count_tokens)
+    generation = cfg.generation.model_copy(update={"max_new_tokens": limit.max_new_tokens})
+    return cfg.model_copy(update={"generation": generation}), f"auto: {limit.explain()}"
+
+
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[
@@ -89,11 +105,10 @@ def generations(
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
     cfg = settings.load_model(model)
     store = storage.store()
-    articles = read_articles(store, split)
-    if cfg.generation.max_articles:
-        articles = articles[: cfg.generation.max_articles]
+    articles = read_eval_articles(store, split, settings.eval_article_limit(model))
     tokenizer, prompt_hash, _ = model_prompt(cfg)
     count = token_counter(tokenizer)
+    cfg, limit_note = resolve_max_new_tokens(cfg, read_articles(store, "train"), count)
     requests = [
         GenerationRequest(a.id, build_prompt(a, count, cfg.prompt.token_budget, cfg.prompt.version).messages)
         for a in articles
@@ -113,7 +128,9 @@ def generations(
     )
     folder = generations_dir(model, split)
     store.write_parquet(table, *folder, "generations.parquet")
-    summary = summarize(table)
+    max_new = cfg.generation.max_new_tokens
+    truncated = int((table["completion_tokens"] >= max_new).sum()) if len(table) else 0
+    summary = {**summarize(table), "max_new_tokens": max_new, "outputs_at_token_limit": truncated}
     backend_info = backend.describe()
     store.write_json({"summary": summary, "backend": backend_info, "prompt_hash": prompt_hash}, *folder, "meta.json")
     methods = Counter(table["parse_method"].to_list())
@@ -125,6 +142,9 @@ def generations(
             "parse_methods": dg.MetadataValue.json({m: methods.get(m, 0) for m in PARSE_METHODS if methods.get(m)}),
             "parse_success_rate": round(float(table["parse_ok"].mean()), 4) if len(table) else 0.0,
             "concerns_per_article_by_source": dg.MetadataValue.json(dict(per_source.iter_rows())),
+            "max_new_tokens": max_new,
+            "max_new_tokens_source": limit_note,
+            "outputs_at_token_limit": truncated,  # stopped by max_new_tokens, not by the model: likely cut short
             "seconds_per_article": summary["seconds_per_article"],
             "completion_tokens_per_s": summary["completion_tokens_per_s"],
             "backend": dg.MetadataValue.json(backend_info),

@@ -21,7 +21,7 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
-from bioreview_assets.store.layout import generations_dir, read_articles
+from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
 
 
 def policy_by_name(name: str) -> PostprocessPolicy:
@@ -55,7 +55,7 @@ def concerns(
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
     store = storage.store()
-    articles = read_articles(store, split)
+    articles = read_eval_articles(store, split, settings.eval_article_limit(system.model))
     sources = {a.id: a.source for a in articles}
     removed = dict.fromkeys(STEPS, 0)
     if system.kind == "baseline":

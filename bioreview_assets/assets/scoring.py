@@ -21,7 +21,8 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
-from bioreview_assets.store.layout import concerns_dir, read_articles, read_split_meta, scores_dir
+from bioreview_assets.partitions import system_by_name
+from bioreview_assets.store.layout import concerns_dir, read_eval_articles, read_split_meta, scores_dir
 
 
 def article_refs(articles) -> list[ArticleRef]:
@@ -100,7 +101,8 @@ def scores(
     system, split = part[SYSTEM_DIM], part[SPLIT_DIM]
     project = settings.load_project()
     store = storage.store()
-    refs = article_refs(read_articles(store, split))
+    # Every system of a split is scored on the same articles (all, or the project's eval_max_articles subset).
+    refs = article_refs(read_eval_articles(store, split, settings.eval_article_limit(system_by_name(system).model)))
     predictions = {
         aid: [{"text": c.text, "category": c.category, "severity": c.severity} for c in items]
         for aid, items in read_concerns(store, system, split).items()

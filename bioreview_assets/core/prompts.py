@@ -41,6 +41,13 @@ SYSTEM_PROMPTS: dict[str, str] = {
         f'Each item must be: {{"text": string, "category": one of [{_CATEGORY_LIST}], '
         f'"severity": one of [{_SEVERITY_LIST}]}}.'
     ),
+    # For small models trained on a CPU: the same task and output format in a tenth of v2's tokens, so that a
+    # training row is mostly article and answer (v2's instructions are about a third of a SmolLM2 row).
+    "compact": (
+        "You are an expert peer reviewer of biomedical research articles. Return the specific scientific concerns "
+        'a careful reviewer would raise as a JSON array of {"text", "category", "severity"} objects; '
+        f"category is one of {_CATEGORY_LIST}; severity is one of {_SEVERITY_LIST}."
+    ),
 }
 
 USER_INSTRUCTION = (
@@ -49,6 +56,8 @@ USER_INSTRUCTION = (
     f"Allowed category values: {_CATEGORY_LIST}.\n"
     f"Allowed severity values: {_SEVERITY_LIST}.\n\n"
 )
+# The text that opens the user turn, per prompt version (the compact system prompt already states the format).
+USER_INSTRUCTIONS: dict[str, str] = {"v2": USER_INSTRUCTION, "compact": "Review this article.\n\n"}
 
 # Budget priority: earlier = protected longer. A section matches the first group whose keyword its name contains.
 SECTION_PRIORITY: tuple[tuple[str, ...], ...] = (
@@ -99,7 +108,7 @@ def prompt_spec(version: str, token_budget: int, tokenizer_id: str) -> dict:
         "builder_version": BUILDER_VERSION,
         "prompt_version": version,
         "system_prompt": SYSTEM_PROMPTS[version],
-        "user_instruction": USER_INSTRUCTION,
+        "user_instruction": USER_INSTRUCTIONS[version],
         "section_priority": [list(group) for group in SECTION_PRIORITY],
         "token_budget": token_budget,
         "tokenizer": tokenizer_id,
@@ -112,7 +121,7 @@ def build_prompt(article: Article, count_tokens: CountTokens, token_budget: int,
     sections = [
         (name, normalise_whitespace(text)) for name, text in article.paper_text_sections.items() if text.strip()
     ]
-    fitted = fit_sections(USER_INSTRUCTION, header, sections, count_tokens, token_budget)
+    fitted = fit_sections(USER_INSTRUCTIONS[version], header, sections, count_tokens, token_budget)
     messages = [
         {"role": "system", "content": SYSTEM_PROMPTS[version]},
         {"role": "user", "content": fitted.text},

@@ -98,7 +98,8 @@ def _tokenizer_training_text() -> list[str]:
     from bioreview_assets.core.prompts import SYSTEM_PROMPTS, USER_INSTRUCTION
     from bioreview_assets.sample.generator import generate_sample_splits
 
-    lines = list(SYSTEM_PROMPTS.values()) + [USER_INSTRUCTION]
+    # Only v2's text: a prompt version added later must not change the tiny tokenizer (and every model built on it).
+    lines = [SYSTEM_PROMPTS["v2"], USER_INSTRUCTION]
     for rows in generate_sample_splits().values():
         for row in rows:
             lines += [row["title"], row["abstract"], *row["paper_text_sections"].values()]

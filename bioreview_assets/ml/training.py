@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name, library_versions
+from bioreview_assets.progress import ProgressReporter
 from bioreview_assets.ml.training_features import (
     Features,
     FeatureStats,
@@ -466,7 +467,7 @@ class CheckpointMarker:
 
 
 class TrainingMonitor:
-    """Times training steps (eval excluded), reads trl's token count, forwards progress dicts."""
+    """Times training steps (eval excluded), reads trl's token count, forwards progress dicts, prints step/ETA."""
 
     def __init__(self, progress: Progress | None):
         self.progress = progress
@@ -474,6 +475,11 @@ class TrainingMonitor:
         self.steps = 0
         self.tokens = 0
         self._step_started: float | None = None
+        self._reporter: ProgressReporter | None = None
+        self._last_loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._reporter = ProgressReporter("training", state.max_steps, "optimizer steps", start=state.global_step)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -488,11 +494,16 @@ class TrainingMonitor:
             self.train_seconds += time.perf_counter() - self._step_started
             self.steps += 1
             self._step_started = None
+        if self._reporter is not None:
+            self._reporter.update(state.global_step, f"loss {self._last_loss:.3f}" if self._last_loss else "",
+                                  force=state.global_step >= state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "num_tokens" in logs and "loss" in logs:
             self.tokens = int(logs["num_tokens"])  # trl counts non-padding tokens seen by this process
+        if "loss" in logs:
+            self._last_loss = float(logs["loss"])
         event = {"step": state.global_step, "max_steps": state.max_steps}
         if "loss" in logs:
             event.update(loss=logs["loss"], learning_rate=logs.get("learning_rate"), tokens_per_s=self.tokens_per_s)

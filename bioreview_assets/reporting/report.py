@@ -8,7 +8,15 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.reporting.plots import leaderboard_png
-from bioreview_assets.reporting.tables import breakdown, leaderboard, markdown, matcher_comparison, probe_table
+from bioreview_assets.reporting.tables import (
+    breakdown,
+    headline,
+    leaderboard,
+    markdown,
+    matcher_comparison,
+    probe_table,
+)
+from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
 
 REPORT_DIR = ("reports",)
@@ -99,8 +107,16 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
         "`count_oracle_f1`: F1 if min(#generated, #reference) pairs matched per article. A system whose F1 is "
         "close to its null F1 is rewarded for its concern count, not its content.",
     ]
-    for split in report.leaderboard["split"].unique(maintain_order=True).to_list():
-        parts += [f"## {split}", markdown(report.leaderboard.filter(pl.col("split") == split))]
+    project = settings.load_project()
+    splits = report.leaderboard["split"].unique(maintain_order=True).to_list()
+    verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(project.models), project.baselines, splits)
+    if verdict:
+        parts += ["## Verdict", "\n".join(f"* {line}" for line in verdict)]
+    for split in splits:
+        parts += [f"## {split}: one row per system (default post-processing {project.default_postprocess})",
+                  markdown(headline(report.leaderboard, split)),
+                  f"### {split}: every row, policy variants and count baselines included",
+                  markdown(report.leaderboard.filter(pl.col("split") == split))]
     parts += ["## F1 by matcher", markdown(report.matchers)]
     parts += ["## Per source (micro)", markdown(report.per_source)]
     parts += ["## Per category (micro, reference-side attribution)", markdown(report.per_category)]

@@ -40,6 +40,38 @@ def leaderboard(scores: pl.DataFrame, matcher: str) -> pl.DataFrame:
     )
 
 
+HEADLINE_COLUMNS = ["system", "F1 [95% CI]", "recall", "precision", "null F1", "F1 above null", "oracle F1",
+                    "concerns/article", "articles"]
+POLICY_SEPARATOR = "~"  # `<model>~<policy>` systems are policy variants (partitions.POLICY_SEPARATOR)
+
+
+def default_rows() -> pl.Expr:
+    """A model at its default policy, a baseline or an ensemble; not a policy variant or a count baseline."""
+    return ~pl.col("system").str.contains(POLICY_SEPARATOR, literal=True)
+
+
+def headline(board: pl.DataFrame, split: str) -> pl.DataFrame:
+    """The table a newcomer reads: one row per system at its default policy, F1 with its CI, null and oracle."""
+    rows = board.filter((pl.col("split") == split) & default_rows())
+    return rows.select(
+        pl.when(pl.col("concerns_per_article") == 0).then(pl.col("system") + " (produced nothing)")
+        .otherwise(pl.col("system")).alias("system"),
+        pl.format("{} [{}, {}]", *(pl.col(c).round(3).cast(pl.String).str.pad_end(5, "0")
+                                   for c in ("f1", "f1_ci_lo", "f1_ci_hi"))).alias("F1 [95% CI]"),
+        pl.col("recall"), pl.col("precision"), pl.col("null_f1").alias("null F1"),
+        (pl.col("f1") - pl.col("null_f1")).alias("F1 above null"),
+        pl.col("count_oracle_f1").alias("oracle F1"),
+        pl.col("concerns_per_article").alias("concerns/article"),
+        pl.format("{}/{}", pl.col("articles_in_output"), pl.col("n_articles")).alias("articles"),
+    )
+
+
+def variants(board: pl.DataFrame, split: str) -> pl.DataFrame:
+    """Post-processing policy variants and ensemble count baselines, beside their default system."""
+    rows = board.filter((pl.col("split") == split) & ~default_rows())
+    return rows.select("system", "f1", "recall", "precision", "null_f1", "concerns_per_article")
+
+
 def matcher_comparison(scores: pl.DataFrame) -> pl.DataFrame:
     """F1 of every system x split under every matcher, side by side (the matcher identity is in the column name)."""
     return scores.pivot(on="matcher", index=["system", "split"], values="f1").sort(["split", "system"])

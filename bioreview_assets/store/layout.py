@@ -43,5 +43,11 @@ def read_articles(store: ArtifactStore, split: str) -> list[Article]:
     return [Article.model_validate(row) for row in store.read_jsonl(*benchmark_dir(split), "articles.jsonl")]
 
 
+def read_eval_articles(store: ArtifactStore, split: str, limit: int | None) -> list[Article]:
+    """The articles a system is generated and scored on: the first `limit` of the split (all when None)."""
+    articles = read_articles(store, split)
+    return articles[:limit] if limit else articles
+
+
 def read_split_meta(store: ArtifactStore, split: str) -> dict:
     return store.read_json(*benchmark_dir(split), "meta.json")

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat
+from bioreview_assets.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class TransformersBackend:
         # Extra generate() options (e.g. cache_implementation="static", prefill_chunk_size) for GPU throughput.
         self.generate_kwargs = dict(generate_kwargs or {})
         self.provenance = dict(provenance or {})
+        self._progress: ProgressReporter | None = None  # set per generate() call
 
     @classmethod
     def from_dirs(
@@ -73,9 +75,13 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from bioreview_assets.ml.training_speed import cpu_has_native_bf16
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        # bf16 on GPU (what the model was trained in); fp32 on CPU, where bf16 matmuls are slow and less exact.
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        # bf16 on GPU and on CPUs with native bf16 matmuls (what the model was trained in there). Measured on the
+        # 2-core avx512_bf16 CPU, SmolLM2-135M, 30 prompts of 440 tokens: prefill 8 s in bf16 against 69 s in fp32,
+        # decode 80 ms/step against 1.8 s. fp32 only on CPUs that would emulate bf16.
+        dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token  # same rule as models.load_tokenizer
@@ -130,8 +136,19 @@ class TransformersBackend:
                 on_result(GenerationResult.failed(request.article_id, f"prompt rendering failed: {err!r}"))
         # Longest first: neighbours have similar lengths (little padding) and an out-of-memory shows up at once.
         prepared.sort(key=lambda item: len(item[1]), reverse=True)
+        n_batches = -(-len(prepared) // self.batch_size)
+        max_steps = self.sampling.max_new_tokens
+        # Decode steps are the unit: a batch of long outputs takes minutes on a CPU with no article finished yet.
+        self._progress = ProgressReporter(
+            f"generation of {len(prepared)} articles", n_batches * max_steps, "decode steps (max)", eta_is_bound=True
+        )
+        self._batches_done, self._n_batches, self._articles_done = 0, n_batches, 0
         for start in range(0, len(prepared), self.batch_size):
-            self._run_batch(prepared[start : start + self.batch_size], on_result)
+            batch = prepared[start : start + self.batch_size]
+            self._run_batch(batch, on_result)
+            self._batches_done += 1
+            self._articles_done += len(batch)
+        self._progress.update(n_batches * max_steps, f"{len(prepared)} articles done", force=True)
 
     def _run_batch(self, batch: list[tuple[GenerationRequest, list[int]]], on_result: OnResult) -> None:
         started = time.perf_counter()
@@ -173,6 +190,8 @@ class TransformersBackend:
             torch.manual_seed(spec.seed)  # per batch: the same pending set and batch size give the same samples
         if spec.ignore_eos:
             kwargs["min_new_tokens"] = spec.max_new_tokens
+        if self._progress is not None:
+            kwargs["stopping_criteria"] = [_ProgressCriterion(self)]
         kwargs.update(self.generate_kwargs)
         with torch.inference_mode():
             output = self.model.generate(
@@ -208,3 +227,22 @@ class TransformersBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+class _ProgressCriterion:
+    """A stopping criterion that never stops: generate() calls it once per decode step, so it reports progress."""
+
+    def __init__(self, backend: TransformersBackend):
+        self.backend = backend
+        self.step = 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        self.step += 1
+        b = self.backend
+        b._progress.update(
+            b._batches_done * b.sampling.max_new_tokens + self.step,
+            f"batch {b._batches_done + 1}/{b._n_batches} of {input_ids.shape[0]}, {b._articles_done} articles done",
+        )
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
