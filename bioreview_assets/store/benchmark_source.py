@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,14 @@ class SplitFile:
     is_sample: bool
 
     def read(self) -> bytes:
-        """The split's JSONL bytes (decompressed when the file is gzipped)."""
+        """The split's JSONL bytes (decompressed when the file is gzipped); a corrupt archive names the file."""
         raw = self.path.read_bytes()
-        return gzip.decompress(raw) if self.path.suffix == ".gz" else raw
+        if self.path.suffix != ".gz":
+            return raw
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; a cut-off archive an EOFError
+            raise ValueError(f"{self.path}: not a readable gzip file ({err}); expected gzip-compressed JSONL") from err
 
 
 def data_dir() -> Path | None:
