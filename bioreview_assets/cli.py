@@ -44,18 +44,27 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     from bioreview_assets import settings
     from bioreview_assets.assets.scoring import article_refs, score_with_matcher
-    from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.core.benchmark import parse_split
-    from bioreview_assets.core.predictions import read_predictions
+    from bioreview_assets.core.predictions import prediction_coverage, read_predictions
+    from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
 
-    loaded = parse_split(args.split, split_file(args.split).read(), settings.load_project().max_bad_row_fraction)
-    predictions = read_predictions(Path(args.predictions).read_text().splitlines())
+    source = split_file(args.split)
+    loaded = parse_split(args.split, source.read(), settings.load_project().max_bad_row_fraction, str(source.path))
+    predictions = read_predictions(Path(args.predictions).read_bytes(), source=args.predictions)
+    coverage = prediction_coverage(predictions, [a.id for a in loaded.articles], args.split)
+    for warning in coverage["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     result = score_with_matcher(EmbedderResource(), args.matcher or settings.load_project().default_matcher,
-                                article_refs(loaded.articles), predictions, args.bootstrap)
+                                article_refs(loaded.articles), predictions.by_article, args.bootstrap)
     keys = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
             "n_articles", "n_gt", "n_tool", "n_matched", "matcher_id")
-    print(json.dumps({k: result.metrics[k] for k in keys} | {"ci": result.metrics.get("ci")}, indent=2))
+    report = {k: result.metrics[k] for k in keys} | {"ci": result.metrics.get("ci"), "coverage": coverage}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:  # the coverage is stored with the score, never only printed
+        Path(args.out).write_text(json.dumps({**report, "predictions": args.predictions,
+                                              "metrics": result.metrics}, indent=2, default=str))
     return 0
 
 
@@ -79,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", default="val", choices=["train", "val", "test"])
     score.add_argument("--matcher", default=None, help="a configs/matchers/ name (default: the project's)")
     score.add_argument("--bootstrap", type=int, default=1000)
+    score.add_argument("--out", default=None, help="also write the score, its coverage and all metrics to this JSON file")
     score.set_defaults(func=_cmd_score)
     return parser
 
@@ -89,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         from bioreview_assets.sample.generator import SEED
 
         args.seed = SEED
-    return args.func(args)
+    from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
+    from bioreview_assets.core.predictions import BadPredictions
+
+    try:
+        return args.func(args)
+    except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError) as err:
+        # Bad input is the user's to fix: say what and where, without a traceback (exit 1, as the harness).
+        print(f"bioreview {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash:
         "n_articles": metrics["n_articles"], "n_gt": metrics["n_gt"], "n_tool": metrics["n_tool"],
         "n_matched": metrics["n_matched"], "concerns_per_article": metrics["n_tool"] / max(metrics["n_articles"], 1),
         "articles_in_output": metrics["coverage"]["n_articles_in_output"],
+        "articles_missing_from_output": metrics["coverage"]["n_articles_missing_from_output"],
+        "unknown_prediction_ids": metrics["coverage"]["n_unknown_prediction_ids"],
         "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -136,6 +138,8 @@ def scores(
             "ci": dg.MetadataValue.json(m.get("ci")),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,
+            "coverage": dg.MetadataValue.json({k: v for k, v in m["coverage"].items() if "n_articles" in k
+                                               or "unknown" in k}),
             "by_matcher_f1": dg.MetadataValue.json({n: r.metrics["f1_micro"] for n, r in results.items()}),
             "per_source": dg.MetadataValue.json(m["per_source_micro"]),
             "per_category": dg.MetadataValue.json(m["per_category_micro"]),
