@@ -24,9 +24,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
     from bioreview_assets.store.catalog import query_table
 
-    print(query_table(args.query, max_rows=args.max_rows))
+    try:
+        print(query_table(args.query, max_rows=args.max_rows))
+    except (duckdb.Error, ValueError) as err:  # a SQL mistake: the message, not a traceback
+        print(f"bioreview sql: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=_cmd_sample_data)
     demo = sub.add_parser("demo", help="materialise the embedded default systems and print a summary")
     demo.set_defaults(func=_cmd_demo)
-    sql = sub.add_parser("sql", help="run SQL against the DuckDB catalog (<storage>/bioreview.duckdb)")
+    sql = sub.add_parser("sql", help="run SQL over the catalog views (built in memory: never blocks a writer)")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
     sql.set_defaults(func=_cmd_sql)

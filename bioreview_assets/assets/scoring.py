@@ -128,7 +128,7 @@ def scores(
     )
     store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
     store.write_json(score_inputs_signature(store, system, split), *folder, "signature.json")
-    catalog.refresh(store)
+    refreshed = catalog.refresh(store)
     main = results[project.default_matcher]
     m = main.metrics
     return dg.MaterializeResult(
@@ -146,6 +146,7 @@ def scores(
             "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
                                         "threshold curve and similarity histogram"),
             "path": store.url(*folder),
+            "catalog": refreshed.status,
         },
         check_results=evaluate_score_checks(m),
     )
