@@ -39,7 +39,7 @@ lock:
 
 demo: venv
 	mkdir -p $(DAGSTER_HOME)
-	cp -n k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	cp -u k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml  # -u: an older copy gets new settings
 	$(BIN)/bioreview demo
 
 test: venv test-deps
@@ -47,7 +47,7 @@ test: venv test-deps
 
 ui: venv
 	mkdir -p $(DAGSTER_HOME)
-	cp -n k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	cp -u k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml  # -u: an older copy gets new settings
 	@echo "Dagster UI: http://127.0.0.1:$${PORT:-3000}"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
 
