@@ -41,8 +41,14 @@ def score_inputs_signature(store, system: str, split: str) -> dict:
         "split_hash": read_split_meta(store, split)["content_hash"],
         "gt_filter": GT_FILTER_VERSION,
         "matchers": {name: settings.load_matcher(name).model_dump(mode="json") for name in project.matchers},
-        "concerns_written_at": store.read_json(*concerns_dir(system, split), "meta.json").get("written_at"),
+        # What the concerns are, not when they were written (a re-run with the same output is not a change).
+        "concerns": _concerns_identity(store.read_json(*concerns_dir(system, split), "meta.json")),
     }
+
+
+def _concerns_identity(meta: dict) -> str | None:
+    """The concerns' content hash (older partitions without one: their write time)."""
+    return meta.get("content_hash") or meta.get("written_at")
 
 
 def score_with_matcher(embedders: EmbedderResource, matcher_name: str, refs, predictions, bootstrap_n: int):
@@ -127,7 +133,8 @@ def scores(
         *folder, "matches.parquet",
     )
     store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
-    store.write_json(score_inputs_signature(store, system, split), *folder, "signature.json")
+    signature = score_inputs_signature(store, system, split)
+    store.write_json(signature, *folder, "signature.json")
     refreshed = catalog.refresh(store)
     main = results[project.default_matcher]
     m = main.metrics
@@ -148,5 +155,7 @@ def scores(
             "path": store.url(*folder),
             "catalog": refreshed.status,
         },
+        # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
+        data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
         check_results=evaluate_score_checks(m),
     )

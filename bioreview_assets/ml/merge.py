@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bioreview_assets.settings import ModelConfig
+from bioreview_assets.store.content_identity import folder_hash
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     meta = {
         "base_model": str(base_path),
         "adapter_dir": str(adapter_dir),
+        # Content identities: which adapter these weights were merged from, and what the merged folder holds
+        # (generations are keyed by the latter; a merged model older than its adapter is refused at serving).
+        "adapter_weights_hash": folder_hash(adapter_dir),
+        "weights_hash": folder_hash(tmp),
         "dtype": str(dtype).removeprefix("torch."),
         "trained_on_quantization": cfg.training.quantization,
     }

@@ -45,6 +45,7 @@ from bioreview_assets.ml.training_speed import (
     use_activation_offloading,
 )
 from bioreview_assets.settings import ModelConfig, TrainingConfig
+from bioreview_assets.store.content_identity import folder_hash
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ def train_adapter(
         output_dir=output_dir,
         wall_time_s=time.time() - started,
     )
+    # The adapter's content identity: what generation logs and the Dagster data version are keyed by.
+    meta["weights_hash"] = folder_hash(output_dir / "adapter")
     write_json_atomic(output_dir / "adapter_meta.json", meta)
     return TrainingRun(trainer=trainer, meta=meta)
 

@@ -8,7 +8,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bioreview_assets.assets.generation import PromptMismatch, parsed_columns
+from bioreview_assets.ml.generation.serving import PromptMismatch
+from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
