@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", default="val", choices=["train", "val", "test"])
     score.add_argument("--matcher", default=None, help="a configs/matchers/ name (default: the project's)")
     score.add_argument("--bootstrap", type=int, default=1000)
-    score.add_argument("--out", default=None, help="also write the score, its coverage and all metrics to this JSON file")
+    score.add_argument("--out", default=None, help="also write the score, its coverage and metrics to this JSON file")
     score.set_defaults(func=_cmd_score)
     return parser
 

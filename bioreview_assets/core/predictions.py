@@ -78,8 +78,9 @@ def prediction_coverage(predictions: PredictionFile, split_ids: Sequence[str], s
         warnings.append(f"{predictions.source}: {len(unknown)} predictions are for ids not in the {split} split and "
                         f"are ignored, as the harness does: {', '.join(unknown_examples)}")
     if missing:
+        examples = ", ".join(repr(i) for i in missing[:_MAX_EXAMPLES])
         warnings.append(f"{predictions.source}: {len(missing)} of {len(split_ids)} {split} articles have no prediction "
-                        f"and are scored with zero concerns, e.g. {', '.join(repr(i) for i in missing[:_MAX_EXAMPLES])}")
+                        f"and are scored with zero concerns, e.g. {examples}")
     return {
         "split": split,
         "split_articles": len(split_ids),
@@ -122,7 +123,8 @@ def _row(line: str, number: int, seen: PredictionFile) -> tuple[str, list[dict]]
     if not article_id:
         raise _RowError(f'no "article_id" or "id" (keys: {sorted(row)[:8]})')
     if not isinstance(article_id, str):
-        raise _RowError(f'"{key}" must be a string, got {_kind(article_id)} {article_id!r} (write it as "{article_id}")')
+        raise _RowError(f'"{key}" must be a string, got {_kind(article_id)} {article_id!r} '
+                        f'(write it as "{article_id}")')
     if article_id in seen.by_article:
         raise _RowError(f"duplicate article id {article_id!r} (first on line {seen.line_of[article_id]})")
     if "concerns" not in row or row["concerns"] is None:

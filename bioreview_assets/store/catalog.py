@@ -101,7 +101,8 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
     mentioned = [name for name in VIEWS if re.search(rf"\b{name}\b", sql, re.IGNORECASE)]
     statements = view_statements(store, mentioned or None)
     if not statements and not view_statements(store):
-        raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first (`make demo`)")
+        raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first "
+                                f"(`make demo`)")
     con = duckdb.connect()
     if not store.is_local:
         # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.

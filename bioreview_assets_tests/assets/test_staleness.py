@@ -217,7 +217,8 @@ def test_retrain_then_regenerate_never_reuses_the_old_models_outputs(chain, tmp_
         # Serving the merged weights of the previous adapter is refused, not done silently.
         refused = _run(instance, "generations", TINY_VAL, raise_on_error=False)
         (failure,) = [e for e in refused.all_events if e.is_step_failure]
-        assert "merged_model[tiny-random] was merged from adapter weights" in failure.step_failure_data.error.to_string()
+        message = failure.step_failure_data.error.to_string()
+        assert "merged_model[tiny-random] was merged from adapter weights" in message
         merged = _run(instance, "merged_model", "tiny-random")
         regenerated = _run(instance, "generations", TINY_VAL)
     meta = _meta(regenerated)
