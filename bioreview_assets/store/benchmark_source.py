@@ -21,6 +21,9 @@ class SplitFile:
         """The split's JSONL bytes (decompressed when the file is gzipped); a corrupt archive names the file."""
         raw = self.path.read_bytes()
         if self.path.suffix != ".gz":
+            if raw[:2] == b"\x1f\x8b":  # gzip magic: every "row" would be quarantined as invalid UTF-8
+                raise ValueError(f"{self.path}: the file is gzip-compressed; name it {self.path.name}.gz or "
+                                 f"decompress it (expected JSONL text)")
             return raw
         try:
             return gzip.decompress(raw)

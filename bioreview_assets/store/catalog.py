@@ -78,7 +78,7 @@ def refresh_catalog(store: ArtifactStore, wait_s: float = LOCK_WAIT_S, force: bo
                     con.execute(statement)
             store.write_json(statements, VIEWS_FILE)
             return RefreshResult(list(statements), f"views written: {', '.join(statements) or 'none'}")
-        except duckdb.Error as err:
+        except (duckdb.Error, OSError) as err:
             locked = "lock" in str(err).lower()
             if locked and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -157,3 +157,19 @@ def test_missing_split_file_in_data_dir_is_a_clear_error(tmp_path, monkeypatch, 
     with pytest.raises(Exception, match="has no val.jsonl"):
         dg.materialize(build_assets(), selection=["benchmark_split"], partition_key="val",
                        instance=dg.DagsterInstance.ephemeral(), resources=build_resources())
+
+
+def test_a_corrupt_or_misnamed_gzip_split_names_the_file(tmp_path, monkeypatch, storage_root):
+    import gzip
+
+    from bioreview_assets.sample.generator import write_sample
+
+    written = write_sample(tmp_path / "data")
+    raw = written["val"].read_bytes()
+    written["val"].write_bytes(gzip.compress(raw))  # gzip bytes under a .jsonl name
+    monkeypatch.setenv("BIOREVIEW_DATA_DIR", str(tmp_path / "data"))
+    assert f"{written['val']}: the file is gzip-compressed" in _failure_message(_materialise_split("val"))
+    written["val"].unlink()
+    cut = tmp_path / "data" / "val.jsonl.gz"
+    cut.write_bytes(gzip.compress(raw)[:200])  # a cut-off download
+    assert f"{cut}: not a readable gzip file" in _failure_message(_materialise_split("val"))

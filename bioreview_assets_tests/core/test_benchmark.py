@@ -122,3 +122,12 @@ def test_overlap_names_both_files_and_lines():
     with pytest.raises(OverlappingSplits) as err:
         check_disjoint([train, val])
     assert "in train (/d/train.jsonl line 3) and val (/d/val.jsonl line 1)" in str(err.value)
+
+
+def test_pathological_json_is_quarantined_not_raised():
+    lines = _lines(1)
+    raw = "\n".join([lines[0], "[" * 100_000, '{"id": ' + "9" * 5000 + "}", "null"]).encode()
+    loaded = load_split("val", raw, "val.jsonl")
+    assert [(q.line, q.reason) for q in loaded.quarantined] == [(2, "unparsable_json"), (3, "unparsable_json"),
+                                                                (4, "not_an_object")]
+    assert "expected an object" in loaded.quarantined[2].detail
