@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import SYSTEM_DIM, model_partitions
+from bioreview_assets.partitions import model_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import published_dir
 
@@ -16,12 +16,9 @@ class PublishConfig(dg.Config):
 
 @dg.asset(
     partitions_def=model_partitions(),
-    deps=[
-        "adapter",
-        # The model's default-policy system carries the model's name: its scores are the card's.
-        dg.AssetDep("scores", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-            partition_dimension_name=SYSTEM_DIM)),
-    ],
+    # The card reads the scores of the model's default-policy system; the leaderboard stands for "scored" in the
+    # lineage (Dagster maps no system x split partition onto a model partition).
+    deps=["adapter", "leaderboard"],
     group_name="training",
     kinds={"huggingface", "peft"},
 )

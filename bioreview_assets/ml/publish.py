@@ -115,8 +115,9 @@ def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: dict) -> 
                if store.exists(*corpus_dir(corpus_model, split), "meta.json")}
     splits = {split: store.read_json(*benchmark_dir(split), "meta.json")
               for split in set(corpora) | set(project.eval_splits) if store.exists(*benchmark_dir(split), "meta.json")}
-    trained_at = _aware(store.fs.modified(store.path(*adapter_dir(cfg.name), "adapter_meta.json")))
-    trained_at = trained_at.replace(microsecond=0)  # scored_at has whole seconds
+    # When these weights were written: scores from before then came from an earlier adapter of this model.
+    weights = store.path(*adapter_dir(cfg.name), "adapter", "adapter_model.safetensors")
+    trained_at = _aware(store.fs.modified(weights)).replace(microsecond=0)  # scored_at has whole seconds
     scores, matchers, stale = [], {}, []
     for split in project.eval_splits:
         folder = scores_dir(cfg.name, split)  # the model's default-policy system is named after the model

@@ -136,18 +136,22 @@ def _limits(inputs: CardInputs) -> list[str]:
                       f"`{base.get('package')}`, dequantised: on the original full-precision weights the adapter "
                       "computes slightly different outputs.")
     if any(split.get("is_sample", True) for split in inputs.splits.values()) or not inputs.splits:
-        limits.append("Trained and scored on bioreview's bundled synthetic sample benchmark (120/30/30 articles "
-                      "whose concerns follow from their text), not on real peer reviews.")
+        limits.append("Trained and scored on bioreview's bundled synthetic sample benchmark (articles whose concerns "
+                      "follow from their text), not on real peer reviews.")
     rows = {split: corpus.get("stats", {}) for split, corpus in inputs.corpora.items()}
     train_stats = rows.get("train") or {}
     if train_stats.get("truncation_rate") is not None:
         limits.append(f"Papers are fitted to a {_budget(inputs)}-token "
                       f"user turn (methods and results kept longest); {100 * train_stats['truncation_rate']:.0f}% "
                       "of training prompts were cut.")
+    for row in inputs.scores:
+        if row.get("null_f1") is not None and row.get("f1") and row["null_f1"] >= 0.5 * row["f1"]:
+            limits.append(f"On {row['split']} under matcher `{row['matcher']}` the null F1 ({row['null_f1']:.3f}) is at "
+                          f"least half the F1 ({row['f1']:.3f}): that F1 owes much to generic concerns.")
     limits += [
         "Concerns about figures are excluded from training targets and from scoring: the model never sees figures.",
-        "The prompt must come from bioreview's prompt builder (`prompt.json`, its hash below); other prompts are "
-        "out of distribution.",
+        "The prompt must come from bioreview's prompt builder (`prompt.json`; its hash under Training); other "
+        "prompts are out of distribution.",
         f"The validation loss is measured on a fixed subset of {meta.get('val_subset_rows')} validation rows.",
         "F1 depends on the matcher: compare it with the null F1 beside it, and only across rows of one matcher "
         "identity.",
