@@ -1,4 +1,4 @@
-"""The model card (README.md) of a published adapter: Hub front matter, then how it was trained, how it scores, limits."""
+"""The model card (README.md) of a published adapter: Hub front matter, then training, scores and limits."""
 
 from __future__ import annotations
 
@@ -146,8 +146,8 @@ def _limits(inputs: CardInputs) -> list[str]:
                       "of training prompts were cut.")
     for row in inputs.scores:
         if row.get("null_f1") is not None and row.get("f1") and row["null_f1"] >= 0.5 * row["f1"]:
-            limits.append(f"On {row['split']} under matcher `{row['matcher']}` the null F1 ({row['null_f1']:.3f}) is at "
-                          f"least half the F1 ({row['f1']:.3f}): that F1 owes much to generic concerns.")
+            limits.append(f"On {row['split']} under matcher `{row['matcher']}` the null F1 ({row['null_f1']:.3f}) is "
+                          f"at least half the F1 ({row['f1']:.3f}): that F1 owes much to generic concerns.")
     limits += [
         "Concerns about figures are excluded from training targets and from scoring: the model never sees figures.",
         "The prompt must come from bioreview's prompt builder (`prompt.json`; its hash under Training); other "
@@ -186,9 +186,9 @@ def _usage(inputs: CardInputs) -> list[str]:
         'array of `{"text", "category", "severity"}` objects.', "",
     ]
     if inputs.prompt:
-        lines += ["Messages: the system prompt of `prompt.json`, then a user turn of its `user_instruction` followed by "
-                  f"the article (title, abstract, sections), fitted to {inputs.prompt.get('token_budget')} tokens of "
-                  "this tokenizer.", ""]
+        lines += ["Messages: the system prompt of `prompt.json`, then a user turn of its `user_instruction` followed "
+                  f"by the article (title, abstract, sections), fitted to {inputs.prompt.get('token_budget')} tokens "
+                  "of this tokenizer.", ""]
     else:
         lines += ["`prompt.json` is missing: the prompt builder's hash no longer equals the one this adapter was "
                   "trained with, so the current prompt is not shipped as this adapter's.", ""]

@@ -93,7 +93,8 @@ def test_folder_holds_adapter_tokenizer_card_and_no_training_state(published, st
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
             "README.md", "training_config.yaml", "prompt.json", "bioreview.json",
             "requirements-inference.txt"} <= names
-    assert "chat_template.jinja" in names or "chat_template" in json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert "chat_template.jinja" in names or "chat_template" in tokenizer_config
     assert not [n for n in names if is_training_state(n)] and published.files == sorted(names)
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] is None
     assert not {"is_local", "local_files_only"} & set(json.loads((folder / "tokenizer_config.json").read_text()))
