@@ -220,12 +220,18 @@ class MlflowLogCallback:
 
     def __init__(self, run: MlflowRun):
         self.run = run
+        self.failed = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
+        if state.is_world_process_zero and logs and not self.failed:
             from transformers.integrations.integration_utils import rewrite_logs
 
-            log_metrics(self.run, rewrite_logs(logs), state.global_step)
+            try:
+                log_metrics(self.run, rewrite_logs(logs), state.global_step)
+            except Exception as err:  # a tracking store that goes away must not cost the training
+                self.failed = True
+                log.warning("MLflow logging stopped at step %d (%s); TensorBoard keeps the curves",
+                            state.global_step, err)
 
 
 # ---------------------------------------------------------------------------------------------- one adapter's run
@@ -245,7 +251,7 @@ class Tracker:
         output_dir = Path(output_dir)
         tensorboard = output_dir / TENSORBOARD_DIR
         record = output_dir / TRACKING_FILE
-        if not resumed:
+        if not resumed and _is_main_process():
             # The curves must describe the adapter that ends up in this folder, not a killed or replaced run.
             shutil.rmtree(tensorboard, ignore_errors=True)
             record.unlink(missing_ok=True)
@@ -279,8 +285,11 @@ class Tracker:
                 callback.tb_writer.close()
                 callback.tb_writer = None
         if self.mlflow is not None:
-            log_metrics(self.mlflow, {f"summary/{k}": v for k, v in summary.items()}, trainer.state.global_step)
-            self.mlflow.client().set_terminated(self.mlflow.run_id)
+            try:
+                log_metrics(self.mlflow, {f"summary/{k}": v for k, v in summary.items()}, trainer.state.global_step)
+                self.mlflow.client().set_terminated(self.mlflow.run_id)
+            except Exception as err:  # the adapter is trained and saved: a tracking hiccup must not fail it now
+                log.warning("MLflow run %s not finished cleanly: %s", self.mlflow.run_id, err)
 
 
 def _is_main_process() -> bool:

@@ -142,3 +142,20 @@ def run_history(adapter_root) -> list[dict]:
     import json
 
     return json.loads((adapter_root / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+
+
+def test_a_failing_tracking_store_does_not_stop_the_training(monkeypatch):
+    from bioreview_assets.ml import tracking
+
+    calls = []
+
+    def broken(run, metrics, step):
+        calls.append(step)
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(tracking, "log_metrics", broken)
+    callback = tracking.MlflowLogCallback(tracking.MlflowRun("sqlite:///x.db", "1", "r1"))
+    state = type("State", (), {"is_world_process_zero": True, "global_step": 3})()
+    for _ in range(2):
+        callback.on_log(None, state, None, logs={"loss": 1.0})
+    assert callback.failed and calls == [3]  # warned once, then left alone
