@@ -13,7 +13,7 @@ export BIOREVIEW_STORAGE ?= $(CURDIR)/var/storage
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test ui lock clean
+.PHONY: venv demo test ui tensorboard lock clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ ui: venv
 	cp -u k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml  # -u: an older copy gets new settings
 	@echo "Dagster UI: http://127.0.0.1:$${PORT:-3000}"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+
+# Every adapter, sweep variant and checkpoint probe of the storage root as one TensorBoard experiment.
+tensorboard: venv
+	@echo "TensorBoard: http://127.0.0.1:$${TB_PORT:-6006}"
+	$(BIN)/tensorboard --logdir $(BIOREVIEW_STORAGE)/adapter --host 127.0.0.1 --port $${TB_PORT:-6006}
 
 clean:
 	rm -rf var

@@ -1,4 +1,4 @@
-"""`bioreview` command: demo, sample-data, sql, report, score (thin wrappers over the code the assets use)."""
+"""`bioreview` command: demo, sample-data, sql, report, score, publish (thin wrappers over the code the assets use)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
+    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.store.layout import published_dir
+
+    store = ArtifactStore()
+    out = Path(args.out) if args.out else store.local_dir(*published_dir(args.model))
+    published = assemble_published_adapter(store, args.model, out)
+    print(f"published folder: {published.folder}")
+    print(f"files: {', '.join(published.files)}")
+    print(f"scored splits in the card: {published.scored_splits or 'none'}"
+          + (f" (stale, left out: {published.stale_scores})" if published.stale_scores else ""))
+    if args.repo_id:
+        print(f"uploaded: {upload_published_adapter(out, args.repo_id, private=not args.public)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bioreview", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--bootstrap", type=int, default=1000)
     score.add_argument("--out", default=None, help="also write the score, its coverage and metrics to this JSON file")
     score.set_defaults(func=_cmd_score)
+    publish = sub.add_parser("publish", help="assemble MODEL's adapter as a Hub-ready folder; --repo-id uploads it")
+    publish.add_argument("model", help="a model partition with a trained adapter (e.g. smollm2-135m)")
+    publish.add_argument("--out", default=None, help="folder to write (default <storage>/published_adapter/MODEL)")
+    publish.add_argument("--repo-id", default=None, help="Hub repository to upload to; the token is read from HF_TOKEN")
+    publish.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    publish.set_defaults(func=_cmd_publish)
     return parser
 
 

@@ -196,6 +196,15 @@ class GateConfig(_Strict):
     split: str = "val"
 
 
+class TrackingConfig(_Strict):
+    """Experiment tracking without a server: TensorBoard event files always, MLflow when switched on."""
+
+    mlflow: bool = False  # needs the `mlflow` extra (mlflow-skinny)
+    # Default: a SQLite file beside the artefacts (<local storage root>/mlflow.db); MLflow 3 refuses plain ./mlruns.
+    mlflow_tracking_uri: str | None = None
+    experiment: str = "bioreview"  # one experiment: every adapter, sweep variant and checkpoint probe is a run
+
+
 class ProjectConfig(_Strict):
     """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
 
@@ -216,6 +225,7 @@ class ProjectConfig(_Strict):
     bootstrap_n: int = 1000
     gate: GateConfig = Field(default_factory=GateConfig)
     demo_models: list[str] = Field(default_factory=list)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 def stable_hash(payload: Any) -> str:

@@ -17,11 +17,12 @@ from bioreview_assets.partitions import (
     keys,
     same_system_mapping,
     split_to_system_split,
+    system_by_name,
     system_split_partitions,
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
-from bioreview_assets.store.layout import concerns_dir, read_articles, read_split_meta, scores_dir
+from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_articles, read_split_meta, scores_dir
 
 
 def article_refs(articles) -> list[ArticleRef]:
@@ -86,6 +87,19 @@ def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash:
     }
 
 
+def track_system_scores(store, project, system: str, split: str, results: dict) -> dict | None:
+    """Scores of a fine-tuned model's system logged against its adapter's MLflow run (tracking.mlflow on)."""
+    info = system_by_name(system)
+    if not project.tracking.mlflow or info.kind != "model" or not store.exists(*adapter_dir(info.model),
+                                                                               "adapter_meta.json"):
+        return None
+    from bioreview_assets.ml.tracking import track_scores
+
+    return track_scores(project.tracking, store.read_json(*adapter_dir(info.model), "adapter_meta.json"), split=split,
+                        policy=info.policy, results=results, default_policy=project.default_postprocess,
+                        default_matcher=project.default_matcher)
+
+
 @dg.asset(
     partitions_def=system_split_partitions(),
     deps=[
@@ -136,6 +150,7 @@ def scores(
     signature = score_inputs_signature(store, system, split)
     store.write_json(signature, *folder, "signature.json")
     refreshed = catalog.refresh(store)
+    tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]
     m = main.metrics
     return dg.MaterializeResult(
@@ -154,6 +169,7 @@ def scores(
                                         "threshold curve and similarity histogram"),
             "path": store.url(*folder),
             "catalog": refreshed.status,
+            **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
         },
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
         data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),

@@ -74,6 +74,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         prompt_hash=prompt_hash,
         corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
+        tracking=settings.load_project().tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
@@ -98,11 +99,24 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             "config_hash": cfg.config_hash(),
             "weights_hash": meta["weights_hash"],
             "path": published,
+            **tracking_metadata(store, published, meta["tracking"]),
         },
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
         check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or []),
     )
+
+
+def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> dict:
+    """Links to the adapter's TensorBoard run (and MLflow run) for the UI."""
+    from bioreview_assets.ml.tracking import TENSORBOARD_DIR, tensorboard_command
+
+    links = {"tensorboard": dg.MetadataValue.path(f"{published}/{TENSORBOARD_DIR}"),
+             "tensorboard_command": tensorboard_command(store.url("adapter"))}
+    if tracking.get("mlflow"):
+        links["mlflow_run_id"] = tracking["mlflow"]["run_id"]
+        links["mlflow_tracking_uri"] = tracking["mlflow"]["tracking_uri"]
+    return links
 
 
 def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
@@ -124,14 +138,18 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
                                                                        "trainer_state.json", "training_args.bin"))
+    from bioreview_assets.ml.tracking import track_probe
+
+    tracking = track_probe(settings.load_project().tracking, work, cfg, meta, state["log_history"])
     probe_meta = {**meta, "probe_of": cfg.probe_of, "global_step": cfg.probe_step,
-                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target),
+                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target), "tracking": tracking,
                   "weights_hash": folder_hash(target)}
     (work / "adapter_meta.json").write_text(json.dumps(probe_meta, indent=2))
     published = store.publish_dir(work, *adapter_dir(cfg.name))
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
                                           "val_loss_at_step": probe_meta["final_val_loss"],
-                                          "weights_hash": probe_meta["weights_hash"], "path": published},
+                                          "weights_hash": probe_meta["weights_hash"], "path": published,
+                                          **tracking_metadata(store, published, tracking)},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
                                 check_results=evaluate_adapter_checks(val_history))
 

@@ -6,6 +6,7 @@
     checkpoints/checkpoint-N/            HF Trainer checkpoint (adapter, optimizer, scheduler, RNG, state)
     checkpoints/checkpoint-N/bioreview_checkpoint.json   written last: marks the checkpoint complete
     adapter/                             final LoRA adapter + tokenizer
+    tensorboard/, tracking.json          TensorBoard event files and the MLflow run (ml/tracking.py)
     adapter_meta.json                    what the UI shows and downstream assets check (written last)
 """
 
@@ -44,7 +45,7 @@ from bioreview_assets.ml.training_speed import (
     selective_checkpointing_layers,
     use_activation_offloading,
 )
-from bioreview_assets.settings import ModelConfig, TrainingConfig
+from bioreview_assets.settings import ModelConfig, TrackingConfig, TrainingConfig
 from bioreview_assets.store.content_identity import folder_hash
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def train_adapter(
     corpus_hash: str,
     allow_version_mismatch: bool = False,
     progress: Progress | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> TrainingRun:
     """Train (or resume) the LoRA adapter of `cfg` on the corpus rows.
 
@@ -93,6 +95,7 @@ def train_adapter(
     import torch
 
     from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
+    from bioreview_assets.ml.tracking import Tracker
 
     started = time.time()
     output_dir = Path(output_dir)
@@ -111,6 +114,7 @@ def train_adapter(
     resume = prepare_checkpoints(checkpoints, identity, versions, allow_version_mismatch=allow_version_mismatch)
     # An older adapter_meta.json must not vouch for an adapter this run is about to replace.
     (output_dir / "adapter_meta.json").unlink(missing_ok=True)
+    tracker = Tracker.start(output_dir, cfg, identity, resumed=resume.path is not None, tracking=tracking)
     model = load_training_model(cfg, resolve_base_model(cfg))
     liger = apply_liger(model, cfg.training.liger)
     monitor = as_callback(TrainingMonitor, progress)
@@ -121,7 +125,8 @@ def train_adapter(
         train_features,
         eval_features,
         checkpoints,
-        callbacks=[as_callback(CheckpointMarker, identity, versions), monitor],
+        # The reporting callbacks come last: they write what the monitor adds to each log (tokens/s, GPU memory).
+        callbacks=[as_callback(CheckpointMarker, identity, versions), monitor, *tracker.callbacks()],
     )
     if cuda_available():
         torch.cuda.reset_peak_memory_stats()
@@ -146,6 +151,9 @@ def train_adapter(
     )
     # The adapter's content identity: what generation logs and the Dagster data version are keyed by.
     meta["weights_hash"] = folder_hash(output_dir / "adapter")
+    meta["tracking"] = tracker.links()
+    tracker.finish(trainer, {k: meta[k] for k in ("final_train_loss", "final_val_loss", "tokens_per_s",
+                                                  "peak_gpu_memory_gib", "train_time_s", "wall_time_s")})
     write_json_atomic(output_dir / "adapter_meta.json", meta)
     return TrainingRun(trainer=trainer, meta=meta)
 
@@ -477,6 +485,7 @@ class TrainingMonitor:
         self.steps = 0
         self.tokens = 0
         self._step_started: float | None = None
+        self._logged = (0, 0.0)  # tokens and train seconds at the previous train log
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -493,9 +502,12 @@ class TrainingMonitor:
             self._step_started = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
         if "num_tokens" in logs and "loss" in logs:
             self.tokens = int(logs["num_tokens"])  # trl counts non-padding tokens seen by this process
+            # Added to the trainer's own log dict (the reporting callbacks after this one write it to TensorBoard);
+            # the trainer's log_history holds a copy taken before the callbacks, so the checkpoints stay unchanged.
+            logs.update(self._interval_figures())
         event = {"step": state.global_step, "max_steps": state.max_steps}
         if "loss" in logs:
             event.update(loss=logs["loss"], learning_rate=logs.get("learning_rate"), tokens_per_s=self.tokens_per_s)
@@ -506,6 +518,20 @@ class TrainingMonitor:
         log.info("train progress %s", event)
         if self.progress is not None:
             self.progress(event)
+
+    def _interval_figures(self) -> dict[str, float]:
+        """Tokens/s over the steps since the previous log, and CUDA memory now and at peak (GiB)."""
+        figures: dict[str, float] = {}
+        tokens, seconds = self.tokens - self._logged[0], self.train_seconds - self._logged[1]
+        if tokens > 0 and seconds > 0:
+            figures["tokens_per_s"] = round(tokens / seconds, 1)
+        self._logged = (self.tokens, self.train_seconds)
+        import torch
+
+        if torch.cuda.is_available():
+            figures["gpu_memory_gib"] = round(torch.cuda.memory_allocated() / 2**30, 3)
+            figures["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        return figures
 
 
 def _synchronize() -> None:
