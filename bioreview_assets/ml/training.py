@@ -102,10 +102,13 @@ def train_adapter(
 
     tokenizer = load_tokenizer(cfg)
     max_length = cfg.training.max_length
-    train_features, train_stats = featurize_rows(tokenizer, train_rows, max_length)
+    thinking = cfg.prompt.enable_thinking  # the same template switch as at inference (W5)
+    train_features, train_stats = featurize_rows(tokenizer, train_rows, max_length, enable_thinking=thinking)
     if not train_features:
         raise ValueError(f"no training row fits max_length={max_length} ({train_stats.dropped_over_length} dropped)")
-    eval_features, eval_stats = featurize_rows(tokenizer, fixed_subset(val_rows, cfg.training.eval_subset), max_length)
+    eval_features, eval_stats = featurize_rows(
+        tokenizer, fixed_subset(val_rows, cfg.training.eval_subset), max_length, enable_thinking=thinking
+    )
 
     resume = prepare_checkpoints(checkpoints, identity, versions, allow_version_mismatch=allow_version_mismatch)
     # An older adapter_meta.json must not vouch for an adapter this run is about to replace.
