@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioreview_assets.ml.kernels import speed_kernels
 from bioreview_assets.ml.lora_targets import check_lora_coverage, is_language_module, peft_target_modules
@@ -46,7 +46,8 @@ from bioreview_assets.ml.training_speed import (
     selective_checkpointing_layers,
     use_activation_offloading,
 )
-from bioreview_assets.settings import ModelConfig, TrainingConfig
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import ModelConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
