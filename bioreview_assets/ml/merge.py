@@ -20,9 +20,9 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     plain weights, and the difference this makes is the NF4 rounding of the base, recorded in merge_meta.json.
     """
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from bioreview_assets.ml.lora_targets import load_adapter_checked
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import replace_dir
 
@@ -31,7 +31,7 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     base_path = resolve_base_model(cfg)
     device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
     base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype, device_map=device_map)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = load_adapter_checked(base, adapter_dir).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
