@@ -13,7 +13,7 @@ export BIOREVIEW_STORAGE ?= $(CURDIR)/var/storage
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test ui lock clean
+.PHONY: venv demo test ui tensorboard lock clean
 
 venv: $(VENV)/.installed
 
@@ -39,7 +39,7 @@ lock:
 
 demo: venv
 	mkdir -p $(DAGSTER_HOME)
-	cp -n k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	cp -u k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml  # -u: an older copy gets new settings
 	$(BIN)/bioreview demo
 
 test: venv test-deps
@@ -47,9 +47,14 @@ test: venv test-deps
 
 ui: venv
 	mkdir -p $(DAGSTER_HOME)
-	cp -n k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	cp -u k8s/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml  # -u: an older copy gets new settings
 	@echo "Dagster UI: http://127.0.0.1:$${PORT:-3000}"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+
+# Every adapter, sweep variant and checkpoint probe of the storage root as one TensorBoard experiment.
+tensorboard: venv
+	@echo "TensorBoard: http://127.0.0.1:$${TB_PORT:-6006}"
+	$(BIN)/tensorboard --logdir $(BIOREVIEW_STORAGE)/adapter --host 127.0.0.1 --port $${TB_PORT:-6006}
 
 clean:
 	rm -rf var

@@ -38,11 +38,42 @@ there with the same requests:
 (the generations asset does this for a model whose config says `generation.backend: vllm`), or, for this workload,
     vllm bench throughput --model <qwen3-8b folder> --input-len 4096 --output-len 1000 --num-prompts 64 \
         --enable-prefix-caching [--enable-lora --lora-path <adapter folder>]
+
+Qwen3.5-9B shape (--shape qwen3.5-9b: 32 layers, 24 Gated DeltaNet + 8 full attention, head_dim 256, vocab 248,320):
+the Gated DeltaNet layers run flash-linear-attention's Triton kernels when `fla` (pip fla-core) is importable, else
+transformers' PyTorch reference path (the reference's 281 s/article). transformers binds the kernel when its model
+module is imported, so --compare-no-fla measures the same setups again in a child process where `fla` cannot be
+imported (--no-fla), on the same saved random weights, and folds its rows into this report ("[no fla]").
+Only the 8 full-attention layers have a KV cache (32 KiB/token); each linear-attention layer keeps a fixed state.
+    # ours with fla (64 articles) and without (16 articles): about 5 minutes on an H200
+    python3 benchmarks/generation_throughput.py --shape qwen3.5-9b --variants static,dynamic --reference-articles 0 \
+        --compare-no-fla --no-fla-articles 16 --no-fla-variants static --out benchmarks/results/gen_qwen35_h200.txt
+    # the reference path (batch 1, NF4 + unmerged LoRA r16 on the seven projections), with fla, then without
+    python3 benchmarks/generation_throughput.py --shape qwen3.5-9b --variants "" --reference-articles 1 \
+        --out benchmarks/results/gen_qwen35_ref_fla_h200.txt
+    python3 benchmarks/generation_throughput.py --shape qwen3.5-9b --variants "" --reference-articles 1 --no-fla \
+        --out benchmarks/results/gen_qwen35_ref_nofla_h200.txt
+CPU smoke test: python benchmarks/generation_throughput.py --shape tiny-qwen3.5 --compare-no-fla
 """
 
 from __future__ import annotations
 
+import sys
+
+if "--no-fla" in sys.argv:  # before transformers is imported: it picks the Gated DeltaNet kernel on import
+
+    class _BlockFla:
+        """Import finder that makes flash-linear-attention unimportable in this process."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "fla" or name.startswith("fla."):
+                raise ImportError(f"{name} blocked by --no-fla")
+            return None
+
+    sys.meta_path.insert(0, _BlockFla())
+
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -51,7 +82,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +99,15 @@ QWEN3_8B = dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, 
                 head_dim=128, intermediate_size=12288, vocab_size=151936)
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
             intermediate_size=128, vocab_size=1000)
+QWEN3_5_9B = dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=16, num_key_value_heads=4, head_dim=256,
+                  intermediate_size=12288, vocab_size=248320, linear_conv_kernel_dim=4, linear_key_head_dim=128,
+                  linear_value_head_dim=128, linear_num_key_heads=16, linear_num_value_heads=32)
+TINY_QWEN3_5 = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                    intermediate_size=128, vocab_size=1000, linear_conv_kernel_dim=4, linear_key_head_dim=16,
+                    linear_value_head_dim=8, linear_num_key_heads=2, linear_num_value_heads=32)  # bnb CPU: N % 32
+# shape -> (config class, values); random weights are built from the config alone (no download).
+SHAPES = {"qwen3-8b": ("Qwen3Config", QWEN3_8B), "tiny": ("Qwen3Config", TINY),
+          "qwen3.5-9b": ("Qwen3_5TextConfig", QWEN3_5_9B), "tiny-qwen3.5": ("Qwen3_5TextConfig", TINY_QWEN3_5)}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -75,13 +115,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def make_config(shape: dict, prompt_len: int, new_tokens: int):
-    from transformers import Qwen3Config
+def make_config(shape_name: str, prompt_len: int, new_tokens: int):
+    import transformers
 
+    class_name, shape = SHAPES[shape_name]
     vocab = shape["vocab_size"]
-    return Qwen3Config(**shape, max_position_embeddings=max(40960, prompt_len + new_tokens), rope_theta=1e6,
-                       rms_norm_eps=1e-6, tie_word_embeddings=False, eos_token_id=vocab - 2, pad_token_id=vocab - 1,
-                       bos_token_id=None)
+    rope = {"rope_theta": 1e6} if class_name == "Qwen3Config" else {}  # Qwen3.5 keeps its own rope defaults
+    return getattr(transformers, class_name)(
+        **shape, max_position_embeddings=max(40960, prompt_len + new_tokens), **rope, rms_norm_eps=1e-6,
+        tie_word_embeddings=False, eos_token_id=vocab - 2, pad_token_id=vocab - 1, bos_token_id=None)
 
 
 def make_tokenizer(vocab: int):
@@ -106,21 +148,40 @@ def make_requests(n: int, prompt_len: int, vocab: int, seed: int = 0) -> list[Ge
 
 
 def random_model(config, device: str, dtype):
-    from transformers import Qwen3ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # initialise directly in the target dtype (no fp32 copy of 8B parameters)
     try:
         with torch.device(device):
-            model = Qwen3ForCausalLM(config)
+            model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
 
 
+def attention_layers(config) -> int:
+    """Layers with a KV cache (hybrid models: the full-attention ones only)."""
+    types = getattr(config, "layer_types", None)
+    return sum(t == "full_attention" for t in types) if types else config.num_hidden_layers
+
+
 def kv_bytes_per_token(config, bytes_per_value: int = 2) -> int:
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * bytes_per_value
+    return 2 * attention_layers(config) * config.num_key_value_heads * config.head_dim * bytes_per_value
+
+
+def linear_attention_kernels() -> str:
+    """What runs the Gated DeltaNet layers in this process (after the model module was imported)."""
+    if any(name == "fla.ops.gated_delta_rule" or name.startswith("fla.ops.gated_delta_rule.") for name in sys.modules):
+        return "flash-linear-attention (fla) kernels"
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("fla") is not None
+    except ImportError:
+        found = False
+    return "torch reference path" + ("" if not found else " (fla installed but not loaded)")
 
 
 @dataclass
@@ -224,9 +285,53 @@ def run_reference(model_dir: Path, tokenizer, requests, *, new_tokens: int, devi
                        f"measured on {len(requests)} articles only")
 
 
+def run_no_fla_child(args, folder: Path, measurements: list) -> list[str]:
+    """The --no-fla setups in a fresh process on the saved weights; their rows join `measurements`."""
+    import subprocess
+
+    rows = folder / "no_fla_rows.jsonl"
+    drop = {"--compare-no-fla", "--out", "--variants", "--articles", "--batch-size", "--reference-articles"}
+    argv, skip = [], False
+    for item in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if item.split("=")[0] in drop:
+            skip = "=" not in item and item != "--compare-no-fla"
+            continue
+        argv.append(item)
+    variants = args.no_fla_variants if args.no_fla_articles > 0 else ""
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--no-fla", "--model-dir", str(folder),
+               "--rows-out", str(rows), "--variants", variants, "--articles", str(max(args.no_fla_articles, 1)),
+               "--batch-size", str(max(1, min(args.batch_size, args.no_fla_articles or 1))),
+               "--reference-articles", str(args.reference_articles)]
+    log("child without flash-linear-attention: " + " ".join(command[1:]))
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = [line for line in process.stdout.splitlines() if "linear attention [no fla]" in line]
+    for line in process.stdout.splitlines():
+        print("  [no fla] " + line, flush=True)
+    if rows.exists():
+        for line in rows.read_text().splitlines():
+            measurement = Measurement(**json.loads(line))
+            if measurement.name.startswith("(b)"):
+                measurement.name += " [no fla]"
+            measurements.append(measurement)
+    if process.returncode != 0:
+        log(f"the no-fla child exited {process.returncode}")
+    return [line.split("] ", 1)[-1] for line in lines[:1]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny shape on CPU: a smoke test of this script")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default=None, help="qwen3-8b (default), qwen3.5-9b, tiny-*")
+    parser.add_argument("--compare-no-fla", action="store_true",
+                        help="also run --no-fla-variants (and the reference) in a child process without fla")
+    parser.add_argument("--no-fla", action="store_true", help="flash-linear-attention cannot be imported here")
+    parser.add_argument("--no-fla-articles", type=int, default=16)
+    parser.add_argument("--no-fla-variants", default="static")
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)  # child: the parent's saved weights
+    parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # child: measurements as JSON lines
     parser.add_argument("--articles", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=4096)
@@ -237,13 +342,18 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=480.0, help="start no setup of ours after this many s")
     parser.add_argument("--out", type=Path, help="also write the printed report here")
     args = parser.parse_args()
+    args.shape = args.shape or ("tiny" if args.tiny else "qwen3-8b")
+    if args.shape.startswith("tiny") and not args.tiny:
+        args.tiny = True
     if args.tiny:
-        args.articles, args.batch_size, args.prompt_tokens, args.new_tokens = 6, 4, 64, 16
-        args.prefill_chunk, args.reference_articles = 32, 1
-    shape = TINY if args.tiny else QWEN3_8B
+        args.prompt_tokens, args.new_tokens, args.prefill_chunk = 64, 16, 32
+        if not args.model_dir:  # a child keeps the counts its parent gave it
+            args.articles, args.batch_size, args.reference_articles = 6, 4, min(args.reference_articles, 1)
+            args.no_fla_articles = min(args.no_fla_articles, 4)
+    shape = SHAPES[args.shape][1]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    config = make_config(shape, args.prompt_tokens, args.new_tokens)
+    config = make_config(args.shape, args.prompt_tokens, args.new_tokens)
     tokenizer = make_tokenizer(shape["vocab_size"])
     requests = make_requests(args.articles, args.prompt_tokens, shape["vocab_size"])
     assert len(tokenizer(requests[0].messages[0]["content"])["input_ids"]) == args.prompt_tokens
@@ -255,8 +365,9 @@ def main() -> int:
     header = [
         f"device: {gpu}; torch {torch.__version__}; transformers {__import__('transformers').__version__}",
         f"shape: {json.dumps(shape)}; prompt {args.prompt_tokens} tokens; exactly {args.new_tokens} new tokens",
-        f"KV cache: {kv_bytes_per_token(config) / 1024:.0f} KiB/token, {kv_article / 2**30:.2f} GiB/article, "
-        f"{kv_article * args.batch_size / 2**30:.1f} GiB for batch {args.batch_size}",
+        f"KV cache: {kv_bytes_per_token(config) / 1024:.0f} KiB/token ({attention_layers(config)} attention layers), "
+        f"{kv_article / 2**30:.2f} GiB/article, {kv_article * args.batch_size / 2**30:.1f} GiB for batch "
+        f"{args.batch_size}",
         # Without pack_gqa, masked (static-cache) decoding repeats K/V to all 32 heads before SDPA: 4x the bytes.
         f"transformers has sdpa pack_gqa: {hasattr(sdpa_attention, 'pack_gqa')}",
     ]
@@ -269,12 +380,13 @@ def main() -> int:
     def report() -> str:
         title = f"{'setup':<52} {'n':>4} {'s/article':>9} {'tok/s':>9} {'peak GiB':>7}  note"
         lines = header + ["", title] + [m.line() for m in measurements]
-        ours = [m for m in measurements if m.name.startswith("(b)")]
+        ours = [m for m in measurements if m.name.startswith("(b)") and "[no fla]" not in m.name]
         refs = [m for m in measurements if m.name.startswith("(a)")]
-        if ours and refs:
+        if ours:
             best = min(ours, key=lambda m: m.per_article)
-            lines.append(f"speed-up of the best (b) over (a): {refs[0].per_article / best.per_article:.1f}x "
-                         f"({best.per_article:.2f} vs {refs[0].per_article:.2f} s/article; target <= 2 s/article)")
+            for ref in refs:
+                lines.append(f"speed-up of the best (b) over {ref.name}: {ref.per_article / best.per_article:.1f}x "
+                             f"({best.per_article:.2f} vs {ref.per_article:.2f} s/article; target <= 2 s/article)")
         text = "\n".join(lines)
         if args.out:  # rewritten after every setup: a run cut short still leaves its figures
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -316,12 +428,22 @@ def main() -> int:
         report()
         free()
 
-    with tempfile.TemporaryDirectory(prefix="qwen3-random-") as folder:
-        model = random_model(config, device, dtype)
-        log(f"random model built: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        log("saved the random weights (the reference loads them in 4-bit, the compiled run reloads them)")
+    tag = " [no fla]" if args.no_fla else ""
+    folder_context = (contextlib.nullcontext(str(args.model_dir)) if args.model_dir
+                      else tempfile.TemporaryDirectory(prefix="random-weights-"))
+    with folder_context as folder:
+        if args.model_dir:  # a --compare-no-fla child: the parent's random weights, loaded as a merged model is
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device).eval()
+        else:
+            model = random_model(config, device, dtype)
+            log(f"random model built: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            log("saved the random weights (the reference loads them in 4-bit, the compiled run reloads them)")
+        header.append(f"linear attention{tag}: {linear_attention_kernels()}")
+        log(header[-1])
         for key in [k for k in chosen if k != "compiled"]:
             run_variant(key, model)
         del model
@@ -330,6 +452,7 @@ def main() -> int:
             try:
                 ref = run_reference(Path(folder), tokenizer, requests[: args.reference_articles],
                                     new_tokens=args.new_tokens, device=device)
+                ref.name += tag
                 log(ref.line())
                 measurements.insert(0, ref)
                 report()
@@ -342,10 +465,17 @@ def main() -> int:
             # Loaded the way the generations asset loads a merged model.
             loaded = TransformersBackend.from_dirs(Path(folder), None, SamplingSpec(), device=device).model
             run_variant("compiled", loaded)
+            del loaded
+            free()
+        if args.compare_no_fla and not args.no_fla:
+            header.extend(run_no_fla_child(args, Path(folder), measurements))
+            report()
 
+    if args.rows_out:
+        args.rows_out.write_text("".join(json.dumps(asdict(m)) + "\n" for m in measurements))
     text = report()
     print("\n" + text, flush=True)
-    return 0 if any(m.name.startswith("(b)") for m in measurements) else 1
+    return 0 if measurements else 1
 
 
 if __name__ == "__main__":

@@ -19,8 +19,18 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
   ours-noliger  ours without Liger
   ours-bf16     ours on a bf16 base (LoRA without quantisation): what NF4 dequantisation costs
 
+  ours-nf4lin   ours with the linear-attention projections kept bf16 under NF4 (the qwen3.5-9b config)
+
+Shapes (--shape): qwen3-8b (default), qwen3.5-9b (hybrid: 24 Gated DeltaNet + 8 full-attention layers, vocab 248,320,
+LoRA also on in_proj_qkv/in_proj_z/out_proj as in configs/models/qwen3.5-9b.yaml; needs flash-linear-attention for
+its Triton kernels, the header says whether they are loaded), qwen2.5-14b (48 layers, hidden 5120); tiny-* shapes
+of each for CPU smoke tests. Random weights from the config only: nothing is downloaded.
+
 Run:  python benchmarks/train_throughput.py            (GPU: the figures in benchmarks/results/)
       python benchmarks/train_throughput.py --tiny     (CPU smoke test of the same code paths)
+      python benchmarks/train_throughput.py --shape qwen3.5-9b --variants ours,ours-nf4lin,ours-bf16
+      python benchmarks/train_throughput.py --shape qwen2.5-14b --variants ours --warmup 1 --steps 1
+The GPU path imports no pydantic/dagster (a stand-in config object is used when pydantic is missing).
 """
 
 from __future__ import annotations
@@ -39,24 +49,60 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VARIANTS = ("baseline", "ours-plain", "ours-addmm", "ours", "ours+sac", "ours-noliger", "ours-bf16")
+SEVEN = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LINEAR_ATTENTION_TARGETS = ["in_proj_qkv", "in_proj_z", "out_proj"]  # configs/models/qwen3.5-9b.yaml
+QWEN3_5_LINEAR = {"linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+                  "linear_num_key_heads": 16, "linear_num_value_heads": 32}
+# shape -> (config class, config values, LoRA targets). Real shapes from the checkpoints' config.json.
+SHAPES = {
+    "qwen3-8b": ("Qwen3Config", {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
+                                 "num_key_value_heads": 8, "intermediate_size": 12288, "vocab_size": 151936,
+                                 "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1_000_000.0}, SEVEN),
+    "qwen3.5-9b": ("Qwen3_5TextConfig", {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 16,
+                                         "num_key_value_heads": 4, "intermediate_size": 12288, "vocab_size": 248320,
+                                         "head_dim": 256, "max_position_embeddings": 262144, **QWEN3_5_LINEAR},
+                   SEVEN + LINEAR_ATTENTION_TARGETS),
+    "qwen2.5-14b": ("Qwen2Config", {"hidden_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 40,
+                                    "num_key_value_heads": 8, "intermediate_size": 13824, "vocab_size": 152064,
+                                    "max_position_embeddings": 32768, "rope_theta": 1_000_000.0}, SEVEN),
+    "tiny": ("Qwen3Config", {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                             "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 2048, "head_dim": 64,
+                             "max_position_embeddings": 40960}, SEVEN),
+    "tiny-qwen3.5": ("Qwen3_5TextConfig", {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 2,
+                                           "num_key_value_heads": 1, "intermediate_size": 256, "vocab_size": 2048,
+                                           "head_dim": 64, "max_position_embeddings": 4096,
+                                           **{**QWEN3_5_LINEAR, "linear_key_head_dim": 32, "linear_value_head_dim": 32,
+                                              "linear_num_key_heads": 2, "linear_num_value_heads": 4}},
+                     SEVEN + LINEAR_ATTENTION_TARGETS),
+    "tiny-qwen2.5": ("Qwen2Config", {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                     "num_key_value_heads": 1, "intermediate_size": 256, "vocab_size": 2048,
+                                     "max_position_embeddings": 4096}, SEVEN),
+}
 
 
-def model_config(tiny: bool):
-    """Qwen3-8B's shape (or a tiny one for CPU smoke tests), SDPA attention."""
-    from transformers import Qwen3Config
+def model_config(shape: str):
+    """The named shape's config (random weights are built from it), SDPA attention, no KV cache."""
+    import transformers
 
-    shape = (
-        {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-             "intermediate_size": 512, "vocab_size": 2048, "head_dim": 64}
-        if tiny
-        else {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8,
-                  "intermediate_size": 12288, "vocab_size": 151936, "head_dim": 128}
+    class_name, values, _ = SHAPES[shape]
+    return getattr(transformers, class_name)(
+        **values, rms_norm_eps=1e-6, tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa",
     )
-    config = Qwen3Config(
-        **shape, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-        tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa",
-    )
-    return config
+
+
+def lora_targets(shape: str) -> list[str]:
+    return list(SHAPES[shape][2])
+
+
+def linear_attention_kernels() -> str:
+    """Whether transformers' Gated DeltaNet uses flash-linear-attention here (it binds the kernel on import)."""
+    import importlib.util
+
+    if importlib.util.find_spec("fla") is None:
+        return "flash-linear-attention not installed: torch reference path"
+    import fla
+
+    return f"flash-linear-attention {getattr(fla, '__version__', '?')}"
 
 
 def device():
@@ -71,31 +117,36 @@ def compute_dtype():
     return torch.bfloat16 if torch.cuda.is_available() else torch.float32
 
 
-def build_model(config, *, nf4: bool):
+def build_model(config, *, nf4: bool, keep_bf16: tuple[str, ...] = ()):
     """Random-weight model on the device in the compute dtype; decoder linears NF4-quantised when nf4."""
     import torch
-    from transformers import Qwen3ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(compute_dtype())
     try:
         with device():
-            model = Qwen3ForCausalLM(config)
+            model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.set_default_dtype(previous)
     if nf4:
-        quantize_nf4_in_place(model)
+        quantize_nf4_in_place(model, keep_bf16)
     model.config.use_cache = False
     return model
 
 
-def quantize_nf4_in_place(model) -> None:
-    """Replace every decoder nn.Linear by a bitsandbytes NF4 double-quant Linear4bit (lm_head stays bf16, as in HF)."""
+def quantize_nf4_in_place(model, keep_bf16: tuple[str, ...] = ()) -> None:
+    """Replace every decoder nn.Linear by a bitsandbytes NF4 double-quant Linear4bit (lm_head stays bf16, as in HF).
+
+    Modules whose name contains one of keep_bf16 (e.g. "linear_attn") stay bf16, as the config's skip list does.
+    """
     import bitsandbytes as bnb
     import torch
 
-    for module in list(model.model.layers.modules()):
+    for module_name, module in list(model.model.layers.named_modules()):
+        if any(part in module_name for part in keep_bf16):
+            continue
         for name, child in list(module.named_children()):
             if type(child) is not torch.nn.Linear:
                 continue
@@ -109,6 +160,8 @@ def quantize_nf4_in_place(model) -> None:
                 child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4",
                 quant_storage=torch.uint8, module=quantized,
             ).to(child.weight.device)  # quantises on the device
+            if child.bias is not None:  # Qwen2 has q/k/v biases: kept as they are (bf16), as bitsandbytes does
+                quantized.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
             setattr(module, name, quantized)
             del child
     model.is_loaded_in_4bit = True  # what transformers' bnb loader marks; peft and trl read it
@@ -248,15 +301,31 @@ def step_timer():
     return StepTimer()
 
 
-def training_config(args, *, nf4: bool, liger: str):
-    from bioreview_assets.settings import TrainingConfig
-
-    return TrainingConfig(
-        quantization="nf4" if nf4 else "none", max_length=args.seq, lora={"r": 16, "alpha": 32, "dropout": 0.0},
+def training_config(args, *, nf4: bool, liger: str, sac_layers=0, offload: bool = False):
+    """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in."""
+    values = dict(
+        quantization="nf4" if nf4 else "none", max_length=args.seq,
+        lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": lora_targets(args.shape), "scope": "all"},
         epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=1,
         learning_rate=2e-4, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
-        gradient_checkpointing=True, liger=liger,
+        gradient_checkpointing=True, liger=liger, selective_checkpointing_layers=sac_layers,
+        activation_offloading=offload,
     )
+    try:
+        from bioreview_assets.settings import TrainingConfig
+    except ImportError:
+        return stand_in_training_config(values)
+    return TrainingConfig(**values)
+
+
+def stand_in_training_config(values: dict):
+    """A namespace with TrainingConfig's defaults and `values` (the fields build_trainer and friends read)."""
+    from types import SimpleNamespace
+
+    defaults = dict(lr_scheduler="cosine", warmup_ratio=0.03, weight_decay=0.01, max_grad_norm=1.0, seed=42,
+                    save_total_limit=4, packing=False, quantization_skip_modules=[])
+    lora = SimpleNamespace(**values["lora"])
+    return SimpleNamespace(**{**defaults, **values, "lora": lora})
 
 
 # variant -> (quantised base, liger, LoRA forward). LoRA forward: "peft" (peft's own), "addmm" (B, scaling and add in
@@ -269,6 +338,7 @@ OURS = {
     "ours": (True, "auto", "fused"),
     "ours-noliger": (True, "off", "fused"),
     "ours-bf16": (False, "auto", "fused"),
+    "ours-nf4lin": ("keep-linear-attention", "auto", "fused"),
 }
 
 
@@ -303,9 +373,9 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
 
     base, sac_layers, offload = parse_variant(variant)
     nf4, liger, lora_forward = OURS[base]
-    training = training_config(args, nf4=nf4, liger=liger).model_copy(
-        update={"selective_checkpointing_layers": sac_layers, "activation_offloading": offload})
-    model = build_model(config, nf4=nf4)
+    keep_bf16 = ("linear_attn",) if nf4 == "keep-linear-attention" else ()
+    training = training_config(args, nf4=bool(nf4), liger=liger, sac_layers=sac_layers, offload=offload)
+    model = build_model(config, nf4=bool(nf4), keep_bf16=keep_bf16)
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)
     check_no_upcast(model, compute_dtype())
@@ -321,7 +391,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         with lora:
             trainer.train()
             result = summarise(variant, timer.times, args.seq, args.warmup, {
-                "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
+                "shape": args.shape, "kept_bf16": list(keep_bf16), "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
                 "optim": str(trainer.args.optim), "lora_forward": lora_forward,
                 "selective_checkpointing_layers": sac_layers,
                 "activation_offloading": trainer.args.activation_offloading,
@@ -401,14 +471,26 @@ def kernel_family(name: str) -> str:
 
 
 def step_flops(config, seq: int) -> float:
-    """FLOPs of one LoRA step with full recomputation: forward twice, input-gradient backward, attention backward."""
-    linear = 2 * seq * sum(
-        config.hidden_size * out
-        for out in (config.num_attention_heads * config.head_dim, 2 * config.num_key_value_heads * config.head_dim)
-    ) + 2 * seq * config.num_attention_heads * config.head_dim * config.hidden_size
-    linear += 2 * seq * 3 * config.hidden_size * config.intermediate_size
-    linear *= config.num_hidden_layers
-    attention = 2 * seq * seq * config.num_attention_heads * config.head_dim * config.num_hidden_layers  # causal
+    """FLOPs of one LoRA step with full recomputation: forward twice, input-gradient backward, attention backward.
+
+    Hybrid models: full attention only in its layers; Gated DeltaNet layers count their projections (the chunked
+    delta rule itself, linear in seq, is left out, so their figure is a lower bound).
+    """
+    heads, kv, hidden = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
+    dim = getattr(config, "head_dim", None) or hidden // heads
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    mlp = 3 * hidden * config.intermediate_size
+    attention_proj = hidden * (heads * dim * (2 if "qwen3_5" in config.model_type else 1) + 2 * kv * dim) + heads * dim * hidden
+    linear = attention = 0.0
+    for kind in layer_types:
+        if kind == "linear_attention":
+            key_dim = config.linear_key_head_dim * config.linear_num_key_heads
+            value_dim = config.linear_value_head_dim * config.linear_num_value_heads
+            proj = hidden * (2 * key_dim + 2 * value_dim + 2 * config.linear_num_value_heads) + value_dim * hidden
+        else:
+            proj = attention_proj
+            attention += 2 * seq * seq * heads * dim  # causal
+        linear += 2 * seq * (proj + mlp)
     return 3 * linear + 2 * attention + 2.5 * attention
 
 
@@ -433,6 +515,7 @@ def environment() -> dict:
     from bioreview_assets.ml.runtime_env import library_versions
 
     return {
+        "linear_attention_kernels": linear_attention_kernels(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "versions": library_versions(),
@@ -489,6 +572,8 @@ def run_in_child(variant: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny model and short rows (CPU smoke test)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
+                        help="model shape (qwen3-8b; tiny with --tiny; tiny-qwen3.5 / tiny-qwen2.5 for CPU tests)")
     parser.add_argument("--seq", type=int, default=None, help="tokens per row (16384; 256 with --tiny)")
     parser.add_argument("--supervised", type=int, default=None, help="answer tokens per row (2048; 32 with --tiny)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -498,6 +583,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write results here after every setup")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one setup, result on stdout
     args = parser.parse_args()
+    args.shape = args.shape or ("tiny" if args.tiny else "qwen3-8b")
+    args.tiny = args.tiny or args.shape.startswith("tiny")
     args.seq = args.seq or (256 if args.tiny else 16384)
     args.supervised = args.supervised or (32 if args.tiny else 2048)
 
@@ -507,15 +594,15 @@ def main() -> None:
     for noisy in ("httpx", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    config = model_config(args.tiny)
+    config = model_config(args.shape)
     if args.child:
         rows = random_features(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
         print(RESULT_PREFIX + json.dumps(run_variant(config, rows, args, args.variants)), flush=True)
         return
     env = environment()
     print(json.dumps(env), flush=True)
-    print(f"seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, measured {args.steps}; "
-          "each setup in its own process", flush=True)
+    print(f"shape {args.shape}, seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, "
+          f"measured {args.steps}; each setup in its own process", flush=True)
     results = []
     for variant in args.variants.split(","):
         results.append(run_in_child(variant))

@@ -6,11 +6,13 @@ import os
 
 import dagster as dg
 
-from bioreview_assets.assets import benchmark, corpus, ensemble, generation, postprocess, reports, scoring, training
+from bioreview_assets.assets import (
+    benchmark, corpus, ensemble, generation, postprocess, publish, reports, scoring, training,
+)
 from bioreview_assets.automation import SCHEDULES, SENSORS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
-ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports]
+ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports, publish]
 
 
 def environment() -> str:

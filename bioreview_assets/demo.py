@@ -54,6 +54,8 @@ def demo_plan() -> list[Step]:
             steps.append(Step((asset,), key, f"{asset}[{system.name}|{split}]"))
             steps.append(Step(("scores",), key, f"scores[{system.name}|{split}]"))
     steps.append(Step(("leaderboard",), None, "leaderboard"))
+    steps += [Step(("published_adapter",), model, f"published_adapter[{model}]") for model in project.demo_models
+              if settings.load_model(model).finetune]  # assembled only: nothing is uploaded without a repo_id
     return steps
 
 

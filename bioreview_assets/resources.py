@@ -50,7 +50,8 @@ class GenerationResource(dg.ConfigurableResource):
 class CatalogResource(dg.ConfigurableResource):
     """The DuckDB views over the stored parquet partitions (a file at a local root, in memory on an object store)."""
 
-    def refresh(self, store: ArtifactStore) -> list[str]:
+    def refresh(self, store: ArtifactStore):
+        """Add views that got data to the catalog file; never raises (the data has landed already)."""
         from bioreview_assets.store.catalog import refresh_catalog
 
         return refresh_catalog(store)

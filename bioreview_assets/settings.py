@@ -50,6 +50,8 @@ class BaseModelSource(_Strict):
     package: str | None = None  # python package shipping a GGUF file (gguf_package)
     gguf_file: str | None = None
     seed: int = 0  # tiny_random only
+    # tiny_random only: which architecture and chat template the tiny model copies (ml/models.py TINY_FAMILIES)
+    family: Literal["qwen3", "qwen3_5", "qwen2", "deepseek_r1", "gemma2", "gemma4"] = "qwen3"
 
     @model_validator(mode="after")
     def _check(self) -> "BaseModelSource":
@@ -64,15 +66,22 @@ class LoraConfigSpec(_Strict):
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
+    # Leaf names of the projections to wrap; every name must match at least one module of the model.
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # language_model: wrap only the text decoder of a vision-language checkpoint (Gemma-4's vision tower has
+    # q_proj/.../down_proj too); every decoder projection named in target_modules must then be wrapped.
+    scope: Literal["all", "language_model"] = "all"
 
 
 class TrainingConfig(_Strict):
     """SFT hyper-parameters (reference values, PIPELINE.md §2.7)."""
 
     quantization: Literal["nf4", "none"] = "nf4"
+    # Modules kept unquantised under nf4: transformers reads each entry as a regex from the start of the module name
+    # (up to a dot) or as a suffix, e.g. ".*linear_attn" keeps the Gated DeltaNet projections of Qwen3.5 in bf16.
+    quantization_skip_modules: list[str] = Field(default_factory=list)
     max_length: int = 16384
     lora: LoraConfigSpec = Field(default_factory=LoraConfigSpec)
     epochs: float = 3
@@ -199,6 +208,15 @@ class GateConfig(_Strict):
     split: str = "val"
 
 
+class TrackingConfig(_Strict):
+    """Experiment tracking without a server: TensorBoard event files always, MLflow when switched on."""
+
+    mlflow: bool = False  # needs the `mlflow` extra (mlflow-skinny)
+    # Default: a SQLite file beside the artefacts (<local storage root>/mlflow.db); MLflow 3 refuses plain ./mlruns.
+    mlflow_tracking_uri: str | None = None
+    experiment: str = "bioreview"  # one experiment: every adapter, sweep variant and checkpoint probe is a run
+
+
 class ProjectConfig(_Strict):
     """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
 
@@ -222,6 +240,7 @@ class ProjectConfig(_Strict):
     # Dev knob: generate and score only the first N articles of each eval split, for EVERY system (models, BM25,
     # ensembles), so rows stay comparable; the leaderboard shows how many articles each row covers. None = all.
     eval_max_articles: int | None = None
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 def stable_hash(payload: Any) -> str:

@@ -7,8 +7,9 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchmark_checks
-from bioreview_assets.core.benchmark import check_disjoint, parse_split
+from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
+from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.partitions import split_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
@@ -21,19 +22,19 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
     """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
     split = context.partition_key
     project = settings.load_project()
-    loaded = {
-        name: parse_split(name, split_file(name).read(), project.max_bad_row_fraction)
-        for name in ("train", "val", "test")
-    }
-    check_disjoint(loaded.values())  # leakage between splits is an error, not a warning
-    this = loaded[split]
     store = storage.store()
     folder = benchmark_dir(split)
-    store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
+    source = split_file(split)
+    this = load_split(split, source.read(), str(source.path))
+    # Written before the bad-row limit is enforced: a failed partition still shows which rows were bad and why.
     store.write_jsonl([q.to_dict() for q in this.quarantined], *folder, "quarantine.jsonl")
+    quarantine_file = store.url(*folder, "quarantine.jsonl")
+    enforce_bad_row_limit(this, project.max_bad_row_fraction, quarantine_file)
+    # Only this partition's own file is validated here; the others are read leniently, for the leakage check only.
+    check_disjoint([this, *other_splits(split, context.log)])
+    store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
     store.write_parquet(_articles_table(this.articles, split), *folder, "articles.parquet")
     store.write_parquet(_gt_table(this.articles, split), *folder, "gt_concerns.parquet")
-    source = split_file(split)
     meta = {
         "split": split,
         "content_hash": this.content_hash,
@@ -45,19 +46,32 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
     }
     store.write_json(meta, *folder, "meta.json")
     for row in this.quarantined[:20]:
-        context.log.warning(f"quarantined {split} line {row.line} ({row.reason}): {row.detail}")
+        context.log.warning(f"quarantined {source.path} line {row.line} ({row.reason}): {row.detail}")
     return dg.MaterializeResult(
         metadata={
             **{k: v for k, v in meta.items() if k != "quarantine_reasons"},
             "quarantine_reasons": dg.MetadataValue.json(this.quarantine_counts),
-            "quarantine_file": store.url(*folder, "quarantine.jsonl"),
+            "quarantine_file": quarantine_file,
             "sources": dg.MetadataValue.json(dict(Counter(a.source for a in this.articles))),
             "n_concerns": sum(len(a.concerns) for a in this.articles),
         },
         data_version=dg.DataVersion(this.content_hash),
-        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts,
-                                                store.url(*folder, "quarantine.jsonl")),
+        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file),
     )
+
+
+def other_splits(split: str, log) -> list[LoadedSplit]:
+    """The other split files, loaded without the bad-row limit; an unreadable one is its own partition's error."""
+    others = []
+    for name in SPLITS:
+        if name == split:
+            continue
+        try:
+            source = split_file(name)
+            others.append(load_split(name, source.read(), str(source.path)))
+        except (OSError, ValueError) as err:
+            log.warning(f"benchmark_split[{split}]: cannot check article ids against the {name} split: {err}")
+    return others
 
 
 def _articles_table(articles, split: str) -> pl.DataFrame:

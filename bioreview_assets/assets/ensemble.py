@@ -56,7 +56,8 @@ def ensemble_concerns(
         meta.update(kind="ensemble_count_baseline", source_system=cfg.count_baseline_source())
     n_out = sum(len(v) for v in by_article.values())
     meta["n_concerns"] = n_out
-    path = write_concerns(store, system.name, split, by_article, sources, meta, produced_by=meta.get("source_system"))
+    path, content_hash = write_concerns(store, system.name, split, by_article, sources, meta,
+                                        produced_by=meta.get("source_system"))
     votes = [getattr(c, "votes", 1) for v in by_article.values() for c in v]
     return dg.MaterializeResult(
         metadata={
@@ -67,6 +68,7 @@ def ensemble_concerns(
             "shared_by_2plus": sum(v >= 2 for v in votes),
             "path": path,
         },
+        data_version=dg.DataVersion(content_hash),  # members' concerns changed -> this changes -> scores stale
         check_results=evaluate_cap(by_article, cfg.cap),
     )
 

@@ -1,13 +1,11 @@
 """concerns[system x split]: parsed generations under a post-processing policy, or a baseline's concerns."""
 
-import json
-
 import dagster as dg
 
 from bioreview_assets import settings
 from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import bm25_predictions
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
 from bioreview_assets.partitions import (
     MODEL_DIM,
@@ -21,7 +19,8 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
-from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
+from bioreview_assets.store.generation_table import generated_concerns
+from bioreview_assets.store.layout import read_articles, read_eval_articles
 
 
 def policy_by_name(name: str) -> PostprocessPolicy:
@@ -47,6 +46,8 @@ def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource
     check_specs=CONCERNS_CHECKS,
     group_name="systems",
     kinds={"python", "parquet"},
+    # A parser change shows every concerns partition stale in the UI; re-materialising re-parses the stored raw text.
+    code_version=f"parser-{PARSER_VERSION}",
 )
 def concerns(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
@@ -66,18 +67,17 @@ def concerns(
         policy = policy_by_name(system.policy)
         cap = policy.cap
         similarity = similarity_for_policy(policy, embedders)
-        generated = store.read_parquet(*generations_dir(system.model, split), "generations.parquet")
+        parsed_by_article, lineage = generated_concerns(store, system.model, split)
         by_article = {}
-        for row in generated.iter_rows(named=True):
-            parsed = [GeneratedConcern.from_dict(c) for c in json.loads(row["concerns"])]
+        for article_id, parsed in parsed_by_article.items():
             kept, counts = apply_policy(parsed, policy, similarity)
-            by_article[row["article_id"]] = kept
+            by_article[article_id] = kept
             for step, n in counts.items():
                 removed[step] += n
-        meta = {"kind": "model", "model": system.model, "policy": policy.__dict__}
+        meta = {"kind": "model", "model": system.model, "policy": policy.__dict__, "lineage": lineage}
     n_concerns = sum(len(v) for v in by_article.values())
     meta.update({"system": system.name, "split": split, "n_concerns": n_concerns, "removed": removed})
-    path = write_concerns(store, system.name, split, by_article, sources, meta)
+    path, content_hash = write_concerns(store, system.name, split, by_article, sources, meta)
     per_source: dict[str, list[int]] = {}
     for article_id, kept in by_article.items():
         per_source.setdefault(sources[article_id], []).append(len(kept))
@@ -93,6 +93,9 @@ def concerns(
                 {src: round(sum(v) / len(v), 2) for src, v in sorted(per_source.items())}
             ),
             "path": path,
+            **({"lineage": dg.MetadataValue.json(meta["lineage"])} if "lineage" in meta else {}),
         },
+        # Content plus parser version: a new parser is a new version of these concerns, with its lineage above.
+        data_version=dg.DataVersion(settings.stable_hash([content_hash, PARSER_VERSION])),
         check_results=evaluate_cap(by_article, cap),
     )

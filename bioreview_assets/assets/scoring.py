@@ -17,12 +17,12 @@ from bioreview_assets.partitions import (
     keys,
     same_system_mapping,
     split_to_system_split,
+    system_by_name,
     system_split_partitions,
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
-from bioreview_assets.partitions import system_by_name
-from bioreview_assets.store.layout import concerns_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
 
 
 def article_refs(articles) -> list[ArticleRef]:
@@ -42,8 +42,14 @@ def score_inputs_signature(store, system: str, split: str) -> dict:
         "split_hash": read_split_meta(store, split)["content_hash"],
         "gt_filter": GT_FILTER_VERSION,
         "matchers": {name: settings.load_matcher(name).model_dump(mode="json") for name in project.matchers},
-        "concerns_written_at": store.read_json(*concerns_dir(system, split), "meta.json").get("written_at"),
+        # What the concerns are, not when they were written (a re-run with the same output is not a change).
+        "concerns": _concerns_identity(store.read_json(*concerns_dir(system, split), "meta.json")),
     }
+
+
+def _concerns_identity(meta: dict) -> str | None:
+    """The concerns' content hash (older partitions without one: their write time)."""
+    return meta.get("content_hash") or meta.get("written_at")
 
 
 def score_with_matcher(embedders: EmbedderResource, matcher_name: str, refs, predictions, bootstrap_n: int):
@@ -75,8 +81,23 @@ def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash:
         "n_articles": metrics["n_articles"], "n_gt": metrics["n_gt"], "n_tool": metrics["n_tool"],
         "n_matched": metrics["n_matched"], "concerns_per_article": metrics["n_tool"] / max(metrics["n_articles"], 1),
         "articles_in_output": metrics["coverage"]["n_articles_in_output"],
+        "articles_missing_from_output": metrics["coverage"]["n_articles_missing_from_output"],
+        "unknown_prediction_ids": metrics["coverage"]["n_unknown_prediction_ids"],
         "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def track_system_scores(store, project, system: str, split: str, results: dict) -> dict | None:
+    """Scores of a fine-tuned model's system logged against its adapter's MLflow run (tracking.mlflow on)."""
+    info = system_by_name(system)
+    if not project.tracking.mlflow or info.kind != "model" or not store.exists(*adapter_dir(info.model),
+                                                                               "adapter_meta.json"):
+        return None
+    from bioreview_assets.ml.tracking import track_scores
+
+    return track_scores(project.tracking, store.read_json(*adapter_dir(info.model), "adapter_meta.json"), split=split,
+                        policy=info.policy, results=results, default_policy=project.default_postprocess,
+                        default_matcher=project.default_matcher)
 
 
 @dg.asset(
@@ -127,8 +148,10 @@ def scores(
         *folder, "matches.parquet",
     )
     store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
-    store.write_json(score_inputs_signature(store, system, split), *folder, "signature.json")
-    catalog.refresh(store)
+    signature = score_inputs_signature(store, system, split)
+    store.write_json(signature, *folder, "signature.json")
+    refreshed = catalog.refresh(store)
+    tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]
     m = main.metrics
     return dg.MaterializeResult(
@@ -138,12 +161,18 @@ def scores(
             "ci": dg.MetadataValue.json(m.get("ci")),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,
+            "coverage": dg.MetadataValue.json({k: v for k, v in m["coverage"].items() if "n_articles" in k
+                                               or "unknown" in k}),
             "by_matcher_f1": dg.MetadataValue.json({n: r.metrics["f1_micro"] for n, r in results.items()}),
             "per_source": dg.MetadataValue.json(m["per_source_micro"]),
             "per_category": dg.MetadataValue.json(m["per_category_micro"]),
             "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
                                         "threshold curve and similarity histogram"),
             "path": store.url(*folder),
+            "catalog": refreshed.status,
+            **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
         },
+        # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
+        data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
         check_results=evaluate_score_checks(m),
     )

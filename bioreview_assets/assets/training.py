@@ -13,6 +13,7 @@ from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
 
 
@@ -73,6 +74,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         prompt_hash=prompt_hash,
         corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
+        tracking=settings.load_project().tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
@@ -95,11 +97,26 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             "library_versions": dg.MetadataValue.json(meta["library_versions"]),
             "prompt_hash": prompt_hash,
             "config_hash": cfg.config_hash(),
+            "weights_hash": meta["weights_hash"],
             "path": published,
+            **tracking_metadata(store, published, meta["tracking"]),
         },
-        data_version=dg.DataVersion(settings.stable_hash([meta["corpus_hash"], cfg.config_hash()])),
+        # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
+        data_version=dg.DataVersion(meta["weights_hash"]),
         check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or []),
     )
+
+
+def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> dict:
+    """Links to the adapter's TensorBoard run (and MLflow run) for the UI."""
+    from bioreview_assets.ml.tracking import TENSORBOARD_DIR, tensorboard_command
+
+    links = {"tensorboard": dg.MetadataValue.path(f"{published}/{TENSORBOARD_DIR}"),
+             "tensorboard_command": tensorboard_command(store.url("adapter"))}
+    if tracking.get("mlflow"):
+        links["mlflow_run_id"] = tracking["mlflow"]["run_id"]
+        links["mlflow_tracking_uri"] = tracking["mlflow"]["tracking_uri"]
+    return links
 
 
 def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
@@ -121,12 +138,19 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
                                                                        "trainer_state.json", "training_args.bin"))
+    from bioreview_assets.ml.tracking import track_probe
+
+    tracking = track_probe(settings.load_project().tracking, work, cfg, meta, state["log_history"])
     probe_meta = {**meta, "probe_of": cfg.probe_of, "global_step": cfg.probe_step,
-                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target)}
+                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target), "tracking": tracking,
+                  "weights_hash": folder_hash(target)}
     (work / "adapter_meta.json").write_text(json.dumps(probe_meta, indent=2))
     published = store.publish_dir(work, *adapter_dir(cfg.name))
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
-                                          "val_loss_at_step": probe_meta["final_val_loss"], "path": published},
+                                          "val_loss_at_step": probe_meta["final_val_loss"],
+                                          "weights_hash": probe_meta["weights_hash"], "path": published,
+                                          **tracking_metadata(store, published, tracking)},
+                                data_version=dg.DataVersion(probe_meta["weights_hash"]),
                                 check_results=evaluate_adapter_checks(val_history))
 
 
@@ -149,6 +173,11 @@ def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) ->
     adapter_path = store.fetch_dir(*adapter_dir(model)) / "adapter"
     out = store.local_dir(*merged_dir(model))
     merge_adapter(cfg, adapter_path, out)
+    merge_meta = json.loads((out / "merge_meta.json").read_text())
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     published = store.publish_dir(out, *merged_dir(model))
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.exists() else None
-    return dg.MaterializeResult(metadata={"path": published, "size_mb": round((size or 0) / 2**20, 1)})
+    return dg.MaterializeResult(
+        metadata={"path": published, "size_mb": round(size / 2**20, 1), "weights_hash": merge_meta["weights_hash"],
+                  "adapter_weights_hash": merge_meta["adapter_weights_hash"]},
+        data_version=dg.DataVersion(merge_meta["weights_hash"]),
+    )

@@ -38,6 +38,9 @@ PARSE_METHODS: tuple[str, ...] = (
     "repetition_loop",
     "unparsable",
 )
+# Bump when parse_concerns changes what it returns for some text: concerns re-parse the stored raw generations
+# (never regenerate) and the concerns asset's code and data versions change, so the UI shows what is stale.
+PARSER_VERSION = "1"
 # Keys under which a top-level JSON object may carry the concern list ({"concerns": [...]}).
 CONTAINER_KEYS: tuple[str, ...] = ("concerns", "review_concerns")
 TEXT_KEYS: tuple[str, ...] = ("text", "concern_text")

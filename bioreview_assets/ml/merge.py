@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bioreview_assets.settings import ModelConfig
+from bioreview_assets.store.content_identity import folder_hash
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,9 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     plain weights, and the difference this makes is the NF4 rounding of the base, recorded in merge_meta.json.
     """
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from bioreview_assets.ml.lora_targets import load_adapter_checked
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import replace_dir
 
@@ -30,7 +31,7 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     base_path = resolve_base_model(cfg)
     device_map = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
     base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype, device_map=device_map)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = load_adapter_checked(base, adapter_dir).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -39,6 +40,10 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     meta = {
         "base_model": str(base_path),
         "adapter_dir": str(adapter_dir),
+        # Content identities: which adapter these weights were merged from, and what the merged folder holds
+        # (generations are keyed by the latter; a merged model older than its adapter is refused at serving).
+        "adapter_weights_hash": folder_hash(adapter_dir),
+        "weights_hash": folder_hash(tmp),
         "dtype": str(dtype).removeprefix("torch."),
         "trained_on_quantization": cfg.training.quantization,
     }

@@ -19,15 +19,11 @@ def token_counter(tokenizer) -> Callable[[str], int]:
 
 
 def chat_renderer(tokenizer, cfg: ModelConfig, add_generation_prompt: bool = False) -> Callable[[list[dict]], str]:
-    """Render messages with the model's chat template (thinking off when configured, as at inference)."""
+    """Render messages with the model's chat template through the one renderer (thinking as configured)."""
+    from bioreview_assets.ml.generation.rendering import render_chat
 
     def render(messages: list[dict]) -> str:
-        return tokenizer.apply_chat_template(
-            messages,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            enable_thinking=cfg.prompt.enable_thinking,
-        )
+        return render_chat(tokenizer, messages, cfg.prompt.enable_thinking, add_generation_prompt=add_generation_prompt)
 
     return render
 

@@ -6,6 +6,7 @@
     checkpoints/checkpoint-N/            HF Trainer checkpoint (adapter, optimizer, scheduler, RNG, state)
     checkpoints/checkpoint-N/bioreview_checkpoint.json   written last: marks the checkpoint complete
     adapter/                             final LoRA adapter + tokenizer
+    tensorboard/, tracking.json          TensorBoard event files and the MLflow run (ml/tracking.py)
     adapter_meta.json                    what the UI shows and downstream assets check (written last)
 """
 
@@ -22,8 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bioreview_assets.ml.kernels import speed_kernels
+from bioreview_assets.ml.lora_targets import check_lora_coverage, is_language_module, peft_target_modules
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name, library_versions
 from bioreview_assets.progress import ProgressReporter
 from bioreview_assets.ml.training_features import (
@@ -45,7 +48,8 @@ from bioreview_assets.ml.training_speed import (
     selective_checkpointing_layers,
     use_activation_offloading,
 )
-from bioreview_assets.settings import ModelConfig, TrainingConfig
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import ModelConfig, TrackingConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ def train_adapter(
     corpus_hash: str,
     allow_version_mismatch: bool = False,
     progress: Progress | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> TrainingRun:
     """Train (or resume) the LoRA adapter of `cfg` on the corpus rows.
 
@@ -93,6 +98,7 @@ def train_adapter(
     import torch
 
     from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
+    from bioreview_assets.ml.tracking import Tracker
 
     started = time.time()
     output_dir = Path(output_dir)
@@ -103,14 +109,18 @@ def train_adapter(
 
     tokenizer = load_tokenizer(cfg)
     max_length = cfg.training.max_length
-    train_features, train_stats = featurize_rows(tokenizer, train_rows, max_length)
+    thinking = cfg.prompt.enable_thinking  # the same template switch as at inference (W5)
+    train_features, train_stats = featurize_rows(tokenizer, train_rows, max_length, enable_thinking=thinking)
     if not train_features:
         raise ValueError(f"no training row fits max_length={max_length} ({train_stats.dropped_over_length} dropped)")
-    eval_features, eval_stats = featurize_rows(tokenizer, fixed_subset(val_rows, cfg.training.eval_subset), max_length)
+    eval_features, eval_stats = featurize_rows(
+        tokenizer, fixed_subset(val_rows, cfg.training.eval_subset), max_length, enable_thinking=thinking
+    )
 
     resume = prepare_checkpoints(checkpoints, identity, versions, allow_version_mismatch=allow_version_mismatch)
     # An older adapter_meta.json must not vouch for an adapter this run is about to replace.
     (output_dir / "adapter_meta.json").unlink(missing_ok=True)
+    tracker = Tracker.start(output_dir, cfg, identity, resumed=resume.path is not None, tracking=tracking)
     model = load_training_model(cfg, resolve_base_model(cfg))
     liger = apply_liger(model, cfg.training.liger)
     monitor = as_callback(TrainingMonitor, progress)
@@ -121,7 +131,8 @@ def train_adapter(
         train_features,
         eval_features,
         checkpoints,
-        callbacks=[as_callback(CheckpointMarker, identity, versions), monitor],
+        # The reporting callbacks come last: they write what the monitor adds to each log (tokens/s, GPU memory).
+        callbacks=[as_callback(CheckpointMarker, identity, versions), monitor, *tracker.callbacks()],
     )
     if cuda_available():
         torch.cuda.reset_peak_memory_stats()
@@ -144,6 +155,13 @@ def train_adapter(
         output_dir=output_dir,
         wall_time_s=time.time() - started,
     )
+    # The adapter's content identity: what generation logs and the Dagster data version are keyed by.
+    from bioreview_assets.store.content_identity import folder_hash  # lazy: the store needs polars (not on GPU boxes)
+
+    meta["weights_hash"] = folder_hash(output_dir / "adapter")
+    meta["tracking"] = tracker.links()
+    tracker.finish(trainer, {k: meta[k] for k in ("final_train_loss", "final_val_loss", "tokens_per_s",
+                                                  "peak_gpu_memory_gib", "train_time_s", "wall_time_s")})
     write_json_atomic(output_dir / "adapter_meta.json", meta)
     return TrainingRun(trainer=trainer, meta=meta)
 
@@ -178,13 +196,23 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
     dtype = compute_dtype(cfg.training)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation()}
     if cfg.training.quantization == "nf4":
-        kwargs["quantization_config"] = nf4_config(dtype)
+        kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules)
     device_map = {"": 0} if cuda_available() else {"": "cpu"}
-    model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
+    except ValueError as err:
+        if "scaled_dot_product_attention" not in str(err):
+            raise
+        # Gemma-2's soft-capped attention has no SDPA path in transformers: eager attention (memory grows with the
+        # square of the sequence; flash-attn, when installed on the GPU, is picked above instead).
+        log.warning("%s has no SDPA attention: training with eager attention", base_path)
+        kwargs["attn_implementation"] = "eager"
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     prepare_for_kbit_free(model)
     if cfg.training.quantization == "nf4":
         keep_nf4_training_layout_on_cpu(model)
     check_no_upcast(model, dtype)
+    speed_kernels(model.config, "cuda" if cuda_available() else "cpu")  # warns once when a fast kernel is missing
     log.info(
         "loaded %s (%s, %s, attention=%s)",
         base_path,
@@ -195,15 +223,17 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
     return model
 
 
-def nf4_config(dtype):
-    """bitsandbytes 4-bit NF4 with double quantisation (QLoRA), computing in `dtype`."""
+def nf4_config(dtype, skip_modules: list[str] | None = None):
+    """bitsandbytes 4-bit NF4 with double quantisation (QLoRA), computing in `dtype`; skip_modules stay unquantised."""
     from transformers import BitsAndBytesConfig
 
+    extra = {"llm_int8_skip_modules": ["lm_head", *skip_modules]} if skip_modules else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=dtype,
+        **extra,
     )
 
 
@@ -215,7 +245,7 @@ def lora_config(training: TrainingConfig):
         r=training.lora.r,
         lora_alpha=training.lora.alpha,
         lora_dropout=training.lora.dropout,
-        target_modules=list(training.lora.target_modules),
+        target_modules=peft_target_modules(training.lora),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -304,6 +334,7 @@ def build_trainer(
     )
     # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
     trainer.remove_callback(PrinterCallback)
+    check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
     return trainer
 
 
@@ -326,10 +357,10 @@ def _trainer_class():
 
 def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool | None = None):
     """Base model (NF4 when the config trained NF4, unless `quantized` says otherwise) + the saved adapter, eval mode."""
-    from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
+    from bioreview_assets.ml.lora_targets import load_adapter_checked
     from bioreview_assets.ml.models import resolve_base_model
 
     base_path = resolve_base_model(cfg)
@@ -342,7 +373,7 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
         base = AutoModelForCausalLM.from_pretrained(
             str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
         )
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model = load_adapter_checked(base, adapter_dir)
     # Run the adapter in the dtype it was trained and saved in (trl trains QLoRA adapters in bf16; peft would load
     # them as fp32), so the reloaded model computes exactly what the trained one did.
     saved_dtype = next(iter(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")).values())).dtype
@@ -480,6 +511,7 @@ class TrainingMonitor:
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._reporter = ProgressReporter("training", state.max_steps, "optimizer steps", start=state.global_step)
+        self._logged = (0, 0.0)  # tokens and train seconds at the previous train log
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -499,9 +531,12 @@ class TrainingMonitor:
                                   force=state.global_step >= state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
         if "num_tokens" in logs and "loss" in logs:
             self.tokens = int(logs["num_tokens"])  # trl counts non-padding tokens seen by this process
+            # Added to the trainer's own log dict (the reporting callbacks after this one write it to TensorBoard);
+            # the trainer's log_history holds a copy taken before the callbacks, so the checkpoints stay unchanged.
+            logs.update(self._interval_figures())
         if "loss" in logs:
             self._last_loss = float(logs["loss"])
         event = {"step": state.global_step, "max_steps": state.max_steps}
@@ -514,6 +549,20 @@ class TrainingMonitor:
         log.info("train progress %s", event)
         if self.progress is not None:
             self.progress(event)
+
+    def _interval_figures(self) -> dict[str, float]:
+        """Tokens/s over the steps since the previous log, and CUDA memory now and at peak (GiB)."""
+        figures: dict[str, float] = {}
+        tokens, seconds = self.tokens - self._logged[0], self.train_seconds - self._logged[1]
+        if tokens > 0 and seconds > 0:
+            figures["tokens_per_s"] = round(tokens / seconds, 1)
+        self._logged = (self.tokens, self.train_seconds)
+        import torch
+
+        if torch.cuda.is_available():
+            figures["gpu_memory_gib"] = round(torch.cuda.memory_allocated() / 2**30, 3)
+            figures["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        return figures
 
 
 def _synchronize() -> None:
@@ -564,7 +613,11 @@ def loss_history(log_history: list[dict]) -> dict[str, list]:
 
 
 def lora_module_report(model) -> dict[str, dict]:
-    """LoRA-wrapped modules per decoder-layer type (W20: hybrid models may leave some layer types unwrapped)."""
+    """LoRA-wrapped modules per decoder-layer type (W20: hybrid models may leave some layer types unwrapped).
+
+    Layers are the text decoder's; anything wrapped in a vision/audio tower is reported under "vision_or_audio"
+    (empty by construction with scope: language_model), anything else outside the layers under "outside_layers".
+    """
     from peft.tuners.lora import LoraLayer
 
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
@@ -573,7 +626,7 @@ def lora_module_report(model) -> dict[str, dict]:
     layer_kinds: dict[int, str] = {}
     for name, module in model.named_modules():
         found = re.search(r"\.layers\.(\d+)$", name)
-        if found:
+        if found and is_language_module(name):
             index = int(found.group(1))
             layer_kinds[index] = layer_types[index] if layer_types else type(module).__name__
     report: dict[str, dict] = {
@@ -584,7 +637,12 @@ def lora_module_report(model) -> dict[str, dict]:
         if not isinstance(module, LoraLayer):
             continue
         found = re.search(r"\.layers\.(\d+)\.(.+)$", name)
-        kind, local = (layer_kinds[int(found.group(1))], found.group(2)) if found else ("outside_layers", name)
+        if not is_language_module(name):
+            kind, local = "vision_or_audio", name.removeprefix("base_model.model.")
+        elif found:
+            kind, local = layer_kinds[int(found.group(1))], found.group(2)
+        else:
+            kind, local = "outside_layers", name.removeprefix("base_model.model.")
         entry = report.setdefault(kind, {"layers": 0, "wrapped": {}, "trainable_params": 0})
         entry["wrapped"][local] = type(module.get_base_layer()).__name__
         entry["trainable_params"] += sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -635,6 +693,8 @@ def adapter_meta(
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "lora_modules": lora_module_report(model),
+        "lora_target_modules": peft_target_modules(cfg.training.lora),
+        "speed_kernels": speed_kernels(model.get_base_model().config, "cuda" if torch.cuda.is_available() else "cpu"),
         "train_rows": train_stats.kept,
         "train_rows_dropped_over_length": train_stats.dropped_over_length,
         "val_subset_rows": eval_stats.kept,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,18 +65,10 @@ class MaskError(AssertionError):
     """The supervised tokens of a row are not exactly the target answer plus the end token."""
 
 
-def template_kwargs(tokenizer) -> dict[str, Any]:
-    """Extra chat-template arguments: thinking off for templates that know the switch (Qwen3: matches inference)."""
-    template = tokenizer.chat_template or ""
-    if isinstance(template, dict):
-        template = template.get("default", "")
-    return {"enable_thinking": False} if "enable_thinking" in template else {}
+def _render(tokenizer, messages: Sequence[dict], *, add_generation_prompt: bool, enable_thinking: bool) -> str:
+    from bioreview_assets.ml.generation.rendering import render_chat  # the renderer inference uses
 
-
-def _render(tokenizer, messages: Sequence[dict], *, add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        list(messages), tokenize=False, add_generation_prompt=add_generation_prompt, **template_kwargs(tokenizer)
-    )
+    return render_chat(tokenizer, list(messages), enable_thinking, add_generation_prompt=add_generation_prompt)
 
 
 def _encode(tokenizer, text: str) -> list[int]:
@@ -95,25 +88,41 @@ def _end_marker(tokenizer, tail: str) -> str:
     return max(matches, key=len)
 
 
-def _split_completion(tokenizer, messages: Sequence[dict]) -> tuple[str, str, str]:
-    """(prompt text, answer text, end marker) as the template renders them; raises when they do not line up."""
+def _split_completion(tokenizer, messages: Sequence[dict], enable_thinking: bool) -> tuple[str, str, str]:
+    """(prompt text, answer text, end marker) as the template renders them; raises when they do not line up.
+
+    The prompt is what inference sends. Usually it is a prefix of the rendered conversation; some templates add a
+    prefill to the generation prompt that the rendered answer turn lacks (DeepSeek-R1 opens `<think>`), and then
+    the answer is trained right after that prefill, exactly where inference asks the model to continue.
+    """
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant answer")
     answer = messages[-1]["content"]
-    prompt_text = _render(tokenizer, messages[:-1], add_generation_prompt=True)
-    full_text = _render(tokenizer, messages, add_generation_prompt=False)
-    if not full_text.startswith(prompt_text):
-        raise ValueError("the chat template renders the prompt differently with and without the answer")
-    completion = full_text[len(prompt_text) :]
-    if not completion.startswith(answer):
-        # e.g. a template that inserts a reasoning block the generation prompt did not contain
-        raise ValueError(f"the template writes {completion[:60]!r} between the generation prompt and the answer")
-    return prompt_text, answer, _end_marker(tokenizer, completion[len(answer) :])
+    prompt_text = _render(tokenizer, messages[:-1], add_generation_prompt=True, enable_thinking=enable_thinking)
+    full_text = _render(tokenizer, messages, add_generation_prompt=False, enable_thinking=enable_thinking)
+    if full_text.startswith(prompt_text):
+        completion = full_text[len(prompt_text):]
+        if not completion.startswith(answer):
+            # e.g. a template that inserts a reasoning block the generation prompt did not contain
+            raise ValueError(f"the template writes {completion[:60]!r} between the generation prompt and the answer")
+        return prompt_text, answer, _end_marker(tokenizer, completion[len(answer):])
+    # The generation prompt carries a prefill the answer turn lacks: the answer must start where the two renders
+    # part (everything before it is the shared conversation head).
+    shared = len(os.path.commonprefix([prompt_text, full_text]))
+    start = full_text.rfind(answer, 0, shared + len(answer)) if answer else -1
+    if start < 0 or start > shared:
+        raise ValueError(
+            f"the chat template renders the prompt differently with and without the answer (prompt continues "
+            f"{prompt_text[shared:shared + 40]!r}, the answer turn {full_text[shared:shared + 40]!r})"
+        )
+    return prompt_text, answer, _end_marker(tokenizer, full_text[start + len(answer):])
 
 
-def build_features(tokenizer, messages: Sequence[dict], max_length: int) -> Features | None:
+def build_features(
+    tokenizer, messages: Sequence[dict], max_length: int, *, enable_thinking: bool = False
+) -> Features | None:
     """Token ids + completion-only labels for one chat row; None when the answer would be cut by max_length."""
-    prompt_text, answer, end_marker = _split_completion(tokenizer, messages)
+    prompt_text, answer, end_marker = _split_completion(tokenizer, messages, enable_thinking)
     # Prompt and answer are tokenised apart: the prompt ids are then exactly what inference sends (a BPE merge
     # across the boundary, e.g. "\n\n" + "[", cannot change them), and the answer ids are what the model must emit.
     # The sequence stops after the end marker: what the template writes after it (a newline) carries no loss.
@@ -152,14 +161,14 @@ def check_mask(tokenizer, features: Features, target_text: str) -> None:
 
 
 def featurize_rows(
-    tokenizer, rows: Sequence[dict], max_length: int, *, check_sample: int = 8
+    tokenizer, rows: Sequence[dict], max_length: int, *, check_sample: int = 8, enable_thinking: bool = False
 ) -> tuple[list[Features], FeatureStats]:
     """Features for corpus rows (dropping and counting over-length ones); the mask of a sample of rows is checked."""
     features: list[Features] = []
     targets: list[str] = []
     stats = FeatureStats()
     for row in rows:
-        built = build_features(tokenizer, row["messages"], max_length)
+        built = build_features(tokenizer, row["messages"], max_length, enable_thinking=enable_thinking)
         if built is None:
             stats.dropped_over_length += 1
             stats.dropped_ids.append(str(row.get("article_id", "?")))

@@ -25,9 +25,10 @@ import importlib.util
 import logging
 import types
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from bioreview_assets.settings import TrainingConfig
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,8 @@ class ArtifactStore:
         return self.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), *parts)
 
     def read_jsonl(self, *parts: str) -> list[dict]:
-        return [json.loads(line) for line in self.read_bytes(*parts).decode().splitlines() if line.strip()]
+        # Split on "\n" only: str.splitlines would also cut at U+2028/U+0085 inside JSON strings (ensure_ascii=False).
+        return [json.loads(line) for line in self.read_bytes(*parts).decode().split("\n") if line.strip()]
 
     def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:
         buffer = io.BytesIO()

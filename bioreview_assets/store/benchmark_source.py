@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,17 @@ class SplitFile:
     is_sample: bool
 
     def read(self) -> bytes:
-        """The split's JSONL bytes (decompressed when the file is gzipped)."""
+        """The split's JSONL bytes (decompressed when the file is gzipped); a corrupt archive names the file."""
         raw = self.path.read_bytes()
-        return gzip.decompress(raw) if self.path.suffix == ".gz" else raw
+        if self.path.suffix != ".gz":
+            if raw[:2] == b"\x1f\x8b":  # gzip magic: every "row" would be quarantined as invalid UTF-8
+                raise ValueError(f"{self.path}: the file is gzip-compressed; name it {self.path.name}.gz or "
+                                 f"decompress it (expected JSONL text)")
+            return raw
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; a cut-off archive an EOFError
+            raise ValueError(f"{self.path}: not a readable gzip file ({err}); expected gzip-compressed JSONL") from err
 
 
 def data_dir() -> Path | None:

@@ -1,14 +1,27 @@
-"""The DuckDB catalog: views over the parquet partitions, so GPU pods never fight over one writer lock."""
+"""The DuckDB catalog: views over the parquet partitions, so GPU pods never fight over one writer lock.
+
+Readers never touch the database file: `query_table` (and `bioreview sql`) builds the same views in an in-memory
+database, so a reader cannot block a writer or another reader. The file `<root>/bioreview.duckdb` is for people who
+open it with the duckdb CLI; its views read globs at query time, so it is written only when a view first gets data
+(a sidecar JSON records what the file holds), and a refresh that finds the file locked gives up after a short wait
+instead of failing the asset whose data has already landed.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+from dataclasses import dataclass
 
 import duckdb
 
 from bioreview_assets.store.artifacts import ArtifactStore
 
+log = logging.getLogger(__name__)
+
 CATALOG_FILE = "bioreview.duckdb"
+VIEWS_FILE = "bioreview.duckdb.views.json"  # the view statements the file holds, readable without opening it
 # view name -> glob under the storage root. Views resolve the glob at query time: a new partition is visible
 # without touching the database file again.
 VIEWS = {
@@ -20,57 +33,80 @@ VIEWS = {
     "article_scores": "scores/*/*/articles.parquet",
     "matches": "scores/*/*/matches.parquet",
 }
+LOCK_WAIT_S = 2.0  # how long a refresh waits for another process's lock before deferring
+QUERY_ATTEMPTS = 3  # a partition replaced between glob and read is retried, not reported
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """Which views have data, and what the refresh did to the database file (for asset metadata)."""
+
+    views: list[str]
+    status: str
 
 
 def catalog_path(store: ArtifactStore) -> str:
     return store.path(CATALOG_FILE)
 
 
-def view_statements(store: ArtifactStore) -> dict[str, str]:
-    """View name -> CREATE VIEW statement, for every view whose files exist under the store's root."""
+def view_statements(store: ArtifactStore, names: list[str] | None = None) -> dict[str, str]:
+    """View name -> CREATE VIEW statement, for every view (of `names`, default all) whose files exist."""
     statements = {}
     for view, pattern in VIEWS.items():
-        if store.glob(pattern):
+        if (names is None or view in names) and store.glob(pattern):
             source = f"read_parquet('{store.url(pattern)}', union_by_name = true, filename = true)"
             statements[view] = f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}"
     return statements
 
 
-def refresh_catalog(store: ArtifactStore, attempts: int = 40) -> list[str]:
-    """(Re)create the views that have data in <root>/bioreview.duckdb; retried while another process holds the lock.
+def refresh_catalog(store: ArtifactStore, wait_s: float = LOCK_WAIT_S, force: bool = False) -> RefreshResult:
+    """Create the views that have data in <root>/bioreview.duckdb when the file lacks them; never raises.
 
-    An object-store root (s3://...) holds no database file (DuckDB needs a local, lockable file):
-    `query_table` builds the same views in memory there, so this only reports which views exist.
+    An object-store root (s3://...) holds no database file (DuckDB needs a local, lockable file): `query_table`
+    builds the views in memory there, so this only reports which views exist.
     """
     statements = view_statements(store)
     if not store.is_local:
-        return list(statements)
-    for attempt in range(attempts):
+        return RefreshResult(list(statements), "in memory (object-store root: no database file)")
+    if not force and store.exists(CATALOG_FILE) and _installed(store) == statements:
+        return RefreshResult(list(statements), "up to date")  # the common case: no lock taken at all
+    deadline = time.monotonic() + wait_s
+    while True:
         try:
             with duckdb.connect(catalog_path(store)) as con:
                 for statement in statements.values():
                     con.execute(statement)
-            return list(statements)
-        except duckdb.IOException as err:  # "Could not set lock on file": another pod is refreshing right now
-            if "lock" not in str(err).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+            store.write_json(statements, VIEWS_FILE)
+            return RefreshResult(list(statements), f"views written: {', '.join(statements) or 'none'}")
+        except (duckdb.Error, OSError) as err:
+            locked = "lock" in str(err).lower()
+            if locked and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            # The partition's parquet is already written and `bioreview sql` never needs this file: report, go on.
+            reason = "locked by another process" if locked else f"{type(err).__name__}: {err}"
+            log.warning("catalog %s not updated (%s); a later refresh will add the views", catalog_path(store), reason)
+            return RefreshResult(list(statements), f"deferred ({reason}); `bioreview sql` sees the data already")
 
 
-def _connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
-    """Read-only connection to the catalog file, or (object-store root) in-memory views read through the store's fs."""
-    if store.is_local:
-        path = catalog_path(store)
-        if not store.exists(CATALOG_FILE):
-            raise FileNotFoundError(f"no DuckDB catalog at {path}: materialise some scores first (`make demo`)")
-        return duckdb.connect(path, read_only=True)
-    statements = view_statements(store)
-    if not statements:
-        raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first")
+def _installed(store: ArtifactStore) -> dict[str, str] | None:
+    try:
+        return store.read_json(VIEWS_FILE)
+    except (OSError, ValueError):
+        return None
+
+
+def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory database holding the views the query names (all when it names none), read through the store."""
+    mentioned = [name for name in VIEWS if re.search(rf"\b{name}\b", sql, re.IGNORECASE)]
+    statements = view_statements(store, mentioned or None)
+    if not statements and not view_statements(store):
+        raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first "
+                                f"(`make demo`)")
     con = duckdb.connect()
-    # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
-    con.register_filesystem(store.fs)
+    if not store.is_local:
+        # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
+        con.register_filesystem(store.fs)
     for statement in statements.values():
         con.execute(statement)
     return con
@@ -78,9 +114,26 @@ def _connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
 
 def query_table(sql: str, max_rows: int = 50, store: ArtifactStore | None = None) -> str:
     """Run SQL against the catalog views and format the result as a text table."""
-    with _connect(store or ArtifactStore()) as con:
-        frame = con.sql(sql).pl()
     import polars as pl
 
+    frame = query_frame(sql, store)
     with pl.Config(tbl_rows=max_rows, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
         return str(frame)
+
+
+def query_frame(sql: str, store: ArtifactStore | None = None):
+    """Run SQL against the catalog views (in memory, no lock on any file) and return a polars frame."""
+    store = store or ArtifactStore()
+    for attempt in range(QUERY_ATTEMPTS):
+        try:
+            with _connect(store, sql) as con:
+                return con.sql(sql).pl()
+        except duckdb.CatalogException as err:
+            with_data = ", ".join(view_statements(store)) or "none yet"
+            raise ValueError(f"{err}\nviews with data under {store.root}: {with_data}") from err
+        except duckdb.IOException:
+            # A partition written or replaced between the glob and the read: the next attempt sees the new file.
+            if attempt == QUERY_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
 from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.settings import stable_hash
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import concerns_dir
 
@@ -27,6 +28,11 @@ SCHEMA = {
 }
 
 
+class WrittenConcerns(NamedTuple):
+    path: str
+    content_hash: str
+
+
 def write_concerns(
     store: ArtifactStore,
     system: str,
@@ -35,8 +41,8 @@ def write_concerns(
     sources: Mapping[str, str],
     meta: dict,
     produced_by: str | None = None,
-) -> str:
-    """Write concerns (GeneratedConcern or EnsembleConcern) and meta.json; `produced_by` names a single source system."""
+) -> WrittenConcerns:
+    """Write concerns (GeneratedConcern or EnsembleConcern) and meta.json (with a content hash); returns both."""
     rows = []
     for article_id, concerns in by_article.items():
         for idx, concern in enumerate(concerns):
@@ -55,10 +61,14 @@ def write_concerns(
                 "members": list(getattr(concern, "members", (produced_by or system,))),
             })
     folder = concerns_dir(system, split)
-    path = store.write_parquet(pl.DataFrame(rows, schema=SCHEMA), *folder, "concerns.parquet")
+    frame = pl.DataFrame(rows, schema=SCHEMA)
+    path = store.write_parquet(frame, *folder, "concerns.parquet")
+    # What the concerns are, not when they were written: scores and Dagster data versions compare this.
+    content_hash = stable_hash([sorted(by_article), frame.drop("system").rows()])
     written_at = dt.datetime.now(dt.timezone.utc).isoformat()
-    store.write_json({**meta, "written_at": written_at, "covered_articles": list(by_article)}, *folder, "meta.json")
-    return path
+    store.write_json({**meta, "written_at": written_at, "content_hash": content_hash,
+                      "covered_articles": list(by_article)}, *folder, "meta.json")
+    return WrittenConcerns(path, content_hash)
 
 
 def read_concerns(store: ArtifactStore, system: str, split: str) -> dict[str, list[GeneratedConcern]]:

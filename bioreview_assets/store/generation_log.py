@@ -3,6 +3,8 @@
 Every append writes a new shard atomically (temp + rename through ArtifactStore), so a pod killed mid-run
 loses at most the rows it had not committed yet. Each row carries an `attempt` number per article; readers
 take the latest attempt, so a retried article replaces its failed row without rewriting any file.
+KeyedGenerationLogs keeps one such log per content key (weights, prompt, settings, backend): a retrained model
+never resumes its predecessor's outputs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from bioreview_assets.settings import stable_hash
 from bioreview_assets.store.artifacts import ArtifactStore
 
 SHARD_GLOB = "part-*.parquet"
@@ -80,3 +83,46 @@ class GenerationLog:
             self._attempts = dict(zip(frame["article_id"].to_list(), frame["attempt"].to_list())) if len(frame) else {}
         return self._attempts
 
+
+
+class KeyedGenerationLogs:
+    """The generation logs of one partition, one folder per content key; the folder of the last key is remembered.
+
+    A run whose key differs from the last one starts a fresh log and says which parts of the key changed; going
+    back to an earlier key resumes that key's log (its outputs are exactly what that key produces).
+    """
+
+    CURRENT = "current_key.json"
+
+    def __init__(self, root: str):
+        self.root = str(root).rstrip("/")
+        self.store = ArtifactStore(self.root)
+
+    def open(self, key: dict[str, Any]) -> tuple[GenerationLog, str, str]:
+        """(the log for `key`, its key hash, a one-line resume note for metadata)."""
+        key_hash = stable_hash(key)
+        log = GenerationLog(f"{self.root}/{key_hash}")
+        done = len(log.completed_ids())
+        previous = self.store.read_json(self.CURRENT) if self.store.exists(self.CURRENT) else None
+        if done:
+            note = f"resumed ({done} articles already generated under key {key_hash})"
+        elif previous and previous["key_hash"] != key_hash:
+            note = f"fresh (key changed: {', '.join(changed_fields(previous['key'], key)) or 'key format'})"
+        elif self.store.glob(SHARD_GLOB):  # shards straight under the root: a log written before logs were keyed
+            note = "fresh (key changed: the earlier log was not keyed by model, prompt and settings)"
+        else:
+            note = "fresh (no earlier log)"
+        if not log.store.exists("key.json"):
+            log.store.write_json(key, "key.json")
+        self.store.write_json({"key_hash": key_hash, "key": key}, self.CURRENT)
+        return log, key_hash, note
+
+
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ between two JSON-like values (added and removed keys included)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for name in sorted(set(old) | set(new)):
+            out += changed_fields(old.get(name), new.get(name), f"{prefix}{name}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".") or "key"]

@@ -22,6 +22,10 @@ def merged_dir(model: str) -> tuple[str, ...]:
     return ("merged_model", model)
 
 
+def published_dir(model: str) -> tuple[str, ...]:
+    return ("published_adapter", model)
+
+
 def generations_dir(model: str, split: str) -> tuple[str, ...]:
     return ("generations", model, split)
 

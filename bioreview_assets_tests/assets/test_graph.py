@@ -8,7 +8,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bioreview_assets.assets.generation import PromptMismatch, parsed_columns
+from bioreview_assets.ml.generation.serving import PromptMismatch
+from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -67,6 +68,7 @@ def graph(_isolated_roots):
                    "embedded-union~single-at-count", PROBE):
         results[f"scores:{system}"] = _run(instance, "scores", _key(system=system, split="val"))
     results["leaderboard"] = _run(instance, "leaderboard", None)
+    results["published"] = _run(instance, "published_adapter", "tiny-random")
     return instance, store, results
 
 
@@ -79,6 +81,48 @@ def test_adapter_metadata_shows_training_facts(graph):
     assert meta["global_step"] >= 1 and meta["trainable_params"] > 0
     assert "attention" in json.dumps(meta["lora_wrapped_modules"]) or meta["lora_wrapped_modules"]
     assert meta["loss_curve"].startswith("![train/val loss](data:image/png;base64,")
+
+
+def test_adapter_and_probe_runs_are_tensorboard_runs_side_by_side(graph):
+    """Acceptance (#19): the adapter's event files read back with TensorBoard's own reader; the probe is a run too."""
+    from bioreview_assets.ml.tracking import read_scalars
+
+    store = graph[1]
+    meta = _metadata(graph[2]["adapter"])
+    assert meta["tensorboard"] == store.path(*adapter_dir("tiny-random"), "tensorboard")
+    assert meta["tensorboard_command"] == f"tensorboard --logdir {store.path('adapter')} --host 127.0.0.1"
+    scalars = read_scalars(Path(meta["tensorboard"]))
+    steps = store.read_json(*adapter_dir("tiny-random"), "adapter_meta.json")["global_step"]
+    assert [s for s, _ in scalars["train/loss"]] == list(range(1, steps + 1)) and scalars["eval/loss"]
+    assert {"train/learning_rate", "train/grad_norm", "train/tokens_per_s"} <= set(scalars)
+    probe = read_scalars(Path(_metadata(graph[2]["probe"])["tensorboard"]))
+    assert max(s for s, _ in probe["train/loss"]) == 3 and [s for s, _ in probe["eval/loss"]] == [3]
+    runs = sorted(p.parent.relative_to(store.path("adapter")).as_posix()
+                  for p in Path(store.path("adapter")).glob("*/tensorboard/events.out.tfevents.*"))
+    assert runs == sorted({"tiny-random/tensorboard", f"{PROBE}/tensorboard"})
+
+
+def test_published_adapter_card_validates_and_carries_the_scores(graph):
+    """Acceptance (#19): the demo adapter's published folder; its card parses with huggingface_hub's ModelCard."""
+    from huggingface_hub import ModelCard
+
+    store = graph[1]
+    meta = _metadata(graph[2]["published"])
+    folder = Path(meta["path"])
+    assert folder == Path(store.path("published_adapter", "tiny-random"))
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "README.md", "prompt.json"} <= set(
+        meta["files"])
+    assert not {"optimizer.pt", "scheduler.pt", "trainer_state.json"} & {p.name for p in folder.iterdir()}
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "peft" and "qlora" in card.data.tags
+    split_hash = store.read_json("benchmark", "train", "meta.json")["content_hash"]
+    assert f"bioreview-sample/train-{split_hash}" in card.data.datasets
+    f1 = _metadata(graph[2]["scores:tiny-random"])["f1"]
+    assert {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}[("val", "f1")] == \
+        pytest.approx(f1, abs=1e-4)
+    assert meta["scored_splits"] == ["val"] and meta["prompt_shipped"] is True
+    adapter = store.read_json(*adapter_dir("tiny-random"), "adapter_meta.json")
+    assert adapter["prompt_hash"] in card.text and adapter["corpus_hash"] in card.text
 
 
 def test_adapter_and_probe_report_the_val_loss_check(graph):

@@ -78,6 +78,15 @@ def test_bare_objects_without_array():
     assert result.method == "bare_objects" and texts(result) == [A["text"], B["text"]]
 
 
+def test_deepseek_r1_reasoning_then_bare_objects():
+    """DeepSeek-R1's prompt opens <think>: the output is reasoning (with a decoy array), </think>, then bare objects."""
+    raw = ('Okay, the reviewer would flag ["decoy concern in the reasoning"] first.\n</think>\n\n'
+           + json.dumps(A) + ", " + json.dumps(C) + "]")
+    result = parse_concerns(raw)
+    assert result.method == "bare_objects" and texts(result) == [A["text"], C["text"]]
+    assert result.detail.endswith("reasoning removed")
+
+
 def test_string_items_and_concern_text_key():
     raw = json.dumps(["  Plain string concern.  ", {"concern_text": "Uses concern_text.", "category": "other"}])
     result = parse_concerns(raw)

@@ -58,6 +58,8 @@ def test_gpu_image_is_cuda_with_the_gpu_extra_and_the_vllm_extra():
     parser = _parse("Dockerfile.gpu")
     assert parser.baseimage.startswith("nvidia/cuda:")
     assert '-e ".[gpu]"' in _command("Dockerfile.gpu", "[gpu]")
+    # Qwen3.5's linear-attention kernels (ml/kernels.py warns where they are missing).
+    assert {"flash-linear-attention", "fla-core"} <= {pin.split("==")[0] for pin in EXTRAS["gpu"]}
     # The vllm extra's pins conflict with the main stack (torch, transformers): its own venv, same requirements.
     vllm_install = _command("Dockerfile.gpu", "-r /tmp/vllm-extra.txt")
     assert vllm_install.startswith("uv pip install --python /opt/vllm/bin/python")

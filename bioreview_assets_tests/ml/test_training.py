@@ -139,6 +139,49 @@ def test_nf4_qlora_runs_on_cpu_and_records_its_metadata(trained):
     assert any("loss" in e and e["tokens_per_s"] for e in events) and any("eval_loss" in e for e in events)
 
 
+def test_training_writes_tensorboard_event_files_beside_the_checkpoints(trained):
+    """transformers' TensorBoardCallback writes the run; TensorBoard's own event reader reads it back."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, out, _ = trained
+    logdir = out / "tensorboard"
+    assert run.meta["tracking"] == {"tensorboard_dir": str(logdir), "mlflow": None}
+    assert list(logdir.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= set(scalars)
+    assert [step for step, _ in scalars["train/loss"]] == list(range(1, 9))
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([v for _, v in run.meta["loss_history"]["train"]])
+    assert [step for step, _ in scalars["eval/loss"]] == [2, 4, 6, 8]
+    assert all(v > 0 for _, v in scalars["train/tokens_per_s"])
+    assert not any(tag.startswith("train/gpu_") for tag in scalars)  # CUDA memory only where there is CUDA
+    assert "args" in "".join(events.Tags()["tensors"])  # the training arguments as text, as transformers logs them
+    # the checkpoints' own log is unchanged by what the monitor adds for TensorBoard
+    state = json.loads((out / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    assert not any("tokens_per_s" in entry for entry in state["log_history"])
+
+
+def test_monitor_adds_interval_throughput_and_cuda_memory_to_the_logs(monkeypatch):
+    import torch
+
+    from bioreview_assets.ml.training import TrainingMonitor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 5 * 2**30)
+    monitor = TrainingMonitor(None)
+    state = type("State", (), {"global_step": 1, "max_steps": 2})()
+    monitor.train_seconds = 2.0
+    first = {"loss": 1.0, "num_tokens": 100}
+    monitor.on_log(None, state, None, logs=first)
+    monitor.train_seconds = 3.0
+    second = {"loss": 0.9, "num_tokens": 400}
+    monitor.on_log(None, state, None, logs=second)
+    assert first["tokens_per_s"] == 50.0 and second["tokens_per_s"] == 300.0  # since the previous log, not overall
+    assert second["gpu_memory_gib"] == 3.0 and second["gpu_peak_memory_gib"] == 5.0
+
+
 def test_trl_trains_on_our_labels_unchanged(trained, tiny_env):
     from bioreview_assets.ml.models import load_tokenizer
     from bioreview_assets.ml.training_features import featurize_rows
@@ -268,6 +311,12 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     uninterrupted = load_file(str(trained[1] / "adapter" / "adapter_model.safetensors"))
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
+    # TensorBoard shows one curve: what the killed run logged past its checkpoint is superseded by the resumed run.
+    from bioreview_assets.ml.tracking import read_scalars
+
+    curve = read_scalars(tmp_path / "out" / "tensorboard")["train/loss"]
+    assert [step for step, _ in curve] == list(range(1, 9))
+    assert [loss for _, loss in curve] == pytest.approx([loss for _, loss in meta["loss_history"]["train"]])
 
 
 def test_resume_refuses_other_library_versions(trained, tmp_path):

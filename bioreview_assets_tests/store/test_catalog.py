@@ -41,13 +41,14 @@ def test_views_pick_up_new_partitions_without_refresh(tmp_path):
     store = ArtifactStore(str(tmp_path / "storage"))
     frame = pl.DataFrame({"system": ["a"], "split": ["val"], "matcher": ["m"], "f1": [0.1]})
     store.write_parquet(frame, "scores", "a", "val", "scores.parquet")
-    assert refresh_catalog(store) == ["scores"]
+    assert refresh_catalog(store).views == ["scores"]
     store.write_parquet(frame.with_columns(pl.lit("b").alias("system")), "scores", "b", "val", "scores.parquet")
+    assert refresh_catalog(store).status == "up to date"  # no new view: the file is not even opened
     assert "b" in query_table("SELECT system FROM scores WHERE system = 'b'", store=store)
 
 
-def test_query_without_catalog_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no DuckDB catalog"):
+def test_query_without_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no parquet partitions"):
         query_table("SELECT 1", store=ArtifactStore(str(tmp_path)))
 
 
@@ -62,7 +63,145 @@ def test_object_store_root_is_queried_through_its_own_filesystem():
     frame = pl.DataFrame({"system": ["a"], "split": ["val"], "matcher": ["m"], "f1": [0.25]})
     store.write_parquet(frame, "scores", "a", "val", "scores.parquet")
     store.write_parquet(frame.with_columns(pl.lit("b").alias("system")), "scores", "b", "val", "scores.parquet")
-    assert refresh_catalog(store) == ["scores"]
+    assert refresh_catalog(store).views == ["scores"]
     assert not store.exists("bioreview.duckdb")
     text = query_table("SELECT system, f1 FROM scores ORDER BY system", store=store)
     assert "a" in text and "b" in text and "0.25" in text
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    """
+)
+
+
+def _hold(path: str, mode: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, path, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"holding"
+    return proc
+
+
+def _release(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+
+
+def _scores_frame(system: str):
+    import polars as pl
+
+    return pl.DataFrame({"system": [system], "split": ["val"], "matcher": ["m"], "f1": [0.5]})
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_a_locked_catalog_defers_the_refresh_instead_of_failing(tmp_path, mode):
+    store = ArtifactStore(str(tmp_path / "storage"))
+    store.write_parquet(_scores_frame("a"), "benchmark", "val", "articles.parquet")
+    assert refresh_catalog(store).status == "views written: articles"
+    holder = _hold(store.path("bioreview.duckdb"), mode)  # e.g. `duckdb bioreview.duckdb` left open
+    try:
+        store.write_parquet(_scores_frame("a"), "scores", "a", "val", "scores.parquet")
+        result = refresh_catalog(store, wait_s=0.5)
+        assert result.status.startswith("deferred (locked by another process)") and result.views == [
+            "articles", "scores"]
+        # Readers build their views in memory: the new view is queryable while the file is locked.
+        assert "0.5" in query_table("SELECT f1 FROM scores", store=store)
+    finally:
+        _release(holder)
+    assert refresh_catalog(store).status == "views written: articles, scores"
+
+
+def test_an_up_to_date_catalog_needs_no_lock(tmp_path):
+    store = ArtifactStore(str(tmp_path / "storage"))
+    store.write_parquet(_scores_frame("a"), "scores", "a", "val", "scores.parquet")
+    refresh_catalog(store)
+    holder = _hold(store.path("bioreview.duckdb"), "rw")
+    try:
+        store.write_parquet(_scores_frame("b"), "scores", "b", "val", "scores.parquet")
+        assert refresh_catalog(store, wait_s=0).status == "up to date"
+    finally:
+        _release(holder)
+
+
+def test_a_sql_mistake_names_the_views_with_data(tmp_path):
+    store = ArtifactStore(str(tmp_path / "storage"))
+    store.write_parquet(_scores_frame("a"), "scores", "a", "val", "scores.parquet")
+    with pytest.raises(ValueError, match="views with data under .*: scores"):
+        query_table("SELECT * FROM matches", store=store)
+
+
+READER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from bioreview_assets.cli import main
+    root, n = sys.argv[1], int(sys.argv[2])
+    import os
+    os.environ["BIOREVIEW_STORAGE"] = root
+    errors, counts = [], []
+    for i in range(n):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["sql", "SELECT count(*) AS n, sum(f1) AS total FROM scores"])
+        if code != 0:
+            errors.append(err.getvalue()[-300:])
+            continue
+        rows = [line for line in out.getvalue().splitlines() if line.startswith("│")]
+        n, total = (cell.strip() for cell in rows[-1].strip("│ ").split("┆"))
+        if float(total) != 0.5 * int(n):  # every partition holds one row with f1 0.5: a torn read would show
+            errors.append(f"inconsistent answer: {n} rows, f1 sum {total}")
+        counts.append(int(n))
+    print(json.dumps({"errors": errors, "counts": counts}))
+    """
+)
+
+REFRESHER = textwrap.dedent(
+    """
+    import sys, time, polars as pl
+    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.store.catalog import refresh_catalog
+    store = ArtifactStore(sys.argv[1])
+    i = 0
+    while not store.exists("stop"):
+        i += 1
+        name = f"{sys.argv[2]}-{i}"
+        store.write_parquet(pl.DataFrame({"system": [name], "split": ["val"], "matcher": ["m"], "f1": [0.5]}),
+                            "scores", name, "val", "scores.parquet")
+        status = refresh_catalog(store, force=True).status  # force: take the write lock every time
+        assert status.startswith(("views written", "deferred")), status
+        time.sleep(0.05)
+    print(i)
+    """
+)
+
+
+def test_three_readers_x_150_queries_during_refreshes_see_no_error_and_no_corruption(tmp_path):
+    import json
+
+    import duckdb
+
+    root = str(tmp_path / "storage")
+    store = ArtifactStore(root)
+    store.write_parquet(_scores_frame("s0"), "scores", "s0", "val", "scores.parquet")
+    refresh_catalog(store)
+    refreshers = [subprocess.Popen([sys.executable, "-c", REFRESHER, root, name], stdout=subprocess.PIPE)
+                  for name in ("r1", "r2")]
+    readers = [subprocess.Popen([sys.executable, "-c", READER, root, "150"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(3)]
+    results = []
+    for proc in readers:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        results.append(json.loads(out))
+    store.write_bytes(b"", "stop")
+    written = [int(proc.communicate(timeout=120)[0]) for proc in refreshers]
+    assert all(proc.returncode == 0 for proc in refreshers)
+    assert [r["errors"] for r in results] == [[], [], []]
+    assert all(len(r["counts"]) == 150 for r in results)
+    for r in results:  # every answer is a whole number of partitions, growing as partitions land
+        assert r["counts"] == sorted(r["counts"]) and r["counts"][0] >= 1
+    assert sum(written) > 2  # the refreshes really overlapped the queries
+    with duckdb.connect(store.path("bioreview.duckdb"), read_only=True) as con:  # the file is intact
+        assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 1 + sum(written)

@@ -147,3 +147,20 @@ def test_concurrent_writers_never_corrupt_the_cache(tmp_path):
     out = reader.encode(emb, texts)
     assert emb.calls == []  # every shard was complete and readable
     assert np.array_equal(out, np.stack([vector(t) for t in texts]))
+
+
+def test_retrained_embedder_weights_are_never_served_old_vectors(tmp_path):
+    class Retrained(FakeEmbedder):
+        """Same model id and pooling, new weights: other vectors for the same text."""
+
+        def __init__(self):
+            super().__init__("a")
+            self.identity = {**self.identity, "weights_sha256": "a-retrained"}
+
+        def encode(self, texts):
+            return super().encode(texts)[:, ::-1].copy()
+
+    cache = EmbeddingCache(str(tmp_path))
+    old = cache.encode(FakeEmbedder("a"), ["same text"])
+    new = cache.encode(Retrained(), ["same text"])
+    assert not np.array_equal(old, new) and np.array_equal(new[0], vector("same text")[::-1])

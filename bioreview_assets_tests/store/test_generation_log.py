@@ -94,3 +94,59 @@ def test_empty_log_reads_empty(tmp_path: Path) -> None:
 def test_rows_need_an_article_id(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="article_id"):
         GenerationLog(str(tmp_path)).append([{"text": "x"}])
+
+
+def _key(adapter: str = "a1", temperature: float = 0.0) -> dict:
+    return {"weights": {"kind": "merged", "merged": "m-" + adapter, "adapter": adapter}, "prompt_hash": "p",
+            "backend": "transformers", "sampling": {"temperature": temperature}, "generation": {}}
+
+
+def test_keyed_logs_start_fresh_on_a_changed_key_and_say_what_changed(tmp_path: Path) -> None:
+    from bioreview_assets.store.generation_log import KeyedGenerationLogs
+
+    logs = KeyedGenerationLogs(str(tmp_path / "log"))
+    log, first_hash, note = logs.open(_key())
+    assert note == "fresh (no earlier log)"
+    log.append([_row("a"), _row("b")])
+    assert logs.open(_key())[2] == f"resumed (2 articles already generated under key {first_hash})"
+    retrained, new_hash, note = logs.open(_key(adapter="a2"))
+    assert new_hash != first_hash and retrained.completed_ids() == set()
+    assert note == "fresh (key changed: weights.adapter, weights.merged)"
+    assert logs.open(_key(adapter="a2", temperature=0.7))[2] == "fresh (key changed: sampling.temperature)"
+    assert logs.open(_key())[2].startswith("resumed (2 articles")  # back to the first key: its outputs still fit
+
+
+def test_an_unkeyed_log_from_before_is_not_resumed(tmp_path: Path) -> None:
+    from bioreview_assets.store.generation_log import KeyedGenerationLogs
+
+    GenerationLog(str(tmp_path / "log")).append([_row("a")])  # the old layout: shards straight under log/
+    log, _, note = KeyedGenerationLogs(str(tmp_path / "log")).open(_key())
+    assert log.completed_ids() == set()
+    assert note == "fresh (key changed: the earlier log was not keyed by model, prompt and settings)"
+
+
+def test_the_runner_refuses_a_log_holding_another_keys_rows(tmp_path: Path) -> None:
+    from bioreview_assets.ml.generation.runner import check_log_key
+
+    log = GenerationLog(str(tmp_path))
+    log.append([_row("a", generation_key="k1")])
+    check_log_key(log, "k1")
+    with pytest.raises(ValueError, match=r"holds rows of other keys \['k1'\], not k2"):
+        check_log_key(log, "k2")
+
+
+def test_folder_hash_tracks_content_not_provenance(tmp_path: Path, monkeypatch) -> None:
+    from bioreview_assets.store.content_identity import folder_hash
+
+    monkeypatch.setenv("BIOREVIEW_STORAGE", str(tmp_path / "storage"))  # where the hash memo lives
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights-1")
+    (model / "config.json").write_text("{}")
+    first = folder_hash(model)
+    (model / "merge_meta.json").write_text('{"adapter_dir": "/somewhere"}')  # provenance: not content
+    assert folder_hash(model) == first
+    (model / "model.safetensors").write_bytes(b"weights-2")  # retrained weights
+    assert folder_hash(model) != first
+    (model / "model.safetensors").write_bytes(b"weights-1")
+    assert folder_hash(model) == first

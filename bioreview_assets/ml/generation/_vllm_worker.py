@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", required=True)
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
-    requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line.strip()]
+    lines = Path(args.requests).read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may be in a prompt
+    requests = [json.loads(line) for line in lines if line.strip()]
     with open(args.results, "w", encoding="utf-8") as out:
 
         def emit(row: dict[str, Any]) -> None:

@@ -32,6 +32,18 @@ def pending_requests(
     return [r for r in requests if r.article_id not in skip]
 
 
+def check_log_key(generation_log: GenerationLog, key: str | None) -> None:
+    """Refuse to resume from a log holding rows of another generation key (outputs of other weights or settings)."""
+    if key is None:
+        return
+    frame = generation_log.read_all()
+    if "generation_key" in frame.columns:
+        foreign = sorted(set(frame["generation_key"].drop_nulls().to_list()) - {key})
+        if foreign:
+            raise ValueError(f"generation log {generation_log.store.root} holds rows of other keys {foreign[:3]}, "
+                             f"not {key}: open the log through KeyedGenerationLogs, one folder per key")
+
+
 def run_generation(
     requests: Sequence[GenerationRequest],
     backend: Backend,
@@ -45,9 +57,10 @@ def run_generation(
     """Generate what the log lacks and return the log's latest row for every request, in request order."""
     if commit_every < 1:
         raise ValueError(f"commit_every must be >= 1, got {commit_every}")
+    extra = dict(extra_columns or {})
+    check_log_key(log, extra.get("generation_key"))
     pending = pending_requests(requests, log, retry_failed=retry_failed)
     wanted = {r.article_id for r in pending}
-    extra = dict(extra_columns or {})
     clash = set(extra) & (set(GenerationResult.__dataclass_fields__) | {"attempt", "committed_at"})
     if clash:
         raise ValueError(f"extra_columns may not override generation columns: {sorted(clash)}")

@@ -89,13 +89,16 @@ class TransformersBackend:
             generate_kwargs = {**CUDA_GENERATE_DEFAULTS, **(generate_kwargs or {})}
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map=device)
         if adapter_dir is not None:
-            from peft import PeftModel
+            from bioreview_assets.ml.lora_targets import load_adapter_checked
 
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
+            model = load_adapter_checked(model, adapter_dir)
             if merge_adapter:
                 # Same function as base + adapter, without two extra small matmuls per projection per token.
                 model = model.merge_and_unload()
+        from bioreview_assets.ml.kernels import speed_kernels
+
         provenance = {
+            "speed_kernels": speed_kernels(model.config, device),  # warns once when a fast kernel is missing
             "model_dir": str(model_dir),
             "adapter_dir": str(adapter_dir) if adapter_dir else None,
             "adapter_merged_in_memory": bool(adapter_dir and merge_adapter),

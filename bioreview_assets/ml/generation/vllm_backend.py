@@ -149,7 +149,7 @@ class VLLMBackend:
         seen: set[str] = set()
         if not results.exists():
             return seen
-        for line in results.read_text().splitlines():
+        for line in results.read_text(encoding="utf-8").split("\n"):  # not splitlines: U+2028 may be in a text
             if not line.strip():
                 continue
             try:

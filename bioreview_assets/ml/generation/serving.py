@@ -1,0 +1,88 @@
+"""What a generations partition serves (merged weights, or base + adapter) and the key its resume log is stored under.
+
+The key holds everything that determines the generated text: the served weights' content hashes, the prompt
+hash, the sampling and generation settings, the backend. A retrained adapter, a re-merged model or a new
+temperature therefore opens a fresh log instead of resuming the previous model's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bioreview_assets.ml.generation.base import SamplingSpec
+from bioreview_assets.settings import ModelConfig
+from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.content_identity import folder_hash
+from bioreview_assets.store.layout import adapter_dir, merged_dir
+
+# Generation settings that change how fast or how much is generated, not what an article's output is.
+NOT_CONTENT = frozenset({"batch_size", "max_articles", "api_key_env", "concurrency", "use_merged"})
+_SAMPLING_FIELDS = frozenset({"max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed"})
+
+
+class PromptMismatch(ValueError):
+    """The adapter was trained on prompts from a different builder/tokenizer/budget than inference would use."""
+
+
+class StaleMergedModel(ValueError):
+    """The merged model was merged from another adapter than the one now trained."""
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The folders to generate with and the content identity of the weights they hold."""
+
+    model_dir: Path | None  # None for an API model
+    adapter_dir: Path | None  # a PEFT adapter applied on top of model_dir (None when merged or base-only)
+    weights: dict[str, Any]
+
+
+def resolve_serving(store: ArtifactStore, cfg: ModelConfig, prompt_hash: str) -> Serving:
+    """Merged weights when configured and present, else base + adapter; checks prompt hash and merge freshness."""
+    from bioreview_assets.ml.models import resolve_base_model
+
+    if cfg.base.kind == "api":
+        return Serving(None, None, {"kind": "api", "api_base": cfg.generation.api_base,
+                                    "api_model": cfg.generation.api_model})
+    if not cfg.finetune:
+        base = resolve_base_model(cfg)
+        return Serving(base, None, {"kind": "base", "base": folder_hash(base)})
+    adapter_root = store.fetch_dir(*adapter_dir(cfg.name))
+    meta = json.loads((adapter_root / "adapter_meta.json").read_text())
+    if meta["prompt_hash"] != prompt_hash:
+        raise PromptMismatch(
+            f"adapter[{cfg.name}] was trained with prompt hash {meta['prompt_hash']} but inference would use "
+            f"{prompt_hash}: rebuild the corpus and retrain, or restore the prompt config the adapter was trained with"
+        )
+    # Adapters trained before content hashes were recorded are hashed here (the same function, the same value).
+    adapter_hash = meta.get("weights_hash") or folder_hash(adapter_root / "adapter")
+    if cfg.generation.use_merged and store.exists(*merged_dir(cfg.name), "config.json"):
+        merged = store.fetch_dir(*merged_dir(cfg.name))
+        merge_meta = json.loads((merged / "merge_meta.json").read_text())
+        if merge_meta.get("adapter_weights_hash") != adapter_hash:
+            raise StaleMergedModel(
+                f"merged_model[{cfg.name}] was merged from adapter weights "
+                f"{merge_meta.get('adapter_weights_hash') or '(not recorded)'}, but adapter[{cfg.name}] now holds "
+                f"{adapter_hash}: re-materialise merged_model[{cfg.name}] (or set generation.use_merged: false)"
+            )
+        return Serving(merged, None, {"kind": "merged", "merged": merge_meta["weights_hash"],
+                                      "adapter": adapter_hash})
+    base = resolve_base_model(cfg)
+    return Serving(base, adapter_root / "adapter", {"kind": "base+adapter", "base": folder_hash(base),
+                                                    "adapter": adapter_hash})
+
+
+def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str) -> dict[str, Any]:
+    """Everything that determines an article's generated text (the resume log of a partition is kept per key)."""
+    gen = cfg.generation
+    settings = gen.model_dump(mode="json", exclude=set(NOT_CONTENT | _SAMPLING_FIELDS))
+    return {
+        "weights": weights,
+        "prompt_hash": prompt_hash,
+        "backend": gen.backend,
+        "sampling": SamplingSpec.from_config(gen).describe(),
+        "generation": settings,
+    }
