@@ -20,6 +20,7 @@ from bioreview_assets.store.layout import adapter_dir, generations_dir, read_art
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
 PROBE = "tiny-random@step3"  # checkpoint probe configured in configs/project.yaml
+BASE = "smollm2-135m-base"  # the oracle's base_system: stands in as a base model that says nothing useful
 
 
 def _key(**dims):
@@ -33,17 +34,20 @@ def _run(instance, asset, partition):
     return result
 
 
-def _write_oracle_generations(store: ArtifactStore, split: str) -> None:
+def _write_oracle_generations(store: ArtifactStore, split: str, model: str = ORACLE) -> None:
+    """The reference concerns as the model's output (for BASE: a base model's refusal, which parses to nothing)."""
     rows = []
     for article in read_articles(store, split):
         kept = filter_article(article, HARNESS_POLICY).kept
         text = json.dumps([{"text": c.text, "category": c.category, "severity": c.severity} for c in kept])
+        if model == BASE:
+            text = "As an AI model I cannot review the full article."
         rows.append({"article_id": article.id, "text": text, "prompt_tokens": 0, "completion_tokens": 0,
                      "seconds": 0.0, "error": None, "attempt": 1, "prompt_hash": "oracle"})
     table = parsed_columns(pl.DataFrame(rows, schema_overrides={"error": pl.String}))
     sources = {a.id: a.source for a in read_articles(store, split)}
     table = table.with_columns(pl.col("article_id").replace_strict(sources).alias("source"))
-    store.write_parquet(table, *generations_dir(ORACLE, split), "generations.parquet")
+    store.write_parquet(table, *generations_dir(model, split), "generations.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +64,12 @@ def graph(_isolated_roots):
     _run(instance, "generations", _key(model=PROBE, split="val"))
     store = ArtifactStore()
     _write_oracle_generations(store, "val")
-    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", PROBE):
+    _write_oracle_generations(store, "val", BASE)
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, BASE, "bm25", PROBE):
         _run(instance, "concerns", _key(system=system, split="val"))
     results["ensemble"] = _run(instance, "ensemble_concerns", _key(system="embedded-union", split="val"))
     _run(instance, "ensemble_concerns", _key(system="embedded-union~single-at-count", split="val"))
-    for system in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
+    for system in ("tiny-random", "tiny-random~raw", ORACLE, BASE, "bm25", "embedded-union",
                    "embedded-union~single-at-count", PROBE):
         results[f"scores:{system}"] = _run(instance, "scores", _key(system=system, split="val"))
     results["leaderboard"] = _run(instance, "leaderboard", None)
@@ -148,7 +153,7 @@ def test_checkpoint_probe_generates_from_its_step_and_shows_in_the_report(graph)
 def test_generations_are_parsed_and_checked(graph):
     result = graph[2]["generations"]
     meta = _metadata(result)
-    assert meta["articles"] == 12  # max_articles of the tiny config
+    assert meta["articles"] == 30  # every article of the val split (no per-model subset)
     assert {c.check_name for c in result.get_asset_check_evaluations()} == {"parse_failure_rate",
                                                                            "no_failed_generations"}
 
@@ -171,7 +176,7 @@ def test_ensemble_is_capped_like_a_single_model(graph):
     store = graph[1]
     table = store.read_parquet("concerns", "embedded-union", "val", "concerns.parquet")
     assert table.group_by("article_id").len()["len"].max() <= 20
-    assert set(table["members"].explode().unique().to_list()) <= {ORACLE, "tiny-random"}
+    assert set(table["members"].explode().unique().to_list()) <= {ORACLE, "bm25"}
     # The count baseline: the first member's concerns, never more per article than the ensemble emitted.
     single = store.read_parquet("concerns", "embedded-union~single-at-count", "val", "concerns.parquet")
     counts = table.group_by("article_id").len().join(single.group_by("article_id").len(), on="article_id",
@@ -208,10 +213,20 @@ def test_every_readme_query_runs_on_the_graph_database(graph):
 def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
     store = graph[1]
     lines = leaderboard_summary_lines(store)
-    header = lines.index("Leaderboard, val split (minilm matcher):")
-    ranked = [line.split()[:2] for line in lines[header + 2:header + 9]]
-    assert ranked[0][1] == "1.000" and [ORACLE, "1.000"] in ranked  # the oracle (and its ensemble) on top
-    assert ranked[-1][1] == "0.000"
+    header = lines.index("Leaderboard, val split (minilm matcher, default post-processing dedup-cap20):")
+    end = lines.index("", header)
+    table = lines[header + 1:end]
+    assert table[0].split()[:3] == ["system", "F1", "[95%"] and "null F1" in table[0] and "oracle F1" in table[0]
+    rows = [line.split() for line in table[1:]]
+    assert rows[0][:2] == [ORACLE, "1.000"]  # the oracle on top, its CI printed beside its F1
+    assert all("~" not in row[0] for row in rows)  # policy variants and count baselines have their own table
+    assert {row[0] for row in rows} >= {ORACLE, "bm25", BASE, "tiny-random"}
+    assert [row for row in rows if row[0] == "tiny-random"][0][1] == "(produced"  # marked, not a silent zero
+    assert all(row[-1] == "30/30" for row in rows if row[0] != PROBE)  # every row over the same articles
+    variants = lines.index("Policy variants and count baselines, val:")
+    assert any(line.split()[0] == "tiny-random~raw" for line in lines[variants + 2:])
+    verdict = lines[lines.index("Verdict:") + 1]
+    assert verdict.strip().startswith(f"val: fine-tuning raised F1 from 0.00 ({BASE}) to 1.00") and "bm25" in verdict
     assert any(line.strip().endswith("reports/leaderboard_val.png") for line in lines)
 
 
@@ -227,8 +242,10 @@ def test_demo_summary_lists_failed_checks_by_partition(graph):
              for system in (ORACLE, "tiny-random")]
     lines = check_summary_lines(steps + [(Step(("leaderboard",), None, "leaderboard"), results["leaderboard"])])
     by_check = {line.split()[0]: line for line in lines[2:]}
-    # The oracle's concerns discriminate; the untrained tiny model's (F1 0) cannot.
-    assert by_check["matcher_discriminates"].endswith("1 passed, 1 failed: scores[tiny-random|val]")
+    # The oracle's concerns discriminate; for the untrained tiny model (F1 0) the question does not apply.
+    assert by_check["matcher_discriminates"].endswith("1 passed, 0 failed, 1 not applicable (F1 too low to judge)")
+    (tiny,) = results["scores:tiny-random"].get_asset_check_evaluations()
+    assert tiny.passed and tiny.description.startswith("not applicable: F1 0.000 is below 0.05")
     assert {"success_gate", "beats_base"} <= set(by_check)
 
 
