@@ -508,10 +508,10 @@ class TrainingMonitor:
         self._step_started: float | None = None
         self._reporter: ProgressReporter | None = None
         self._last_loss: float | None = None
+        self._logged = (0, 0.0)  # tokens and train seconds at the previous train log
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._reporter = ProgressReporter("training", state.max_steps, "optimizer steps", start=state.global_step)
-        self._logged = (0, 0.0)  # tokens and train seconds at the previous train log
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -30,8 +30,21 @@ def subset_configs(tmp_path, monkeypatch, storage_root):
     (configs / "models" / f"{BASE}.yaml").write_text(yaml.safe_dump(base))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
     settings.clear_caches()
+    _reload_asset_modules()
     yield
+    monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
     settings.clear_caches()
+    _reload_asset_modules()  # back to the repository's partitions for the tests that follow
+
+
+def _reload_asset_modules() -> None:
+    """Partitions are read from the config when the asset modules are imported: rebuild them for another config."""
+    import importlib
+
+    from bioreview_assets import definitions
+
+    for module in definitions.ASSET_MODULES:
+        importlib.reload(module)
 
 
 def _materialize(instance, asset, partition):

@@ -289,12 +289,12 @@ def test_stale_scores_are_detected_and_scheduled(graph, tmp_path, monkeypatch):
     try:
         stale = stale_score_partitions(store)
         assert {(system, split) for system, split, _, _ in stale} == {
-            (s, "val") for s in ("tiny-random", "tiny-random~raw", ORACLE, "bm25", "embedded-union",
+            (s, "val") for s in ("tiny-random", "tiny-random~raw", ORACLE, BASE, "bm25", "embedded-union",
                                  "embedded-union~single-at-count", PROBE)}
         assert all(changed == ["matchers"] for _, _, changed, _ in stale)
         requests = rescore_stale_schedule.evaluate_tick(
             dg.build_schedule_context(instance=instance, repository_def=repo)).run_requests
-        assert len(requests) == 7 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
+        assert len(requests) == 8 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
         settings.clear_caches()

@@ -8,6 +8,7 @@ import pytest
 
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec, make_backend
 from bioreview_assets.ml.generation.rendering import render_chat
+from bioreview_assets.ml.training_speed import cpu_has_native_bf16
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
 from bioreview_assets.settings import ModelConfig
 from bioreview_assets_tests.ml.conftest import tiny_model_config
@@ -129,7 +130,12 @@ def test_describe_records_sampling_and_provenance(tiny_dir: Path, adapter_dir: P
     assert info["backend"] == "transformers"
     assert info["model_dir"] == str(tiny_dir) and info["adapter_dir"] == str(adapter_dir)
     assert info["sampling"]["seed"] == 5 and info["sampling"]["temperature"] == 0.7
-    assert info["batch_size"] == 3 and info["dtype"] == "float32" and info["enable_thinking"] is False
+    # bf16 on CPUs with native bf16 matmuls (where decoding is ~20x faster), fp32 elsewhere.
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert info["batch_size"] == 3 and info["dtype"] == expected and info["enable_thinking"] is False
+    fp32 = tiny_config()
+    fp32 = fp32.model_copy(update={"training": fp32.training.model_copy(update={"bf16": False})})
+    assert make_backend(fp32, tiny_dir, None).describe()["dtype"] == "float32"  # served as it was trained
 
 
 def test_render_chat_passes_enable_thinking(tiny_dir: Path) -> None:

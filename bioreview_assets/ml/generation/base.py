@@ -125,6 +125,8 @@ def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path |
             sampling,
             batch_size=gen.batch_size,
             enable_thinking=cfg.prompt.enable_thinking,
+            # A model trained in fp32 (training.bf16: false) is served in fp32; otherwise bf16 where it is native.
+            dtype=None if cfg.training.bf16 else "float32",
         )
     if gen.backend == "vllm":
         from bioreview_assets.ml.generation.vllm_backend import VLLMBackend

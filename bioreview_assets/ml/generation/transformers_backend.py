@@ -70,8 +70,9 @@ class TransformersBackend:
         device: str | None = None,
         merge_adapter: bool = True,
         generate_kwargs: dict[str, Any] | None = None,
+        dtype: str | None = None,
     ) -> "TransformersBackend":
-        """Load a merged model folder, or a base folder plus a PEFT LoRA adapter folder."""
+        """Load a merged model folder, or a base folder plus a PEFT LoRA adapter folder (dtype None: see below)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -81,7 +82,10 @@ class TransformersBackend:
         # bf16 on GPU and on CPUs with native bf16 matmuls (what the model was trained in there). Measured on the
         # 2-core avx512_bf16 CPU, SmolLM2-135M, 30 prompts of 440 tokens: prefill 8 s in bf16 against 69 s in fp32,
         # decode 80 ms/step against 1.8 s. fp32 only on CPUs that would emulate bf16.
-        dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
+        if dtype is not None:
+            dtype = getattr(torch, dtype)
+        else:
+            dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token  # same rule as models.load_tokenizer
