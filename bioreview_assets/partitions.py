@@ -10,6 +10,9 @@ import dagster as dg
 
 # The multi-dimension partition mappings we rely on are marked beta; say so once here instead of at every import.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+# Partitioned check specs (AssetCheckSpec(partitions_def=...)) are a preview in 1.13; they are what records the
+# partition of each check evaluation, so the checks page can say which system a result is for.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 from bioreview_assets import settings
 from bioreview_assets.core.schema import SPLITS

@@ -56,7 +56,8 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
             "n_concerns": sum(len(a.concerns) for a in this.articles),
         },
         data_version=dg.DataVersion(this.content_hash),
-        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file),
+        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file,
+                                                label=split),
     )
 
 

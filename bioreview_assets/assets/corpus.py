@@ -103,6 +103,7 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
             "severities": dg.MetadataValue.json(summary["severities"]),
             "path": store.url(*folder, "rows.parquet"),
         },
-        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate),
+        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate,
+                                             label=f"{model} / {split}"),
         data_version=dg.DataVersion(corpus_hash),
     )

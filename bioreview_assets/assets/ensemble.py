@@ -69,7 +69,7 @@ def ensemble_concerns(
             "path": path,
         },
         data_version=dg.DataVersion(content_hash),  # members' concerns changed -> this changes -> scores stale
-        check_results=evaluate_cap(by_article, cfg.cap),
+        check_results=evaluate_cap(by_article, cfg.cap, label=f"{system.name} / {split}"),
     )
 
 

@@ -123,5 +123,6 @@ def generations(
             "path": store.url(*folder, "generations.parquet"),
         },
         data_version=dg.DataVersion(data_version),
-        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate),
+        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate,
+                                                 label=f"{model} / {split}"),
     )

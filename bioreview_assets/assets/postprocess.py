@@ -97,5 +97,5 @@ def concerns(
         },
         # Content plus parser version: a new parser is a new version of these concerns, with its lineage above.
         data_version=dg.DataVersion(settings.stable_hash([content_hash, PARSER_VERSION])),
-        check_results=evaluate_cap(by_article, cap),
+        check_results=evaluate_cap(by_article, cap, label=f"{system.name} / {split}"),
     )

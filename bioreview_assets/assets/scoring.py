@@ -174,5 +174,5 @@ def scores(
         },
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
         data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
-        check_results=evaluate_score_checks(m),
+        check_results=evaluate_score_checks(m, label=f"{system} / {split}"),
     )

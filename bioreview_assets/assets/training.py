@@ -103,7 +103,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         },
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
-        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or []),
+        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
     )
 
 
@@ -151,7 +151,7 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
                                           "weights_hash": probe_meta["weights_hash"], "path": published,
                                           **tracking_metadata(store, published, tracking)},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
-                                check_results=evaluate_adapter_checks(val_history))
+                                check_results=evaluate_adapter_checks(val_history, label=cfg.name))
 
 
 @dg.asset(
