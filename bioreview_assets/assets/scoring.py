@@ -22,6 +22,9 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
+from bioreview_assets.ui_metadata import (
+    GLOSSARY, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
+)
 from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
 
 
@@ -100,6 +103,40 @@ def track_system_scores(store, project, system: str, split: str, results: dict) 
                         default_matcher=project.default_matcher)
 
 
+MATCH_COLUMNS = {
+    "row_kind": "reference: one row per reference concern (with its matched or nearest generated concern); "
+                "generated_only: a generated concern that matched nothing",
+    "similarity": "matcher similarity of the pair (for generated_only rows: best similarity to any reference)",
+    "matched": "the pair counts as a hit",
+}
+
+
+def score_summary(m: dict, system: str, split: str) -> str:
+    """The headline of one score partition in words and numbers (the glossary defines each term)."""
+    ci = m.get("ci") or {}
+    null = m["null_f1"]
+    lines = [
+        f"**{system} / {split}**, {m['n_articles']} articles, {m['n_gt']} reference and {m['n_tool']} generated "
+        f"concerns, {m['n_matched']} matched",
+        "",
+        f"* {with_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",
+        f"* {with_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
+        f"{with_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
+        f"* recall-major {fmt(m['recall_major'])}",
+        f"* null F1 {null:.3f}, F1 above null {m['f1_micro'] - null:+.3f}" if null is not None
+        else "* null F1 not computed",
+        f"* count-oracle F1 {fmt(m['count_oracle_f1'])}",
+    ]
+    return "\n".join(lines)
+
+
+def group_table(groups: dict, label: str) -> str:
+    rows = [{label: name, "reference": v.get("n_gt"), "generated": v.get("n_tool"), "matched": v.get("n_matched"),
+             "recall": v.get("recall", v.get("recall_micro")), "precision": v.get("precision", v.get("precision_micro")),
+             "F1": v.get("f1", v.get("f1_micro"))} for name, v in sorted((groups or {}).items())]
+    return markdown_table(rows, [label, "reference", "generated", "matched", "recall", "precision", "F1"])
+
+
 @dg.asset(
     partitions_def=system_split_partitions(),
     deps=[
@@ -111,6 +148,9 @@ def track_system_scores(store, project, system: str, split: str, results: dict) 
     **embedding_asset_kwargs(),
     group_name="scoring",
     kinds={"python", "duckdb", "parquet"},
+    description="Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; per-article "
+                "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview of "
+                "generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
 )
 def scores(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
@@ -154,24 +194,31 @@ def scores(
     tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]
     m = main.metrics
+    ci = m.get("ci") or {}
+    matches = pl.DataFrame(main.matches, infer_schema_length=None)
     return dg.MaterializeResult(
-        metadata={
+        metadata=without_nulls({
+            "f1_with_ci": dg.MetadataValue.text(with_ci("F1", m["f1_micro"], ci.get("f1_micro_ours"))),
+            "summary": dg.MetadataValue.md(score_summary(m, system, split)),
             "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
             "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],
-            "ci": dg.MetadataValue.json(m.get("ci")),
+            "f1_above_null": m["f1_micro"] - m["null_f1"] if m["null_f1"] is not None else None,
+            "glossary": glossary(),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,
             "coverage": dg.MetadataValue.json({k: v for k, v in m["coverage"].items() if "n_articles" in k
                                                or "unknown" in k}),
-            "by_matcher_f1": dg.MetadataValue.json({n: r.metrics["f1_micro"] for n, r in results.items()}),
-            "per_source": dg.MetadataValue.json(m["per_source_micro"]),
-            "per_category": dg.MetadataValue.json(m["per_category_micro"]),
+            "by_matcher_f1": dg.MetadataValue.json(rounded({n: r.metrics["f1_micro"] for n, r in results.items()})),
+            "per_source": dg.MetadataValue.md(group_table(m["per_source_micro"], "source")),
+            "per_category": dg.MetadataValue.md(group_table(m["per_category_micro"], "category")),
+            "preview": match_preview(matches),
+            **table_metadata(matches, MATCH_COLUMNS),
             "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
                                         "threshold curve and similarity histogram"),
-            "path": store.url(*folder),
+            "path": dg.MetadataValue.path(store.url(*folder)),
             "catalog": refreshed.status,
             **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
-        },
+        }),
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
         data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
         check_results=evaluate_score_checks(m, label=f"{system} / {split}"),
