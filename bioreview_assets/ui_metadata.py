@@ -137,3 +137,8 @@ def generation_preview(table: pl.DataFrame, references: dict[str, list[str]], ar
         parts += [f"**{row['article_id']}**: {len(generated)} generated ({status}), {len(reference)} reference",
                   markdown_table(lines, ["generated concern", "reference concern"]) if lines else "_empty output_"]
     return dg.MetadataValue.md("\n\n".join(parts))
+
+
+def link(store, *parts: str) -> dg.MetadataValue:
+    """A stored file as a path (local storage) or a URL (object storage), so the UI shows it as a link."""
+    return dg.MetadataValue.path(store.url(*parts)) if store.is_local else dg.MetadataValue.url(store.url(*parts))

@@ -14,6 +14,7 @@ from bioreview_assets.partitions import split_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
+from bioreview_assets.ui_metadata import link, table_metadata
 
 
 @dg.asset(partitions_def=split_partitions(), check_specs=BENCHMARK_CHECKS, group_name="benchmark",
@@ -33,7 +34,8 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
     # Only this partition's own file is validated here; the others are read leniently, for the leakage check only.
     check_disjoint([this, *other_splits(split, context.log)])
     store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
-    store.write_parquet(_articles_table(this.articles, split), *folder, "articles.parquet")
+    articles_table = _articles_table(this.articles, split)
+    store.write_parquet(articles_table, *folder, "articles.parquet")
     store.write_parquet(_gt_table(this.articles, split), *folder, "gt_concerns.parquet")
     meta = {
         "split": split,
@@ -51,9 +53,11 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
         metadata={
             **{k: v for k, v in meta.items() if k != "quarantine_reasons"},
             "quarantine_reasons": dg.MetadataValue.json(this.quarantine_counts),
-            "quarantine_file": quarantine_file,
+            "quarantine_file": link(store, *folder, "quarantine.jsonl"),
             "sources": dg.MetadataValue.json(dict(Counter(a.source for a in this.articles))),
             "n_concerns": sum(len(a.concerns) for a in this.articles),
+            **table_metadata(articles_table),
+            "path": link(store, *folder, "articles.parquet"),
         },
         data_version=dg.DataVersion(this.content_hash),
         check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file,

@@ -13,6 +13,7 @@ from bioreview_assets.core.prompts import prompt_spec
 from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, split_to_model_split
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
+from bioreview_assets.ui_metadata import link, table_metadata
 
 
 def corpus_policy(corpus: settings.CorpusConfig) -> GTPolicy:
@@ -97,11 +98,13 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
             "concerns_after": summary["concerns_after"],
             "removed_by_rule": dg.MetadataValue.json(summary["removed_by_rule"]),
             "prompt_tokens": dg.MetadataValue.json(summary["prompt_tokens"]),
-            "truncation_rate": summary["truncation_rate"],
+            "truncation_rate": round(summary["truncation_rate"], 4),
             "truncation_by_source": dg.MetadataValue.json(summary["truncation_rate_by_source"]),
             "categories": dg.MetadataValue.json(summary["categories"]),
             "severities": dg.MetadataValue.json(summary["severities"]),
-            "path": store.url(*folder, "rows.parquet"),
+            **table_metadata(frame.drop("messages", "text", strict=False)),
+            "dagster/row_count": frame.height,
+            "path": link(store, *folder, "rows.parquet"),
         },
         check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate,
                                              label=f"{model} / {split}"),

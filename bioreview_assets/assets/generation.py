@@ -23,6 +23,15 @@ from bioreview_assets.partitions import (
 from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
+from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
+
+
+GENERATION_COLUMNS = {
+    "parse_ok": "at least one concern was parsed from the output",
+    "parse_method": "how the output was parsed (json, repaired, line list...) or generation_error",
+    "n_concerns": "concerns parsed from the output",
+    "completion_tokens": "tokens generated; at max_new_tokens the output was likely cut short",
+}
 
 
 def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_tokens):
@@ -102,7 +111,7 @@ def generations(
     methods = Counter(table["parse_method"].to_list())
     per_source = table.group_by("source").agg(pl.col("n_concerns").mean().round(2)).sort("source")
     return dg.MaterializeResult(
-        metadata={
+        metadata=without_nulls({
             "articles": summary["articles"],
             "generated_this_run": generated,
             "resume": resume,
@@ -120,8 +129,11 @@ def generations(
             "completion_tokens_per_s": summary["completion_tokens_per_s"],
             "backend": dg.MetadataValue.json(backend_info),
             "prompt_hash": prompt_hash,
-            "path": store.url(*folder, "generations.parquet"),
-        },
+            "preview": generation_preview(table, {a.id: [c.concern_text for c in a.concerns] for a in articles}),
+            **table_metadata(table.drop("text", "concerns", strict=False), GENERATION_COLUMNS),
+            "dagster/row_count": table.height,
+            "path": link(store, *folder, "generations.parquet"),
+        }),
         data_version=dg.DataVersion(data_version),
         check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate,
                                                  label=f"{model} / {split}"),

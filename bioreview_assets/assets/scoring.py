@@ -23,7 +23,7 @@ from bioreview_assets.partitions import (
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
 from bioreview_assets.ui_metadata import (
-    GLOSSARY, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
+    GLOSSARY, link, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
 )
 from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
 
@@ -215,7 +215,7 @@ def scores(
             **table_metadata(matches, MATCH_COLUMNS),
             "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
                                         "threshold curve and similarity histogram"),
-            "path": dg.MetadataValue.path(store.url(*folder)),
+            "path": link(store, *folder),
             "catalog": refreshed.status,
             **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
         }),

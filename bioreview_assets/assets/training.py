@@ -15,6 +15,7 @@ from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
+from bioreview_assets.ui_metadata import without_nulls
 
 
 def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
@@ -79,8 +80,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
     return dg.MaterializeResult(
-        metadata={
-            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"]), "train/val loss"),
+        # None entries (peak GPU memory on CPU, no resume) mean "not measured here": left out, not shown as null.
+        metadata=without_nulls({
+            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"], model), f"train/val loss of {model}"),
             "final_train_loss": meta["final_train_loss"],
             "final_val_loss": meta["final_val_loss"],
             "tokens_per_s": meta["tokens_per_s"],
@@ -100,7 +102,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             "weights_hash": meta["weights_hash"],
             "path": published,
             **tracking_metadata(store, published, meta["tracking"]),
-        },
+        }),
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
         check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
