@@ -82,7 +82,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     return dg.MaterializeResult(
         # None entries (peak GPU memory on CPU, no resume) mean "not measured here": left out, not shown as null.
         metadata=without_nulls({
-            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"], model), f"train/val loss of {model}"),
+            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"], model), "train/val loss"),
             "final_train_loss": meta["final_train_loss"],
             "final_val_loss": meta["final_val_loss"],
             "tokens_per_s": meta["tokens_per_s"],

@@ -124,7 +124,7 @@ def test_published_adapter_card_validates_and_carries_the_scores(graph):
     assert f"bioreview-sample/train-{split_hash}" in card.data.datasets
     f1 = _metadata(graph[2]["scores:tiny-random"])["f1"]
     assert {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}[("val", "f1")] == \
-        pytest.approx(f1, abs=1e-4)
+        pytest.approx(f1, abs=1e-3)  # the UI shows 3 digits
     assert meta["scored_splits"] == ["val"] and meta["prompt_shipped"] is True
     adapter = store.read_json(*adapter_dir("tiny-random"), "adapter_meta.json")
     assert adapter["prompt_hash"] in card.text and adapter["corpus_hash"] in card.text
