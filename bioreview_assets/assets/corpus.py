@@ -10,7 +10,9 @@ from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
 from bioreview_assets.core.corpus import build_corpus
 from bioreview_assets.core.gt_filter import GTPolicy
 from bioreview_assets.core.prompts import prompt_spec
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, split_to_model_split
+from bioreview_assets.partitions import (
+    MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, partitioned_checks, split_to_model_split,
+)
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
 from bioreview_assets.ui_metadata import link, table_metadata
@@ -42,7 +44,7 @@ def model_prompt(cfg: settings.ModelConfig):
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split())],
-    check_specs=CORPUS_CHECKS,
+    check_specs=partitioned_checks(CORPUS_CHECKS, model_split_partitions()),
     group_name="training",
     kinds={"python", "parquet"},
 )

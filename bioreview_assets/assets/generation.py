@@ -17,13 +17,15 @@ from bioreview_assets.partitions import (
     SPLIT_DIM,
     keys,
     model_split_partitions,
-    model_to_model_split,
+    adapter_to_generations,
+    partitioned_checks,
     split_to_model_split,
 )
 from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
 from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
+from bioreview_assets.configured_here import systems_here_metadata
 
 
 GENERATION_COLUMNS = {
@@ -46,11 +48,12 @@ def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_toke
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[
-        dg.AssetDep("adapter", partition_mapping=model_to_model_split()),
-        dg.AssetDep("merged_model", partition_mapping=model_to_model_split()),
+        dg.AssetDep("adapter", partition_mapping=adapter_to_generations()),
+        dg.AssetDep("merged_model", partition_mapping=adapter_to_generations()),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split()),
     ],
-    check_specs=GENERATION_CHECKS,
+    check_specs=partitioned_checks(GENERATION_CHECKS, model_split_partitions()),
+    metadata=systems_here_metadata(),
     group_name="generation",
     kinds={"pytorch", "parquet"},
     **gpu_asset_kwargs("generation"),

@@ -15,6 +15,7 @@ from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
+    partitioned_checks,
     same_system_mapping,
     split_to_system_split,
     system_by_name,
@@ -26,6 +27,7 @@ from bioreview_assets.ui_metadata import (
     GLOSSARY, link, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
 )
 from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.configured_here import systems_here_metadata
 
 
 def article_refs(articles) -> list[ArticleRef]:
@@ -144,8 +146,9 @@ def group_table(groups: dict, label: str) -> str:
         dg.AssetDep("ensemble_concerns", partition_mapping=same_system_mapping(lambda s: s.kind == "ensemble")),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
     ],
-    check_specs=SCORE_CHECKS,
+    check_specs=partitioned_checks(SCORE_CHECKS, system_split_partitions()),
     **embedding_asset_kwargs(),
+    metadata=systems_here_metadata(),
     group_name="scoring",
     kinds={"python", "duckdb", "parquet"},
     description="Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; per-article "

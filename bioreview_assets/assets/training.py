@@ -10,12 +10,13 @@ from bioreview_assets import settings
 from bioreview_assets.assets.corpus import model_prompt
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import model_partitions, model_to_model_split
+from bioreview_assets.partitions import adapter_partitions, corpus_to_adapter, partitioned_checks
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
 from bioreview_assets.ui_metadata import without_nulls
+from bioreview_assets.configured_here import systems_here_metadata
 
 
 def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
@@ -34,9 +35,10 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
 
 
 @dg.asset(
-    partitions_def=model_partitions(),
-    deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
-    check_specs=ADAPTER_CHECKS,
+    partitions_def=adapter_partitions(),
+    deps=[dg.AssetDep("sft_corpus", partition_mapping=corpus_to_adapter())],
+    check_specs=partitioned_checks(ADAPTER_CHECKS, adapter_partitions()),
+    metadata=systems_here_metadata(),
     group_name="training",
     kinds={"pytorch", "peft"},
     **gpu_asset_kwargs("training"),
@@ -157,7 +159,7 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
 
 
 @dg.asset(
-    partitions_def=model_partitions(),
+    partitions_def=adapter_partitions(),
     deps=["adapter"],
     group_name="training",
     kinds={"pytorch"},

@@ -7,17 +7,12 @@ import json
 import dagster as dg
 
 from bioreview_assets.core.schema import FIGURE_CATEGORY, Article
-from bioreview_assets.partitions import model_split_partitions
 
 CORPUS = dg.AssetKey("sft_corpus")
-_PARTS = model_split_partitions()
 CORPUS_CHECKS = [
-    dg.AssetCheckSpec("no_figure_concerns_leaked", asset=CORPUS, description="No target concern is a figure concern",
-                      partitions_def=_PARTS),
-    dg.AssetCheckSpec("every_row_has_target", asset=CORPUS, description="Every row has >= 1 target concern",
-                      partitions_def=_PARTS),
-    dg.AssetCheckSpec("truncation_rate", asset=CORPUS, description="Share of prompts cut to fit the token budget",
-                      partitions_def=_PARTS),
+    dg.AssetCheckSpec("no_figure_concerns_leaked", asset=CORPUS, description="No target concern is a figure concern"),
+    dg.AssetCheckSpec("every_row_has_target", asset=CORPUS, description="Every row has >= 1 target concern"),
+    dg.AssetCheckSpec("truncation_rate", asset=CORPUS, description="Share of prompts cut to fit the token budget"),
 ]
 
 

@@ -3,14 +3,11 @@
 import dagster as dg
 import polars as pl
 
-from bioreview_assets.partitions import model_split_partitions
 
 GENERATIONS = dg.AssetKey("generations")
 GENERATION_CHECKS = [
-    dg.AssetCheckSpec("parse_failure_rate", asset=GENERATIONS, description="Share of outputs with no parsed concern",
-                      partitions_def=model_split_partitions()),
-    dg.AssetCheckSpec("no_failed_generations", asset=GENERATIONS, description="Every article produced an output",
-                      partitions_def=model_split_partitions()),
+    dg.AssetCheckSpec("parse_failure_rate", asset=GENERATIONS, description="Share of outputs with no parsed concern"),
+    dg.AssetCheckSpec("no_failed_generations", asset=GENERATIONS, description="Every article produced an output"),
 ]
 
 

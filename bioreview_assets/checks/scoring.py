@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import system_split_partitions
 
 SCORES = dg.AssetKey("scores")
 NULL_RATIO_LIMIT = 0.5
@@ -12,7 +11,6 @@ SCORE_CHECKS = [
         "matcher_discriminates",
         asset=SCORES,
         description="Shuffled-article null F1 must stay below half the real F1 (otherwise F1 rewards counts)",
-        partitions_def=system_split_partitions(),
     ),
 ]
 

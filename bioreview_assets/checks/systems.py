@@ -2,15 +2,12 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import ensemble_partitions, model_systems_partitions
 
 CONCERNS = dg.AssetKey("concerns")
 ENSEMBLE_CONCERNS = dg.AssetKey("ensemble_concerns")
 _CAP = "No article has more concerns than the configured cap (so systems are compared at the same budget)"
-CONCERNS_CHECKS = [dg.AssetCheckSpec("cap_respected", asset=CONCERNS, description=_CAP,
-                                     partitions_def=model_systems_partitions())]
-ENSEMBLE_CHECKS = [dg.AssetCheckSpec("cap_respected", asset=ENSEMBLE_CONCERNS, description=_CAP,
-                                     partitions_def=ensemble_partitions())]
+CONCERNS_CHECKS = [dg.AssetCheckSpec("cap_respected", asset=CONCERNS, description=_CAP)]
+ENSEMBLE_CHECKS = [dg.AssetCheckSpec("cap_respected", asset=ENSEMBLE_CONCERNS, description=_CAP)]
 
 
 def evaluate_cap(by_article: dict[str, list], cap: int | None, label: str = "") -> list[dg.AssetCheckResult]:

@@ -2,13 +2,11 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import model_partitions
 
 ADAPTER = dg.AssetKey("adapter")
 ADAPTER_CHECKS = [
     dg.AssetCheckSpec("val_loss_improved", asset=ADAPTER,
-                      description="Loss on the fixed val subset is lower at the end than at the first evaluation",
-                      partitions_def=model_partitions()),
+                      description="Loss on the fixed val subset is lower at the end than at the first evaluation"),
 ]
 
 
