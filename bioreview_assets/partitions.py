@@ -162,27 +162,3 @@ def partitioned_checks(specs: list[dg.AssetCheckSpec], partitions_def) -> list[d
     return [dg.AssetCheckSpec(s.name, asset=s.asset_key, description=s.description, blocking=s.blocking,
                               metadata=s.metadata, partitions_def=partitions_def) for s in specs]
 
-
-def finetunable_models() -> list[str]:
-    """Models with an adapter: fine-tuned models and checkpoint probes (not base-model or API systems)."""
-    return [name for name in settings.all_model_names() if settings.load_model(name).finetune]
-
-
-def adapter_partitions() -> dg.StaticPartitionsDefinition:
-    """adapter, merged_model, published_adapter: only models that are fine-tuned (no partition that can only fail)."""
-    return dg.StaticPartitionsDefinition(finetunable_models())
-
-
-def _model_split_keys(model: str) -> set[str]:
-    return {dg.MultiPartitionKey({MODEL_DIM: model, SPLIT_DIM: split}) for split in SPLITS}
-
-
-def corpus_to_adapter() -> dg.StaticPartitionMapping:
-    """sft_corpus[model x split] -> adapter[model], for fine-tuned models only (a subset of the model dimension)."""
-    return dg.StaticPartitionMapping({key: model for model in finetunable_models() for key in _model_split_keys(model)})
-
-
-def adapter_to_generations() -> dg.StaticPartitionMapping:
-    """adapter[model] / merged_model[model] -> generations[model x split]; base and API models' generations have no
-    adapter upstream."""
-    return dg.StaticPartitionMapping({model: _model_split_keys(model) for model in finetunable_models()})

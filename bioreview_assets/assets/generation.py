@@ -17,7 +17,7 @@ from bioreview_assets.partitions import (
     SPLIT_DIM,
     keys,
     model_split_partitions,
-    adapter_to_generations,
+    model_to_model_split,
     partitioned_checks,
     split_to_model_split,
 )
@@ -48,8 +48,8 @@ def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_toke
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[
-        dg.AssetDep("adapter", partition_mapping=adapter_to_generations()),
-        dg.AssetDep("merged_model", partition_mapping=adapter_to_generations()),
+        dg.AssetDep("adapter", partition_mapping=model_to_model_split()),
+        dg.AssetDep("merged_model", partition_mapping=model_to_model_split()),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split()),
     ],
     check_specs=partitioned_checks(GENERATION_CHECKS, model_split_partitions()),

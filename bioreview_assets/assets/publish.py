@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import adapter_partitions
+from bioreview_assets.partitions import model_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import published_dir
 
@@ -15,7 +15,7 @@ class PublishConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=adapter_partitions(),
+    partitions_def=model_partitions(),
     # The card reads the scores of the model's default-policy system; the leaderboard stands for "scored" in the
     # lineage (Dagster maps no system x split partition onto a model partition).
     deps=["adapter", "leaderboard"],
