@@ -73,3 +73,16 @@ def test_definitions_match_the_snapshot(monkeypatch):
         assert current[section] == stored[section], (
             f"the definitions' {section} differ from {SNAPSHOT.name}; if intended, regenerate with "
             "BIOREVIEW_UPDATE_SNAPSHOT=1 python -m pytest bioreview_assets_tests/test_definitions_snapshot.py")
+
+
+def test_every_demo_step_runs_under_a_named_job_that_holds_its_assets():
+    from bioreview_assets.definitions import defs
+    from bioreview_assets.demo import demo_plan
+    from bioreview_assets.jobs import job_for
+
+    for step in demo_plan():
+        job = defs.resolve_job_def(job_for(step.assets))
+        assert not job.name.startswith("__")
+        assert {dg.AssetKey(name) for name in step.assets} <= job.asset_layer.selected_asset_keys, step.label
+        if step.partition is not None:
+            assert step.partition in job.partitions_def.get_partition_keys(), step.label
