@@ -29,7 +29,6 @@ STAGES: dict[str, tuple[tuple[str, ...], str]] = {
 # Which stage job `bioreview demo` runs a step under (the asset it materialises -> job).
 JOB_OF_ASSET = {assets[0]: name for name, (assets, _) in STAGES.items() if name != "rescore"}
 JOB_OF_ASSET["merged_model"] = "train_model"
-EVALUATE_MODEL_STAGES = ["build_corpus", "train_model", "generate", "postprocess", "score", "report"]
 
 
 def build_jobs() -> list:
