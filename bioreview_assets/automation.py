@@ -10,6 +10,7 @@ import dagster as dg
 from bioreview_assets.assets.benchmark import benchmark_split
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
+from bioreview_assets.jobs import JOBS_BY_NAME
 from bioreview_assets.store.benchmark_source import split_file
 
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster records MaterializeResult(data_version=...)
@@ -26,8 +27,11 @@ def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
 
 
 @dg.sensor(
-    target=[benchmark_split],
+    job=JOBS_BY_NAME["ingest_split"],
     minimum_interval_seconds=60,
+    description="Every minute: hashes each benchmark split file (train/val/test) and requests benchmark_split[split] "
+                "when its content differs from the last materialised version (new or edited file). Running by default "
+                "on Kubernetes, stopped under `dagster dev`.",
     # Running by default on Kubernetes; locally `dagster dev` would otherwise start runs nobody asked for.
     default_status=(
         dg.DefaultSensorStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s" else dg.DefaultSensorStatus.STOPPED
@@ -83,7 +87,10 @@ def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
 
 @dg.schedule(
     cron_schedule="0 4 * * *",
-    target=["scores"],
+    job=JOBS_BY_NAME["score"],
+    description="Nightly at 04:00: re-scores only the scores partitions whose inputs (matcher config, GT filter, split "
+                "file, concerns) changed since they were scored; skips when every partition is up to date. Then "
+                "materialise the leaderboard (job `report`). Running by default on Kubernetes, stopped locally.",
     default_status=(
         dg.DefaultScheduleStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s"
         else dg.DefaultScheduleStatus.STOPPED

@@ -10,6 +10,7 @@ from bioreview_assets.assets import (
     benchmark, corpus, ensemble, generation, postprocess, publish, reports, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
+from bioreview_assets.jobs import JOBS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
 ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports, publish]
@@ -44,6 +45,7 @@ defs = dg.Definitions(
     assets=build_assets(),
     resources=build_resources(),
     executor=build_executor(),
+    jobs=JOBS,
     sensors=SENSORS,
     schedules=SCHEDULES,
 )

@@ -79,26 +79,29 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_demo(plan: list[Step] | None = None) -> list[tuple[Step, dg.ExecuteInProcessResult]]:
-    """Run the plan against the persistent instance (DAGSTER_HOME) so `make ui` shows the history."""
-    from bioreview_assets.definitions import build_assets, build_resources
+    """Run the plan against the persistent instance (DAGSTER_HOME) so `make ui` shows the history.
+
+    Each step runs under its stage's named job (jobs.STAGES: train_model, generate, score...), so the Runs page says
+    what ran instead of `__ephemeral_asset_job__`; every run is tagged bioreview/demo and bioreview/pipeline.
+    """
+    from bioreview_assets.definitions import defs
+    from bioreview_assets.jobs import job_for
 
     show_progress()
-    assets, resources = build_assets(), build_resources()
     instance = dg.DagsterInstance.get()
     plan = plan or demo_plan()
     results = []
     started = time.monotonic()
     for index, step in enumerate(plan, start=1):
         t0 = time.monotonic()
-        print(f"[{index}/{len(plan)}] {step.label} ...", flush=True)
-        result = dg.materialize(
-            assets,
-            selection=list(step.assets),
+        job = job_for(step.assets)
+        print(f"[{index}/{len(plan)}] {step.label} ({job}) ...", flush=True)
+        result = defs.resolve_job_def(job).execute_in_process(
             partition_key=step.partition,
+            asset_selection=[dg.AssetKey(name) for name in step.assets],
             instance=instance,
-            resources=resources,
             run_config=QUIET,
-            tags={"bioreview/demo": "true"},
+            tags={"bioreview/demo": "true", "bioreview/pipeline": "demo", "bioreview/step": step.label},
         )
         elapsed = time.monotonic() - t0
         rate = index / (time.monotonic() - started)

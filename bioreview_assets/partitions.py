@@ -10,6 +10,9 @@ import dagster as dg
 
 # The multi-dimension partition mappings we rely on are marked beta; say so once here instead of at every import.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+# Partitioned check specs (AssetCheckSpec(partitions_def=...)) are a preview in 1.13; they are what records the
+# partition of each check evaluation, so the checks page can say which system a result is for.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 from bioreview_assets import settings
 from bioreview_assets.core.schema import SPLITS
@@ -151,3 +154,11 @@ def same_system_mapping(kind_filter) -> dg.MultiPartitionMapping:
 def split_to_system_split() -> dg.MultiToSingleDimensionPartitionMapping:
     """benchmark_split[split] feeds every system's partition of that split."""
     return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=SPLIT_DIM)
+
+
+def partitioned_checks(specs: list[dg.AssetCheckSpec], partitions_def) -> list[dg.AssetCheckSpec]:
+    """The check specs of an asset with its partitions_def, so each evaluation records its partition (Dagster 1.13:
+    without it a check on a partitioned asset is unpartitioned and the checks page cannot say whose result it is)."""
+    return [dg.AssetCheckSpec(s.name, asset=s.asset_key, description=s.description, blocking=s.blocking,
+                              metadata=s.metadata, partitions_def=partitions_def) for s in specs]
+

@@ -10,13 +10,14 @@ from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchma
 from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.partitions import split_partitions
+from bioreview_assets.partitions import partitioned_checks, split_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
+from bioreview_assets.ui_metadata import link, table_metadata
 
 
-@dg.asset(partitions_def=split_partitions(), check_specs=BENCHMARK_CHECKS, group_name="benchmark",
+@dg.asset(partitions_def=split_partitions(), check_specs=partitioned_checks(BENCHMARK_CHECKS, split_partitions()), group_name="benchmark",
           kinds={"python", "parquet"})
 def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
@@ -33,7 +34,8 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
     # Only this partition's own file is validated here; the others are read leniently, for the leakage check only.
     check_disjoint([this, *other_splits(split, context.log)])
     store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
-    store.write_parquet(_articles_table(this.articles, split), *folder, "articles.parquet")
+    articles_table = _articles_table(this.articles, split)
+    store.write_parquet(articles_table, *folder, "articles.parquet")
     store.write_parquet(_gt_table(this.articles, split), *folder, "gt_concerns.parquet")
     meta = {
         "split": split,
@@ -51,12 +53,15 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
         metadata={
             **{k: v for k, v in meta.items() if k != "quarantine_reasons"},
             "quarantine_reasons": dg.MetadataValue.json(this.quarantine_counts),
-            "quarantine_file": quarantine_file,
+            "quarantine_file": link(store, *folder, "quarantine.jsonl"),
             "sources": dg.MetadataValue.json(dict(Counter(a.source for a in this.articles))),
             "n_concerns": sum(len(a.concerns) for a in this.articles),
+            **table_metadata(articles_table),
+            "path": link(store, *folder, "articles.parquet"),
         },
         data_version=dg.DataVersion(this.content_hash),
-        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file),
+        check_results=evaluate_benchmark_checks(len(this.quarantined), this.quarantine_counts, quarantine_file,
+                                                label=split),
     )
 
 

@@ -10,9 +10,12 @@ from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
 from bioreview_assets.core.corpus import build_corpus
 from bioreview_assets.core.gt_filter import GTPolicy
 from bioreview_assets.core.prompts import prompt_spec
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, split_to_model_split
+from bioreview_assets.partitions import (
+    MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, partitioned_checks, split_to_model_split,
+)
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
+from bioreview_assets.ui_metadata import link, table_metadata
 
 
 def corpus_policy(corpus: settings.CorpusConfig) -> GTPolicy:
@@ -41,7 +44,7 @@ def model_prompt(cfg: settings.ModelConfig):
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split())],
-    check_specs=CORPUS_CHECKS,
+    check_specs=partitioned_checks(CORPUS_CHECKS, model_split_partitions()),
     group_name="training",
     kinds={"python", "parquet"},
 )
@@ -97,12 +100,15 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
             "concerns_after": summary["concerns_after"],
             "removed_by_rule": dg.MetadataValue.json(summary["removed_by_rule"]),
             "prompt_tokens": dg.MetadataValue.json(summary["prompt_tokens"]),
-            "truncation_rate": summary["truncation_rate"],
+            "truncation_rate": round(summary["truncation_rate"], 4),
             "truncation_by_source": dg.MetadataValue.json(summary["truncation_rate_by_source"]),
             "categories": dg.MetadataValue.json(summary["categories"]),
             "severities": dg.MetadataValue.json(summary["severities"]),
-            "path": store.url(*folder, "rows.parquet"),
+            **table_metadata(frame.drop("messages", "text", strict=False)),
+            "dagster/row_count": frame.height,
+            "path": link(store, *folder, "rows.parquet"),
         },
-        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate),
+        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate,
+                                             label=f"{model} / {split}"),
         data_version=dg.DataVersion(corpus_hash),
     )

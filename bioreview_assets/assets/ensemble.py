@@ -8,6 +8,7 @@ from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.partitions import (
+    partitioned_checks,
     SPLIT_DIM,
     SYSTEM_DIM,
     ensemble_partitions,
@@ -20,13 +21,26 @@ from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
 
 
+
+def ensemble_description() -> str:
+    text = ("Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its "
+            "count baseline.")
+    if not settings.load_project().ensembles:
+        # Zero partitions read as "0 of 0 materialised" in the UI: say that nothing is configured instead.
+        text = ("**Not configured: no ensemble is listed in configs/project.yaml (`ensembles:`), so this asset has no "
+                "partitions and nothing to build.** " + text)
+    return text
+
+
 @dg.asset(
     partitions_def=ensemble_partitions(),
     deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping())],
-    check_specs=ENSEMBLE_CHECKS,
+    check_specs=partitioned_checks(ENSEMBLE_CHECKS, ensemble_partitions()),
     **embedding_asset_kwargs(),
     group_name="systems",
     kinds={"python", "parquet"},
+    description=ensemble_description(),
+    tags={"bioreview/configured": "yes" if settings.load_project().ensembles else "none"},
 )
 def ensemble_concerns(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
@@ -69,7 +83,7 @@ def ensemble_concerns(
             "path": path,
         },
         data_version=dg.DataVersion(content_hash),  # members' concerns changed -> this changes -> scores stale
-        check_results=evaluate_cap(by_article, cfg.cap),
+        check_results=evaluate_cap(by_article, cfg.cap, label=f"{system.name} / {split}"),
     )
 
 

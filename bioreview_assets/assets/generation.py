@@ -18,11 +18,22 @@ from bioreview_assets.partitions import (
     keys,
     model_split_partitions,
     model_to_model_split,
+    partitioned_checks,
     split_to_model_split,
 )
 from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
+from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
+from bioreview_assets.configured_here import systems_here_metadata
+
+
+GENERATION_COLUMNS = {
+    "parse_ok": "at least one concern was parsed from the output",
+    "parse_method": "how the output was parsed (json, repaired, line list...) or generation_error",
+    "n_concerns": "concerns parsed from the output",
+    "completion_tokens": "tokens generated; at max_new_tokens the output was likely cut short",
+}
 
 
 def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_tokens):
@@ -41,7 +52,8 @@ def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_toke
         dg.AssetDep("merged_model", partition_mapping=model_to_model_split()),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split()),
     ],
-    check_specs=GENERATION_CHECKS,
+    check_specs=partitioned_checks(GENERATION_CHECKS, model_split_partitions()),
+    metadata=systems_here_metadata(),
     group_name="generation",
     kinds={"pytorch", "parquet"},
     **gpu_asset_kwargs("generation"),
@@ -102,7 +114,7 @@ def generations(
     methods = Counter(table["parse_method"].to_list())
     per_source = table.group_by("source").agg(pl.col("n_concerns").mean().round(2)).sort("source")
     return dg.MaterializeResult(
-        metadata={
+        metadata=without_nulls({
             "articles": summary["articles"],
             "generated_this_run": generated,
             "resume": resume,
@@ -120,8 +132,12 @@ def generations(
             "completion_tokens_per_s": summary["completion_tokens_per_s"],
             "backend": dg.MetadataValue.json(backend_info),
             "prompt_hash": prompt_hash,
-            "path": store.url(*folder, "generations.parquet"),
-        },
+            "preview": generation_preview(table, {a.id: [c.concern_text for c in a.concerns] for a in articles}),
+            **table_metadata(table.drop("text", "concerns", strict=False), GENERATION_COLUMNS),
+            "dagster/row_count": table.height,
+            "path": link(store, *folder, "generations.parquet"),
+        }),
         data_version=dg.DataVersion(data_version),
-        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate),
+        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate,
+                                                 label=f"{model} / {split}"),
     )

@@ -8,6 +8,7 @@ from bioreview_assets.core.baselines import bm25_predictions
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
 from bioreview_assets.partitions import (
+    partitioned_checks,
     MODEL_DIM,
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -43,7 +44,7 @@ def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource
         dg.AssetDep("generations", partition_mapping=model_to_system_mapping()),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
     ],
-    check_specs=CONCERNS_CHECKS,
+    check_specs=partitioned_checks(CONCERNS_CHECKS, model_systems_partitions()),
     group_name="systems",
     kinds={"python", "parquet"},
     # A parser change shows every concerns partition stale in the UI; re-materialising re-parses the stored raw text.
@@ -97,5 +98,5 @@ def concerns(
         },
         # Content plus parser version: a new parser is a new version of these concerns, with its lineage above.
         data_version=dg.DataVersion(settings.stable_hash([content_hash, PARSER_VERSION])),
-        check_results=evaluate_cap(by_article, cap),
+        check_results=evaluate_cap(by_article, cap, label=f"{system.name} / {split}"),
     )

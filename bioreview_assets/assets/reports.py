@@ -6,26 +6,50 @@ import polars as pl
 from bioreview_assets import settings
 from bioreview_assets.assets.training import png_markdown
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
-from bioreview_assets.reporting.report import write_report
-from bioreview_assets.reporting.tables import markdown
+from bioreview_assets.reporting.report import REPORT_DIR, write_report
+from bioreview_assets.reporting.tables import headline, markdown
+from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.resources import StorageResource
+from bioreview_assets.ui_metadata import GLOSSARY, glossary, link, table_metadata
+
+DESCRIPTION = (
+    "Leaderboard of all scored systems and splits with null baselines, and the report's tables in its metadata: "
+    "verdict, headline per split (F1 with its 95% CI), per source, per category, failure modes with example "
+    "outputs and zero-recall articles. The full report (markdown, JSON, PNG) is linked under `report`.\n\n" + GLOSSARY
+)
 
 
-@dg.asset(deps=["scores"], check_specs=REPORT_CHECKS, group_name="reports", kinds={"python", "markdown"})
+@dg.asset(deps=["scores"], check_specs=REPORT_CHECKS, group_name="reports", kinds={"python", "markdown"},
+          description=DESCRIPTION)
 def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Leaderboard of all scored systems and splits with null baselines, breakdowns and failure modes."""
     store = storage.store()
     report = write_report(store)
     project = settings.load_project()
+    board = report.leaderboard
+    splits = board["split"].unique(maintain_order=True).to_list()
+    verdict = verdict_lines(board, fine_tuned_pairs(project.models), project.baselines, splits)
     metadata = {
-        "systems": report.leaderboard["system"].n_unique(),
-        "rows": report.leaderboard.height,
-        "leaderboard": dg.MetadataValue.md(markdown(report.leaderboard)),
-        "report": store.url("reports", "leaderboard.md"),
+        "systems": board["system"].n_unique(),
+        "rows": board.height,
+        **table_metadata(board),
+        "verdict": dg.MetadataValue.md("\n".join(f"* {line}" for line in verdict) or "_no fine-tuned pair scored_"),
     }
-    for split in report.leaderboard["split"].unique().sort().to_list():
-        png = store.read_bytes("reports", f"leaderboard_{split}.png")
+    for split in splits:
+        metadata[f"headline_{split}"] = dg.MetadataValue.md(markdown(headline(board, split)))
+    metadata.update({
+        "leaderboard": dg.MetadataValue.md(markdown(board)),
+        "per_source": dg.MetadataValue.md(markdown(report.per_source)),
+        "per_category": dg.MetadataValue.md(markdown(report.per_category)),
+        "failure_modes": dg.MetadataValue.md(markdown(report.failure_modes)),
+        "failure_examples": dg.MetadataValue.md(markdown(report.failure_examples)),
+        "zero_recall_articles": dg.MetadataValue.md(markdown(report.zero_recall)),
+        "glossary": glossary(),
+        "report": link(store, *REPORT_DIR, "leaderboard.md"),
+        "report_json": link(store, *REPORT_DIR, "leaderboard.json"),
+    })
+    for split in sorted(splits):
+        png = store.read_bytes(*REPORT_DIR, f"leaderboard_{split}.png")
         metadata[f"plot_{split}"] = png_markdown(png, f"leaderboard {split}")
-    context.log.info("\n" + markdown(report.leaderboard.filter(pl.col("split") == project.eval_splits[0])))
-    return dg.MaterializeResult(metadata=metadata,
-                                check_results=evaluate_report_checks(report.leaderboard, project))
+        metadata[f"plot_{split}_file"] = link(store, *REPORT_DIR, f"leaderboard_{split}.png")
+    context.log.info("\n" + markdown(headline(board, project.eval_splits[0])))
+    return dg.MaterializeResult(metadata=metadata, check_results=evaluate_report_checks(board, project))

@@ -15,6 +15,7 @@ from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
+    partitioned_checks,
     same_system_mapping,
     split_to_system_split,
     system_by_name,
@@ -22,7 +23,11 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
+from bioreview_assets.ui_metadata import (
+    GLOSSARY, link, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
+)
 from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.configured_here import systems_here_metadata
 
 
 def article_refs(articles) -> list[ArticleRef]:
@@ -100,6 +105,40 @@ def track_system_scores(store, project, system: str, split: str, results: dict) 
                         default_matcher=project.default_matcher)
 
 
+MATCH_COLUMNS = {
+    "row_kind": "reference: one row per reference concern (with its matched or nearest generated concern); "
+                "generated_only: a generated concern that matched nothing",
+    "similarity": "matcher similarity of the pair (for generated_only rows: best similarity to any reference)",
+    "matched": "the pair counts as a hit",
+}
+
+
+def score_summary(m: dict, system: str, split: str) -> str:
+    """The headline of one score partition in words and numbers (the glossary defines each term)."""
+    ci = m.get("ci") or {}
+    null = m["null_f1"]
+    lines = [
+        f"**{system} / {split}**, {m['n_articles']} articles, {m['n_gt']} reference and {m['n_tool']} generated "
+        f"concerns, {m['n_matched']} matched",
+        "",
+        f"* {with_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",
+        f"* {with_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
+        f"{with_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
+        f"* recall-major {fmt(m['recall_major'])}",
+        f"* null F1 {null:.3f}, F1 above null {m['f1_micro'] - null:+.3f}" if null is not None
+        else "* null F1 not computed",
+        f"* count-oracle F1 {fmt(m['count_oracle_f1'])}",
+    ]
+    return "\n".join(lines)
+
+
+def group_table(groups: dict, label: str) -> str:
+    rows = [{label: name, "reference": v.get("n_gt"), "generated": v.get("n_tool"), "matched": v.get("n_matched"),
+             "recall": v.get("recall", v.get("recall_micro")), "precision": v.get("precision", v.get("precision_micro")),
+             "F1": v.get("f1", v.get("f1_micro"))} for name, v in sorted((groups or {}).items())]
+    return markdown_table(rows, [label, "reference", "generated", "matched", "recall", "precision", "F1"])
+
+
 @dg.asset(
     partitions_def=system_split_partitions(),
     deps=[
@@ -107,10 +146,14 @@ def track_system_scores(store, project, system: str, split: str, results: dict) 
         dg.AssetDep("ensemble_concerns", partition_mapping=same_system_mapping(lambda s: s.kind == "ensemble")),
         dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
     ],
-    check_specs=SCORE_CHECKS,
+    check_specs=partitioned_checks(SCORE_CHECKS, system_split_partitions()),
     **embedding_asset_kwargs(),
+    metadata=systems_here_metadata(),
     group_name="scoring",
     kinds={"python", "duckdb", "parquet"},
+    description="Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; per-article "
+                "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview of "
+                "generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
 )
 def scores(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
@@ -154,25 +197,32 @@ def scores(
     tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]
     m = main.metrics
+    ci = m.get("ci") or {}
+    matches = pl.DataFrame(main.matches, infer_schema_length=None)
     return dg.MaterializeResult(
-        metadata={
+        metadata=without_nulls({
+            "f1_with_ci": dg.MetadataValue.text(with_ci("F1", m["f1_micro"], ci.get("f1_micro_ours"))),
+            "summary": dg.MetadataValue.md(score_summary(m, system, split)),
             "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
             "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],
-            "ci": dg.MetadataValue.json(m.get("ci")),
+            "f1_above_null": m["f1_micro"] - m["null_f1"] if m["null_f1"] is not None else None,
+            "glossary": glossary(),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,
             "coverage": dg.MetadataValue.json({k: v for k, v in m["coverage"].items() if "n_articles" in k
                                                or "unknown" in k}),
-            "by_matcher_f1": dg.MetadataValue.json({n: r.metrics["f1_micro"] for n, r in results.items()}),
-            "per_source": dg.MetadataValue.json(m["per_source_micro"]),
-            "per_category": dg.MetadataValue.json(m["per_category_micro"]),
+            "by_matcher_f1": dg.MetadataValue.json(rounded({n: r.metrics["f1_micro"] for n, r in results.items()})),
+            "per_source": dg.MetadataValue.md(group_table(m["per_source_micro"], "source")),
+            "per_category": dg.MetadataValue.md(group_table(m["per_category_micro"], "category")),
+            "preview": match_preview(matches),
+            **table_metadata(matches, MATCH_COLUMNS),
             "diagnostics": png_markdown(matcher_diagnostics_png(m, main.histograms, f"{system} / {split}"),
                                         "threshold curve and similarity histogram"),
-            "path": store.url(*folder),
+            "path": link(store, *folder),
             "catalog": refreshed.status,
             **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
-        },
+        }),
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
         data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
-        check_results=evaluate_score_checks(m),
+        check_results=evaluate_score_checks(m, label=f"{system} / {split}"),
     )

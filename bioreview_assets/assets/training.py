@@ -10,11 +10,13 @@ from bioreview_assets import settings
 from bioreview_assets.assets.corpus import model_prompt
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import model_partitions, model_to_model_split
+from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
+from bioreview_assets.ui_metadata import without_nulls
+from bioreview_assets.configured_here import systems_here_metadata
 
 
 def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
@@ -32,10 +34,26 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
+def not_fine_tuned_note() -> str:
+    """Why some partitions of adapter/merged_model can never be built (said in the asset description)."""
+    names = [n for n in settings.all_model_names() if not settings.load_model(n).finetune]
+    if not names:
+        return ""
+    # Dagster 1.13 maps adapter[model] to generations[model x split] only between equal model dimensions
+    # (MultiToSingleDimensionPartitionMapping; StaticPartitionMapping is static-to-static only), so the partition
+    # set cannot leave these models out without cutting the adapter -> generations lineage.
+    return (f"\n\n**Not built for {', '.join(names)}** (finetune: false: base-model or API systems). Their partitions "
+            "exist because the model dimension is shared with generations; materialising one fails at once. See "
+            "`systems_here` for the models buildable on this machine.")
+
+
 @dg.asset(
     partitions_def=model_partitions(),
+    description="LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."
+                + not_fine_tuned_note(),
     deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
-    check_specs=ADAPTER_CHECKS,
+    check_specs=partitioned_checks(ADAPTER_CHECKS, model_partitions()),
+    metadata=systems_here_metadata(),
     group_name="training",
     kinds={"pytorch", "peft"},
     **gpu_asset_kwargs("training"),
@@ -79,8 +97,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
     return dg.MaterializeResult(
-        metadata={
-            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"]), "train/val loss"),
+        # None entries (peak GPU memory on CPU, no resume) mean "not measured here": left out, not shown as null.
+        metadata=without_nulls({
+            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"], model), "train/val loss"),
             "final_train_loss": meta["final_train_loss"],
             "final_val_loss": meta["final_val_loss"],
             "tokens_per_s": meta["tokens_per_s"],
@@ -100,10 +119,10 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             "weights_hash": meta["weights_hash"],
             "path": published,
             **tracking_metadata(store, published, meta["tracking"]),
-        },
+        }),
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
-        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or []),
+        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
     )
 
 
@@ -151,11 +170,14 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
                                           "weights_hash": probe_meta["weights_hash"], "path": published,
                                           **tracking_metadata(store, published, tracking)},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
-                                check_results=evaluate_adapter_checks(val_history))
+                                check_results=evaluate_adapter_checks(val_history, label=cfg.name))
 
 
 @dg.asset(
     partitions_def=model_partitions(),
+    description="The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."
+                + not_fine_tuned_note(),
+    metadata=systems_here_metadata(),
     deps=["adapter"],
     group_name="training",
     kinds={"pytorch"},

@@ -17,7 +17,7 @@ CORPUS_CHECKS = [
 
 
 def evaluate_corpus_checks(
-    rows: list[dict], articles: list[Article], stats: dict, warn_rate: float
+    rows: list[dict], articles: list[Article], stats: dict, warn_rate: float, label: str = ""
 ) -> list[dg.AssetCheckResult]:
     """Re-derive each check from the written rows and the source articles (not from the builder's counters)."""
     figure_texts = {
@@ -31,13 +31,25 @@ def evaluate_corpus_checks(
     )
     empty = sum(not json.loads(row["target"]) for row in rows)
     rate = stats["truncation_rate"]
+    where = f"{label}: " if label else ""
+    n_targets = sum(len(json.loads(row["target"])) for row in rows)
+    leak_text = (f"{where}{leaked} of {n_targets} target concerns are figure concerns: the model would learn to "
+                 f"comment on figures it cannot see" if leaked
+                 else f"{where}none of {n_targets} target concerns is a figure concern")
+    empty_text = (f"{where}{empty} of {len(rows)} rows have no target concern: they teach the model to say nothing"
+                  if empty else f"{where}all {len(rows)} rows have at least one target concern")
+    trunc_text = (f"{where}{rate:.1%} of prompts were cut to the token budget (warn above {warn_rate:.0%}): "
+                  + ("many articles are trained on partial text" if rate > warn_rate else "within the limit"))
     return [
-        dg.AssetCheckResult(check_name="no_figure_concerns_leaked", passed=leaked == 0, metadata={"leaked": leaked}),
-        dg.AssetCheckResult(check_name="every_row_has_target", passed=empty == 0, metadata={"empty_rows": empty}),
+        dg.AssetCheckResult(check_name="no_figure_concerns_leaked", passed=leaked == 0, description=leak_text,
+                            metadata={"leaked": leaked, "target_concerns": n_targets}),
+        dg.AssetCheckResult(check_name="every_row_has_target", passed=empty == 0, description=empty_text,
+                            metadata={"empty_rows": empty, "rows": len(rows)}),
         dg.AssetCheckResult(
             check_name="truncation_rate",
             passed=rate <= warn_rate,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"truncation_rate": rate, "warn_above": warn_rate},
+            description=trunc_text,
+            metadata={"truncation_rate": round(rate, 4), "warn_above": warn_rate},
         ),
     ]

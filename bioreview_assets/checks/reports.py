@@ -27,10 +27,20 @@ def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckRe
     split = gate.split
     rows = board.filter((pl.col("split") == split) & pl.col("system").is_in(list(fine_tuned))).to_dicts()
     verdicts = {r["system"]: "pass" if gate_passes(r, gate) else "hold" for r in rows}
+    gate_text = f"F1>={gate.f1_min} {'or' if gate.rule == 'any' else 'and'} recall>={gate.recall_min} on {split}"
+    best = max(rows, key=lambda r: r["f1"], default=None)
+    if best is None:
+        gate_description = f"no fine-tuned system scored on {split} yet: the gate ({gate_text}) cannot be judged"
+    else:
+        passing = sorted(s for s, v in verdicts.items() if v == "pass")
+        gate_description = (f"best fine-tuned system {best['system']}: F1 {best['f1']:.3f}, recall "
+                            f"{best['recall']:.3f} on {split}; gate {gate_text}: "
+                            + (f"passed by {', '.join(passing)}" if passing else "not reached by any system"))
     gate_result = dg.AssetCheckResult(
         check_name="success_gate",
         passed=any(v == "pass" for v in verdicts.values()),
         severity=dg.AssetCheckSeverity.WARN,
+        description=gate_description,
         metadata={"gate": f"F1>={gate.f1_min} {'or' if gate.rule == 'any' else 'and'} recall>={gate.recall_min} "
                           f"on {split}", "verdicts": dg.MetadataValue.json(verdicts)},
     )
@@ -43,9 +53,19 @@ def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckRe
         for split_name in ("val", "test"):
             if base and (system.name, split_name) in f1 and (base, split_name) in f1:
                 comparisons[f"{system.name} vs {base} ({split_name})"] = round(
-                    f1[(system.name, split_name)] - f1[(base, split_name)], 4)
+                    f1[(system.name, split_name)] - f1[(base, split_name)], 3)
+    losers = {k: v for k, v in comparisons.items() if v <= 0}
+    if not comparisons:
+        base_description = "no fine-tuned system with a scored base_system: nothing to compare"
+    elif losers:
+        base_description = "; ".join(f"{k}: F1 {v:+.3f}" for k, v in losers.items()) + \
+            f" - {len(losers)} of {len(comparisons)} comparisons do not beat the base model"
+    else:
+        base_description = (f"all {len(comparisons)} fine-tuned systems beat their base model (F1 gain "
+                            f"{min(comparisons.values()):+.3f} to {max(comparisons.values()):+.3f})")
     base_result = dg.AssetCheckResult(
         check_name="beats_base",
+        description=base_description,
         passed=bool(comparisons) and all(delta > 0 for delta in comparisons.values()),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"f1_delta_over_base": dg.MetadataValue.json(comparisons),

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+
 SCORES = dg.AssetKey("scores")
 NULL_RATIO_LIMIT = 0.5
 MIN_SIGNAL_F1 = 0.05  # below this F1 there is nothing for the matcher to discriminate: the premise does not hold
@@ -33,17 +34,25 @@ def discrimination_verdict(f1: float, null_f1: float | None, null_status: str = 
                          f"most of this F1 is earned by the concern count alone")
 
 
-def evaluate_score_checks(metrics: dict) -> list[dg.AssetCheckResult]:
-    """matcher_discriminates: fails when null F1 >= 0.5 x F1; not applicable (passed, said so) when F1 < 0.05."""
+def _r(value):
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def evaluate_score_checks(metrics: dict, label: str = "") -> list[dg.AssetCheckResult]:
+    """matcher_discriminates: fails when null F1 >= 0.5 x F1; not applicable (passed, said so) when F1 < 0.05.
+
+    label (the partition, "system / split") opens the description, so a list of results says whose they are.
+    """
     real, null = metrics["f1_micro"], metrics["null_f1"]
     passed, applicable, reason = discrimination_verdict(real, null, (metrics.get("null") or {}).get("status", ""))
+    description = f"{label}: {reason}" if label else reason
     return [
         dg.AssetCheckResult(
             check_name="matcher_discriminates",
             passed=passed,
-            description=reason,
-            metadata={"reason": reason, "applicable": applicable, "f1": real, "null_f1": null,
-                      "ratio": round(null / real, 4) if real and null is not None else None,
-                      "limit": NULL_RATIO_LIMIT, "count_oracle_f1": metrics["count_oracle_f1"]},
+            description=description,
+            metadata={"reason": reason, "applicable": applicable, "f1": _r(real), "null_f1": _r(null),
+                      **({"ratio": round(null / real, 3)} if real and null is not None else {}),
+                      "limit": NULL_RATIO_LIMIT, "count_oracle_f1": _r(metrics["count_oracle_f1"])},
         )
     ]

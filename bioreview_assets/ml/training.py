@@ -383,8 +383,9 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
     return model.eval()
 
 
-def loss_curve_png(history: dict[str, list]) -> bytes:
-    """PNG of the train/val loss curves (history = {"train": [[step, loss]...], "val": [[step, loss]...]})."""
+def loss_curve_png(history: dict[str, list], model: str = "") -> bytes:
+    """PNG of the train/val loss curves (history = {"train": [[step, loss]...], "val": [[step, loss]...]}), titled
+    with the model it belongs to."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on pods or in tests
@@ -392,11 +393,13 @@ def loss_curve_png(history: dict[str, list]) -> bytes:
 
     figure = Figure(figsize=(6, 3.5), dpi=100)
     axes = figure.add_subplot()
+    labels = {"train": "train loss (per logging step)", "val": "val loss (fixed val subset)"}
     for key, style in (("train", "-"), ("val", "o-")):
         points = history.get(key) or []
         if points:
             steps, losses = zip(*points)
-            axes.plot(steps, losses, style, label=f"{key} loss", markersize=4)
+            axes.plot(steps, losses, style, label=labels[key], markersize=4)
+    axes.set_title(f"{model}: SFT loss" if model else "SFT loss")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss")
     axes.grid(alpha=0.3)

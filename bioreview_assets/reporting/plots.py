@@ -30,21 +30,34 @@ def matcher_diagnostics_png(metrics: dict, histograms: dict, title: str) -> byte
     curve = metrics["threshold_curve"]
     xs = [p["configured_threshold"] for p in curve]
     for key in ("f1", "precision", "recall"):
-        left.plot(xs, [p[key] for p in curve], marker="o", ms=3, label=key)
+        left.plot(xs, [p[key] for p in curve], marker="o", ms=3, label=f"{key} at this threshold")
     if metrics.get("null_f1") is not None:
         left.axhline(metrics["null_f1"], color="grey", ls="--", label="null F1 (at configured threshold)")
-    left.axvline(metrics["configured_threshold"], color="black", lw=0.8)
+    left.axvline(metrics["configured_threshold"], color="black", lw=0.8, label="configured threshold")
     left.set(xlabel="configured threshold", ylim=(0, 1), title=f"{title}: threshold curve")
     left.legend(fontsize=7)
     edges = np.asarray(histograms["bin_edges"])
     centres = (edges[:-1] + edges[1:]) / 2
     width = float(edges[1] - edges[0])
+    labels = {"matched": "matched pairs (counted as hits)",
+              "own_best": "each generated concern's best reference, own article",
+              "null_best": "each generated concern's best reference, another article (null)"}
+    occupied = np.zeros(len(centres), dtype=bool)
     for key, colour in (("matched", "tab:green"), ("own_best", "tab:blue"), ("null_best", "tab:red")):
         counts = histograms.get(key)
         if counts:
+            occupied |= np.asarray(counts) > 0
             total = max(sum(counts), 1)
-            right.bar(centres, np.asarray(counts) / total, width=width, alpha=0.45, color=colour, label=key)
-    right.set(xlabel="cosine similarity", ylabel="share", title="best similarity: own article vs null")
+            right.bar(centres, np.asarray(counts) / total, width=width, alpha=0.45, color=colour,
+                      label=f"{labels[key]} (n={sum(counts)})")
+    right.axvline(metrics["configured_threshold"], color="black", lw=0.8, label="match threshold")
+    if occupied.any():
+        # The x axis spans the bins that hold data (and the threshold), one bin of margin either side.
+        first, last = np.flatnonzero(occupied)[[0, -1]]
+        lo = min(edges[first], metrics["configured_threshold"]) - width
+        hi = max(edges[last + 1], metrics["configured_threshold"]) + width
+        right.set_xlim(max(lo, edges[0]), min(hi, edges[-1]))
+    right.set(xlabel="cosine similarity", ylabel="share of each group", title="best similarity: own article vs null")
     right.legend(fontsize=7)
     return _png(plt, fig)
 

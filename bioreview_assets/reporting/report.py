@@ -38,6 +38,7 @@ class Report:
     failure_modes: pl.DataFrame
     zero_recall: pl.DataFrame
     files: dict[str, str] = field(default_factory=dict)
+    failure_examples: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def load_scores(store: ArtifactStore) -> pl.DataFrame:
@@ -68,6 +69,24 @@ def failure_modes(store: ArtifactStore) -> pl.DataFrame:
     return pl.concat(frames).pivot(on="parse_method", index=["model", "split"], values="len").fill_null(0)
 
 
+def failure_examples(store: ArtifactStore, per_mode: int = 2, width: int = 160) -> pl.DataFrame:
+    """A few outputs of every failed parse outcome (no concern parsed, or a generation error), per model x split."""
+    frames = []
+    for path in store.glob("generations/*/*/generations.parquet"):
+        model, split = path.split("/")[-3:-1]
+        table = pl.read_parquet(store.fs.open(path, "rb").read())
+        failed = table.filter(~pl.col("parse_ok"))
+        if failed.is_empty():
+            continue
+        frames.append(
+            failed.group_by("parse_method", maintain_order=True).head(per_mode).select(
+                pl.lit(model).alias("model"), pl.lit(split).alias("split"), "parse_method", "article_id",
+                pl.coalesce(pl.col("error"), pl.col("text")).fill_null("").str.replace_all(r"\s+", " ")
+                .str.slice(0, width).alias("output (start)"),
+            ))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
 def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3) -> pl.DataFrame:
     """Articles where a system matched none of the reference concerns, with their GT count and output size."""
     paths = store.glob("scores/*/*/articles.parquet")
@@ -95,6 +114,7 @@ def build_report(store: ArtifactStore | None = None) -> Report:
         per_category=breakdown(metrics, "per_category_micro", "category"),
         failure_modes=failure_modes(store),
         zero_recall=zero_recall_examples(store, matcher),
+        failure_examples=failure_examples(store),
     )
 
 
@@ -123,6 +143,7 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
     parts += ["## Checkpoint probes (score by step; final = the model's finished adapter)",
               markdown(probe_table(report.leaderboard))]
     parts += ["## Failure modes (generations)", markdown(report.failure_modes)]
+    parts += ["### Failure examples (outputs with no parsed concern)", markdown(report.failure_examples)]
     parts += ["## Zero-recall articles (examples)", markdown(report.zero_recall)]
     parts += [
         "## Reference figures (PIPELINE.md §7.1) — not comparable",

@@ -41,3 +41,30 @@ def test_val_loss_check_needs_two_points_and_a_lower_last_loss():
     assert not up.passed and up.metadata["last_step"].value == 4
     (single,) = evaluate_adapter_checks([[2, 2.0]])
     assert not single.passed and "fewer than 2" in single.metadata["reason"].value
+
+
+def test_every_check_result_says_whose_it_is_and_why():
+    import polars as pl
+
+    from bioreview_assets.checks.scoring import evaluate_score_checks
+    from bioreview_assets.checks.training import evaluate_adapter_checks
+
+    rows = pl.DataFrame({"parse_ok": [True, False, False, False], "error": [None, None, None, "boom"]})
+    rate, failed = evaluate_generation_checks(rows, max_rate=0.3, label="smollm2-135m / val")
+    assert rate.description.startswith("smollm2-135m / val: 3 of 4 outputs (75.0%) had no parsable concern")
+    assert "does not follow the output format" in rate.description
+    assert failed.description == ("smollm2-135m / val: 1 of 4 articles failed to generate (errors kept in the log; "
+                                  "re-run retries them)")
+    (score,) = evaluate_score_checks({"f1_micro": 0.477, "null_f1": 0.341, "count_oracle_f1": 0.8}, label="bm25 / val")
+    assert not score.passed
+    assert score.description == ("bm25 / val: null F1 0.341 is 71% of F1 0.477 (limit 50%): most of this F1 is "
+                                 "earned by the concern count alone")
+    (empty,) = evaluate_score_checks({"f1_micro": 0.0, "null_f1": 0.0, "count_oracle_f1": 0.5}, label="base / val")
+    assert empty.passed and "not applicable" in empty.description
+    (cap,) = evaluate_cap({"a": [1, 2, 3]}, cap=2, label="x / val")
+    assert cap.description.startswith("x / val: 1 of 1 articles exceed the cap of 2")
+    (loss,) = evaluate_adapter_checks([[2, 3.0], [4, 2.4]], label="tiny-random")
+    assert loss.description == ("tiny-random: val loss 3.000 at step 2 -> 2.400 at step 4 (-20.0%): the adapter "
+                                "learned the task")
+    (quarantine,) = evaluate_benchmark_checks(2, {"missing_field": 2}, "q.jsonl", label="val")
+    assert quarantine.description == "val: 2 rows quarantined (2 missing_field): kept aside in q.jsonl"

@@ -129,3 +129,91 @@ def test_ui_materialises_a_partition_and_renders_the_lineage(dagster_dev, tmp_pa
     if os.environ.get("BIOREVIEW_SAVE_SCREENSHOT"):
         SCREENSHOT_COPY.parent.mkdir(exist_ok=True)
         shutil.copyfile(png, SCREENSHOT_COPY)
+
+
+SCORES_PARTITION = "val|bm25"  # Dagster's multi-partition key: dimensions sorted by name (split, system)
+SCORES_PAGE = "/assets/scores?view=partitions&partition=val%7Cbm25"
+CHECKS_PAGE = "/assets/scores?view=checks&checkDetail=matcher_discriminates"
+SCREENSHOTS = {"scores": REPO_ROOT / "k8s" / "examples" / "ui-scores-partition.png",
+               "checks": REPO_ROOT / "k8s" / "examples" / "ui-checks.png"}
+
+
+def _graphql(url: str, query: str, **variables) -> dict:
+    answer = requests.post(f"{url}/graphql", timeout=30, json={"query": query, "variables": variables}).json()
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def _launch(client, job: str, partition: str, dims: dict[str, str] | None = None, timeout: float = 240) -> str:
+    from dagster import DagsterRunStatus
+
+    tags = {"dagster/partition": partition, **{f"dagster/partition/{k}": v for k, v in (dims or {}).items()}}
+    run_id = client.submit_job_execution(job, tags=tags)
+    deadline = time.monotonic() + timeout
+    while (status := client.get_run_status(run_id)) not in (
+            DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+        assert time.monotonic() < deadline, f"{job}[{partition}] still {status} after {timeout} s"
+        time.sleep(1)
+    assert status == DagsterRunStatus.SUCCESS, f"{job}[{partition}] {status}"
+    return run_id
+
+
+def _small_png(source: Path, target: Path) -> None:
+    """A copy for the README under 300 KB (palette PNG)."""
+    from PIL import Image
+
+    Image.open(source).convert("RGB").quantize(colors=128).save(target, optimize=True)
+    assert target.stat().st_size < 300_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make test` installs it where apt-get works)")
+def test_ui_shows_a_scores_partition_with_its_failing_check_reason_f1_ci_and_glossary(dagster_dev, tmp_path):
+    """Acceptance (#15): named jobs materialise bm25's val scores; GraphQL and the rendered pages show the check's
+    partition and reason, the F1-with-CI line and the glossary."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    url, port = dagster_dev
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    for split in ("train", "val"):
+        _launch(client, "ingest_split", split)
+    dims = {"split": "val", "system": "bm25"}
+    _launch(client, "postprocess", SCORES_PARTITION, dims)
+    run_id = _launch(client, "score", SCORES_PARTITION, dims)
+
+    run = _graphql(url, "query($id: ID!) {runOrError(runId: $id) {... on Run {jobName}}}", id=run_id)
+    assert run["runOrError"]["jobName"] == "score"  # the Runs page names the stage, not __ASSET_JOB
+
+    checks = _graphql(url, """query($p: String) {
+        assetCheckExecutions(assetKey: {path: ["scores"]}, checkName: "matcher_discriminates", limit: 5,
+                             partition: $p) {status partition evaluation {description partition}}}""",
+                      p=SCORES_PARTITION)["assetCheckExecutions"]
+    assert checks and checks[0]["partition"] == SCORES_PARTITION
+    assert checks[0]["status"] == "FAILED"  # BM25: its F1 is mostly earned by its concern count
+    reason = checks[0]["evaluation"]["description"]
+    assert reason.startswith("bm25 / val: null F1 ") and "most of this F1 is earned by the concern count alone" in reason
+
+    materialised = _graphql(url, """query($p: [String!]) {assetOrError(assetKey: {path: ["scores"]}) {... on Asset {
+        assetMaterializations(partitions: $p) {partition metadataEntries {label
+          ... on TextMetadataEntry {text} ... on MarkdownMetadataEntry {mdStr}}}}}}""",
+                            p=[SCORES_PARTITION])["assetOrError"]["assetMaterializations"]
+    entries = {e["label"]: e.get("text") or e.get("mdStr") for e in materialised[0]["metadataEntries"]}
+    import re
+
+    assert re.fullmatch(r"F1 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", entries["f1_with_ci"]), entries["f1_with_ci"]
+    assert "**null F1**" in entries["glossary"] and "**count-oracle F1**" in entries["glossary"]
+    assert "| reference concern | generated concern (matched or nearest) | similarity | match |" in entries["preview"]
+
+    pages = {"scores": SCORES_PAGE, "checks": CHECKS_PAGE}
+    doms = {name: _chromium(url + page, tmp_path, "--dump-dom", "--virtual-time-budget=25000").stdout.decode()
+            for name, page in pages.items()}
+    assert entries["f1_with_ci"] in doms["scores"], "the partition page does not show the F1-with-CI line"
+    assert "null F1" in doms["scores"]  # the glossary (and the summary) render on the partition page
+    assert "matcher_discriminates" in doms["checks"]
+    assert "most of this F1 is earned by the concern count alone" in doms["checks"], "no reason on the checks page"
+    assert "bm25" in doms["checks"]
+    for name, page in pages.items():
+        png = tmp_path / f"{name}.png"
+        _chromium(url + page, tmp_path, f"--screenshot={png}", "--virtual-time-budget=25000")
+        assert png.exists()
+        if os.environ.get("BIOREVIEW_SAVE_SCREENSHOT"):
+            _small_png(png, SCREENSHOTS[name])
