@@ -7,18 +7,18 @@ import os
 
 import dagster as dg
 
-from bioreview_assets.assets.benchmark import benchmark_split
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.store.benchmark_source import split_file
 
+BENCHMARK_SPLIT = dg.AssetKey("benchmark_split")
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster records MaterializeResult(data_version=...)
 
 
 def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
     """The content hash recorded by the latest materialisation of benchmark_split[split], if any."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=benchmark_split.key, asset_partitions=[split]), limit=1
+        dg.AssetRecordsFilter(asset_key=BENCHMARK_SPLIT, asset_partitions=[split]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -26,7 +26,7 @@ def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
 
 
 @dg.sensor(
-    target=[benchmark_split],
+    target=[BENCHMARK_SPLIT],
     minimum_interval_seconds=60,
     # Running by default on Kubernetes; locally `dagster dev` would otherwise start runs nobody asked for.
     default_status=(
@@ -49,7 +49,7 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
             requests.append(
                 dg.RunRequest(
                     run_key=f"benchmark_split:{split}:{digest}",  # one run per content, even if the cursor is lost
-                    asset_selection=[benchmark_split.key],
+                    asset_selection=[BENCHMARK_SPLIT],
                     partition_key=split,
                     tags={"bioreview/content_hash": digest},
                 )
@@ -64,7 +64,7 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
 
 def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
     """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring."""
-    from bioreview_assets.assets.scoring import score_inputs_signature
+    from bioreview_assets.store.score_inputs import score_inputs_signature
     from bioreview_assets.settings import stable_hash
 
     stale = []

@@ -49,9 +49,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
     from bioreview_assets import settings
-    from bioreview_assets.assets.scoring import article_refs, score_with_matcher
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
+    from bioreview_assets.core.scoring import article_refs
+    from bioreview_assets.ml.similarity import score_with_matcher
     from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
 

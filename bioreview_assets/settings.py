@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
+from bioreview_assets.core.postprocess import PostprocessPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,20 +26,6 @@ def configs_dir() -> Path:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class CorpusConfig(_Strict):
-    """GT filter + corpus rules (reference corpora A and B, PIPELINE.md §1.2)."""
-
-    name: str
-    description: str = ""
-    min_resolution_confidence: float = 0.0
-    # What a concern with no resolution_confidence means: the reference silently dropped it even at 0.0 (W8).
-    missing_confidence: Literal["keep", "drop"] = "keep"
-    min_concerns: int = 1
-    exclude_figure: Literal["category_or_flag", "flag"] = "category_or_flag"
-    drop_title_only: bool = True
-    dedup_exact: bool = True
 
 
 class BaseModelSource(_Strict):
@@ -161,14 +149,6 @@ class ModelConfig(_Strict):
         return stable_hash(self.model_dump(mode="json"))
 
 
-class PostprocessSpec(_Strict):
-    name: str
-    exact_dedup: bool = True
-    semantic_dedup_threshold: float | None = None
-    cap: int | None = None
-    selection: Literal["first", "severity_first", "category_diverse"] = "first"
-
-
 class EnsembleConfig(_Strict):
     name: str
     members: list[str]  # system names, in priority order
@@ -221,7 +201,7 @@ class ProjectConfig(_Strict):
     """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
 
     models: list[str]
-    postprocess: list[PostprocessSpec]
+    postprocess: list[PostprocessPolicy]
     default_postprocess: str
     ensembles: list[str] = Field(default_factory=list)
     baselines: list[str] = Field(default_factory=lambda: ["bm25"])
@@ -321,6 +301,14 @@ def load_matcher(name: str) -> MatcherSpec:
 @functools.lru_cache(maxsize=None)
 def load_ensemble(name: str) -> EnsembleConfig:
     return _load_named("ensembles", name, EnsembleConfig)
+
+
+def postprocess_policy(name: str) -> PostprocessPolicy:
+    """The post-processing policy `name` of configs/project.yaml."""
+    for policy in load_project().postprocess:
+        if policy.name == name:
+            return policy
+    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
 
 
 def eval_article_limit(model: str | None = None) -> int | None:

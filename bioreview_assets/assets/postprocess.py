@@ -23,13 +23,6 @@ from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles
 
 
-def policy_by_name(name: str) -> PostprocessPolicy:
-    for spec in settings.load_project().postprocess:
-        if spec.name == name:
-            return PostprocessPolicy(**spec.model_dump())
-    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
-
-
 def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
     """Embedding similarity for semantic dedup (only built when the policy asks for it)."""
     if policy.semantic_dedup_threshold is None:
@@ -64,7 +57,7 @@ def concerns(
         meta = {"kind": "baseline", "baseline": system.name}
         cap = None  # BM25 returns a fixed number per article by construction
     else:
-        policy = policy_by_name(system.policy)
+        policy = settings.postprocess_policy(system.policy)
         cap = policy.cap
         similarity = similarity_for_policy(policy, embedders)
         parsed_by_article, lineage = generated_concerns(store, system.model, split)

@@ -54,3 +54,17 @@ def similarity_fn(matcher_name: str) -> SimilarityFn:
         return encode(left) @ encode(right).T
 
     return similarity
+
+
+def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int):
+    """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named).
+
+    `embedders` gives `encoder(matcher_name) -> (encode, identity)` (the EmbedderResource).
+    """
+    from bioreview_assets.core.scoring import score_split
+
+    spec = settings.load_matcher(matcher_name)
+    if spec.method == "lexical":
+        return score_split(refs, predictions, None, spec, bootstrap_n)
+    encode, identity = embedders.encoder(matcher_name)
+    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)

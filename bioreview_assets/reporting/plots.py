@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -22,6 +23,13 @@ def _png(plt, fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def png_markdown(png: bytes, alt: str):
+    """An inline PNG for the Dagster UI (a markdown MetadataValue with a data URI)."""
+    import dagster as dg
+
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def matcher_diagnostics_png(metrics: dict, histograms: dict, title: str) -> bytes:
