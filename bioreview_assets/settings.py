@@ -91,7 +91,7 @@ class TrainingConfig(_Strict):
     gradient_checkpointing: bool = True
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
-    # GPU memory/speed trade-offs (training_speed.py): keep the attention outputs of this many checkpointed layers
+    # GPU memory/speed trade-offs (ml/training/speed.py): keep the attention outputs of this many checkpointed layers
     # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory.
     selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     activation_offloading: bool = False

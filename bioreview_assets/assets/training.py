@@ -25,7 +25,8 @@ from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_r
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
     from bioreview_assets.ml.tokenization import model_prompt
-    from bioreview_assets.ml.training import loss_curve_png, train_adapter
+    from bioreview_assets.ml.training import train_adapter
+    from bioreview_assets.reporting.plots import loss_curve_png
 
     model = context.partition_key
     cfg = settings.load_model(model)
@@ -104,7 +105,7 @@ def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> d
 
 def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
     """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
-    from bioreview_assets.ml.probe_checkpoint import copy_probe_checkpoint
+    from bioreview_assets.ml.training.checkpoints import copy_probe_checkpoint
 
     probe = copy_probe_checkpoint(store, cfg, settings.load_project().tracking)
     probe_meta, published = probe.meta, probe.published

@@ -1,6 +1,6 @@
 """Experiment tracking without a server: TensorBoard event files beside the checkpoints, an optional MLflow store.
 
-Layout under an adapter's folder (next to checkpoints/ and adapter/, see ml/training.py):
+Layout under an adapter's folder (next to checkpoints/ and adapter/, see ml/training/recipe.py):
 
     tensorboard/     event files of transformers' own TensorBoardCallback (train/*, eval/*): one TensorBoard run
     tracking.json    the MLflow run of this adapter (tracking.mlflow on); a fresh start begins a new run
@@ -265,7 +265,7 @@ class Tracker:
 
     def callbacks(self) -> list:
         """Trainer callbacks, to be placed after the ones that add to the logs (TrainingMonitor: tokens/s, memory)."""
-        from bioreview_assets.ml.training import as_callback
+        from bioreview_assets.ml.training.monitoring import as_callback
 
         callbacks = [tensorboard_callback(self.tensorboard_dir)]
         if self.mlflow is not None:

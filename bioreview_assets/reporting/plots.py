@@ -32,6 +32,30 @@ def png_markdown(png: bytes, alt: str):
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
+def loss_curve_png(history: dict[str, list]) -> bytes:
+    """PNG of the train/val loss curves (history = {"train": [[step, loss]...], "val": [[step, loss]...]})."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on pods or in tests
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    for key, style in (("train", "-"), ("val", "o-")):
+        points = history.get(key) or []
+        if points:
+            steps, losses = zip(*points)
+            axes.plot(steps, losses, style, label=f"{key} loss", markersize=4)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    if any(history.get(key) for key in ("train", "val")):
+        axes.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
 def matcher_diagnostics_png(metrics: dict, histograms: dict, title: str) -> bytes:
     """Left: F1/P/R against the threshold (flat = the matcher rewards counts). Right: similarity histograms."""
     plt, fig, (left, right) = _figure(2)
