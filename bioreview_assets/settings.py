@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
+from bioreview_assets.core.sampling import DEFAULT_SAMPLING
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,11 +102,12 @@ class GenerationConfig(_Strict):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     # "auto": the longest target of the model's train corpus, in the model's own tokens, plus a margin
     # (generation_limits.py) - long enough for any answer the model was taught, short enough to cap a rambling base.
-    max_new_tokens: int | Literal["auto"] = 4096
-    temperature: float = 0.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
-    seed: int = 0
+    # Sampling: the defaults are core/sampling.py's (what a backend decodes with when no config is given).
+    max_new_tokens: int | Literal["auto"] = DEFAULT_SAMPLING.max_new_tokens
+    temperature: float = DEFAULT_SAMPLING.temperature
+    top_p: float = DEFAULT_SAMPLING.top_p
+    repetition_penalty: float = DEFAULT_SAMPLING.repetition_penalty
+    seed: int = DEFAULT_SAMPLING.seed
     batch_size: int = 8
     use_merged: bool = True
     # Set only on checkpoint probes (their val subset). A subset for every system is project.eval_max_articles.

@@ -129,7 +129,10 @@ def test_describe_records_sampling_and_provenance(tiny_dir: Path, adapter_dir: P
     assert info["backend"] == "transformers"
     assert info["model_dir"] == str(tiny_dir) and info["adapter_dir"] == str(adapter_dir)
     assert info["sampling"]["seed"] == 5 and info["sampling"]["temperature"] == 0.7
-    assert info["batch_size"] == 3 and info["dtype"] == "float32" and info["enable_thinking"] is False
+    from bioreview_assets.ml.training.speed import cpu_has_native_bf16
+
+    expected_dtype = "bfloat16" if cpu_has_native_bf16() else "float32"  # bf16 only where the CPU computes it natively
+    assert info["batch_size"] == 3 and info["dtype"] == expected_dtype and info["enable_thinking"] is False
 
 
 def test_render_chat_passes_enable_thinking(tiny_dir: Path) -> None:

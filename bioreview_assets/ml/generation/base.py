@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
+from bioreview_assets.core.sampling import SamplingSpec
+
 if TYPE_CHECKING:  # settings pulls pydantic/yaml: keep this module importable on a bare GPU box (benchmark)
-    from bioreview_assets.settings import GenerationConfig, ModelConfig
+    from bioreview_assets.settings import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -57,49 +59,6 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """Decoding parameters shared by all backends; temperature 0 means greedy."""
-
-    max_new_tokens: int = 4096
-    temperature: float = 0.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int = 0
-    # Benchmarks only: generate exactly max_new_tokens whatever the model says (throughput runs on random weights).
-    ignore_eos: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0.0
-
-    @classmethod
-    def from_config(cls, gen: "GenerationConfig") -> "SamplingSpec":
-        return cls(
-            max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature,
-            top_p=gen.top_p,
-            repetition_penalty=gen.repetition_penalty,
-            seed=gen.seed,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["greedy"] = self.greedy
-        if self.greedy:  # top_p/seed do not act on greedy decoding; say so rather than imply they do
-            out["top_p"] = None
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SamplingSpec":
-        keys = {"max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed", "ignore_eos", "extra"}
-        clean = {k: v for k, v in data.items() if k in keys}
-        if clean.get("top_p") is None:
-            clean["top_p"] = 1.0
-        return cls(**clean)
 
 
 def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path | None) -> Backend:
