@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import dagster as dg
 
+from bioreview_assets import env
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.store.benchmark_source import split_file
@@ -30,7 +30,7 @@ def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
     minimum_interval_seconds=60,
     # Running by default on Kubernetes; locally `dagster dev` would otherwise start runs nobody asked for.
     default_status=(
-        dg.DefaultSensorStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s" else dg.DefaultSensorStatus.STOPPED
+        dg.DefaultSensorStatus.RUNNING if env.on_kubernetes() else dg.DefaultSensorStatus.STOPPED
     ),
 )
 def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -85,15 +85,15 @@ def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
     cron_schedule="0 4 * * *",
     target=["scores"],
     default_status=(
-        dg.DefaultScheduleStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s"
+        dg.DefaultScheduleStatus.RUNNING if env.on_kubernetes()
         else dg.DefaultScheduleStatus.STOPPED
     ),
 )
 def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
     """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns) changed."""
-    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.resources import StorageResource
 
-    stale = stale_score_partitions(ArtifactStore())
+    stale = stale_score_partitions(StorageResource().store())
     if not stale:
         return dg.SkipReason("every score partition is up to date")
     return [

@@ -17,19 +17,22 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bioreview_assets.demo import run_demo
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.summary import print_demo_summary
 
-    print_demo_summary(run_demo())
+    results = run_demo()
+    print_demo_summary(StorageResource().store(), results)
     return 0
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.catalog import query_table
 
     try:
-        print(query_table(args.query, max_rows=args.max_rows))
+        print(query_table(args.query, max_rows=args.max_rows, store=StorageResource().store()))
     except (duckdb.Error, ValueError) as err:  # a SQL mistake: the message, not a traceback
         print(f"bioreview sql: error: {err}", file=sys.stderr)
         return 1
@@ -38,8 +41,9 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bioreview_assets.reporting.report import write_report
+    from bioreview_assets.resources import StorageResource
 
-    report = write_report()
+    report = write_report(StorageResource().store())
     for name, path in report.files.items():
         print(f"{name}: {path}")
     return 0
@@ -77,10 +81,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
-    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 
-    store = ArtifactStore()
+    store = StorageResource().store()
     out = Path(args.out) if args.out else store.local_dir(*published_dir(args.model))
     published = assemble_published_adapter(store, args.model, out)
     print(f"published folder: {published.folder}")

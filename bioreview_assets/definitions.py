@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from bioreview_assets import env
 from bioreview_assets.assets import (
     benchmark, corpus, ensemble, generation, postprocess, publish, reports, scoring, training,
 )
@@ -17,10 +16,7 @@ ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble,
 
 def environment() -> str:
     """local (default) or k8s."""
-    env = os.environ.get("BIOREVIEW_ENV", "local")
-    if env not in ("local", "k8s"):
-        raise ValueError(f"BIOREVIEW_ENV must be 'local' or 'k8s', not {env!r}")
-    return env
+    return env.environment()
 
 
 def build_assets() -> list:

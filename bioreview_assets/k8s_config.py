@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bioreview_assets import settings
+from bioreview_assets import env, settings
 
 # Only dagster and pydantic at module level: the asset modules import this in the local env too, where the op tags are
 # inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
@@ -103,7 +102,7 @@ def load_k8s_config() -> K8sConfig:
 
 def image(kind: Literal["cpu", "gpu"]) -> str:
     """Image for CPU or GPU steps; BIOREVIEW_CPU_IMAGE / BIOREVIEW_GPU_IMAGE pin a tag at deploy time."""
-    return os.environ.get(f"BIOREVIEW_{kind.upper()}_IMAGE") or getattr(load_k8s_config().images, kind)
+    return env.image_override(kind) or getattr(load_k8s_config().images, kind)
 
 
 def gpu_op_tags(step_kind: StepKind) -> dict[str, Any]:

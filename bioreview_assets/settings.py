@@ -5,24 +5,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bioreview_assets import env
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
 from bioreview_assets.core.sampling import DEFAULT_SAMPLING
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = env.REPO_ROOT
 
 
 def configs_dir() -> Path:
     """Folder holding the YAML configs (BIOREVIEW_CONFIG_DIR overrides the repo's configs/)."""
-    return Path(os.environ.get("BIOREVIEW_CONFIG_DIR", REPO_ROOT / "configs"))
+    return env.config_dir()
 
 
 class _Strict(BaseModel):

@@ -106,9 +106,8 @@ def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
     return lines
 
 
-def print_demo_summary(step_results: list[tuple] | None = None) -> None:
+def print_demo_summary(store: ArtifactStore, step_results: list[tuple] | None = None) -> None:
     """Corpus statistics, the leaderboard, the report paths and, after a demo run, its asset-check verdicts."""
-    store = ArtifactStore()
     lines = corpus_summary_lines(store) + leaderboard_summary_lines(store) + check_summary_lines(step_results or [])
     print("\n".join(lines))
     print(f"\nArtefacts under {store.root}")

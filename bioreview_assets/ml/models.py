@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bioreview_assets import env
 from bioreview_assets.settings import BaseModelSource, ModelConfig
 from bioreview_assets.store.atomic import atomic_dir
 
@@ -33,9 +33,7 @@ class ModelWeightsUnavailable(RuntimeError):
 
 def base_models_root() -> Path:
     """Local cache of built/converted base models (BIOREVIEW_MODEL_CACHE, else under the local storage root)."""
-    from bioreview_assets.store.artifacts import local_cache_root
-
-    return Path(os.environ.get("BIOREVIEW_MODEL_CACHE", local_cache_root() / "base_models"))
+    return env.model_cache()
 
 
 def resolve_base_model(cfg: ModelConfig) -> Path:

@@ -113,7 +113,7 @@ def mlflow_tracking_uri(tracking: TrackingConfig) -> str:
     """The configured tracking URI, else a SQLite file at the local storage root (no server either way)."""
     if tracking.mlflow_tracking_uri:
         return tracking.mlflow_tracking_uri
-    from bioreview_assets.store.artifacts import storage_root
+    from bioreview_assets.env import storage_root
 
     root = storage_root()
     if "://" in root and not root.startswith("file://"):

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import polars as pl
 
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.env import local_cache_root, storage_root
 from bioreview_assets.store.atomic import fs_write_atomic, replace_dir
-
-
-def storage_root() -> str:
-    """BIOREVIEW_STORAGE, or var/storage in the checkout for local development."""
-    return os.environ.get("BIOREVIEW_STORAGE", str(REPO_ROOT / "var" / "storage"))
-
-
-def local_cache_root() -> Path:
-    """A local folder for things that must be on disk (model weights): the storage root itself when it is local."""
-    root = storage_root()
-    if "://" in root and not root.startswith("file://"):
-        return Path(os.environ.get("BIOREVIEW_LOCAL_CACHE", "/tmp/bioreview-cache"))
-    return Path(root.removeprefix("file://"))
 
 
 class ArtifactStore:

@@ -197,7 +197,8 @@ def test_leaderboard_reconciles_with_score_rows_and_sql(graph):
         pl.col("matcher") == "minilm")
     matched, gt, tool = articles["n_matched"].sum(), articles["n_gt"].sum(), articles["n_tool"].sum()
     assert row["recall"] == pytest.approx(matched / gt) and row["precision"] == pytest.approx(matched / tool)
-    text = query_table("SELECT system, count(*) AS n FROM matches WHERE matched GROUP BY system ORDER BY system")
+    text = query_table("SELECT system, count(*) AS n FROM matches WHERE matched GROUP BY system ORDER BY system",
+                       store=store)
     assert "bm25" in text and ORACLE in text
     assert (store.path("reports", "leaderboard_val.png")).endswith(".png")
 
@@ -207,7 +208,7 @@ def test_every_readme_query_runs_on_the_graph_database(graph):
     queries = [q for q in re.findall(r'bioreview sql "(SELECT.*?)"', readme, re.S) if q != "SELECT ..."]
     assert len(queries) >= 5
     for query in queries:
-        assert query_table(query, max_rows=5).startswith("shape: ("), query
+        assert query_table(query, max_rows=5, store=ArtifactStore()).startswith("shape: ("), query
 
 
 def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
