@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bioreview_assets import env
+from bioreview_assets.config.k8s import K8sConfig
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
@@ -337,10 +338,17 @@ def all_model_names() -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=None)
+def load_k8s_config() -> K8sConfig:
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
+    path = configs_dir() / "k8s.yaml"
+    try:
+        return K8sConfig.model_validate(_read_yaml(path))
+    except ValueError as err:  # pydantic's ValidationError: name the file
+        raise ValueError(f"invalid config {path}: {err}") from err
+
+
 def clear_caches() -> None:
     """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
-    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble):
+    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, load_k8s_config):
         fn.cache_clear()
-    from bioreview_assets.k8s_config import load_k8s_config
-
-    load_k8s_config.cache_clear()

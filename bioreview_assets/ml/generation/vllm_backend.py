@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bioreview_assets import env
-from bioreview_assets.ml.generation import _vllm_worker
+import bioreview_assets.ml.generation._vllm_worker as _vllm_worker
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 
 log = logging.getLogger(__name__)
