@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bioreview_assets.core.schema import SPLITS
+
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
     from bioreview_assets.sample.generator import write_sample
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
     score = sub.add_parser("score", help="score a predictions JSONL ({article_id, concerns}) against a split")
     score.add_argument("--predictions", required=True)
-    score.add_argument("--split", default="val", choices=["train", "val", "test"])
+    score.add_argument("--split", default="val", choices=list(SPLITS))
     score.add_argument("--matcher", default=None, help="a configs/matchers/ name (default: the project's)")
     score.add_argument("--bootstrap", type=int, default=1000)
     score.add_argument("--out", default=None, help="also write the score, its coverage and metrics to this JSON file")

@@ -6,12 +6,12 @@ import dagster as dg
 
 from bioreview_assets import env
 from bioreview_assets.assets import (
-    benchmark, corpus, ensemble, generation, postprocess, publish, reports, scoring, training,
+    benchmark, concerns, corpus, ensemble, generation, leaderboard, publish, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
-ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports, publish]
+ASSET_MODULES = [benchmark, corpus, training, generation, concerns, ensemble, scoring, leaderboard, publish]
 
 
 def environment() -> str:

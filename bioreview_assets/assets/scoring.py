@@ -11,13 +11,13 @@ from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.scoring import article_refs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.ml.similarity import score_with_matcher
+from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
     same_system_mapping,
     split_to_system_split,
-    system_by_name,
     system_split_partitions,
 )
 from bioreview_assets.reporting.plots import png_markdown

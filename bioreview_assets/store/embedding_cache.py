@@ -143,8 +143,3 @@ class EmbeddingCache:
 
     def _atomic_write(self, temp: str, final: str, write) -> None:
         fs_write_atomic(self.fs, final, write, temp=temp)
-
-
-def _parent(path: str) -> str:
-    """Parent of a '/'-separated fsspec path."""
-    return path.rsplit("/", 1)[0]

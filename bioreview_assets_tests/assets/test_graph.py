@@ -90,7 +90,7 @@ def test_adapter_metadata_shows_training_facts(graph):
 
 def test_adapter_and_probe_runs_are_tensorboard_runs_side_by_side(graph):
     """Acceptance (#19): the adapter's event files read back with TensorBoard's own reader; the probe is a run too."""
-    from bioreview_assets.ml.tracking import read_scalars
+    from bioreview_assets_tests.tensorboard import read_scalars
 
     store = graph[1]
     meta = _metadata(graph[2]["adapter"])

@@ -313,7 +313,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
     # TensorBoard shows one curve: what the killed run logged past its checkpoint is superseded by the resumed run.
-    from bioreview_assets.ml.tracking import read_scalars
+    from bioreview_assets_tests.tensorboard import read_scalars
 
     curve = read_scalars(tmp_path / "out" / "tensorboard")["train/loss"]
     assert [step for step, _ in curve] == list(range(1, 9))

@@ -7,15 +7,14 @@ from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import bm25_predictions
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
+from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
-    MODEL_DIM,
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
     model_systems_partitions,
     model_to_system_mapping,
     split_to_system_split,
-    system_by_name,
 )
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
