@@ -33,7 +33,7 @@ vLLM on GPU (not measured here: the CUDA vLLM wheel, 336 MB, cannot be carried t
 GPU image (vllm==0.33.0 in /opt/vllm, BIOREVIEW_VLLM_PYTHON=/opt/vllm/bin/python) the backend runs its worker
 there with the same requests:
     from bioreview_assets.ml.generation.vllm_backend import VLLMBackend
-    VLLMBackend(merged_dir_or_base, adapter_dir_or_None, SamplingSpec(max_new_tokens=1000, ignore_eos=True),
+    VLLMBackend(merged_dir_or_base, adapter_dir_or_None, SamplingSpec(max_new_tokens=1000, repetition_penalty=1.0, ignore_eos=True),
                 engine_kwargs={"max_num_seqs": 64, "gpu_memory_utilization": 0.9}).generate(requests, on_result)
 (the generations asset does this for a model whose config says `generation.backend: vllm`), or, for this workload,
     vllm bench throughput --model <qwen3-8b folder> --input-len 4096 --output-len 1000 --num-prompts 64 \
@@ -463,7 +463,7 @@ def main() -> int:
             log("skipping the compiled variant on CPU (HF auto-compiles only on CUDA)")
         elif "compiled" in chosen:
             # Loaded the way the generations asset loads a merged model.
-            loaded = TransformersBackend.from_dirs(Path(folder), None, SamplingSpec(), device=device).model
+            loaded = TransformersBackend.from_dirs(Path(folder), None, SamplingSpec(repetition_penalty=1.0), device=device).model
             run_variant("compiled", loaded)
             del loaded
             free()

@@ -11,7 +11,7 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
                 the full (16k x 152k) logits, torch AdamW, no Liger
   ours          train_adapter's GPU path: build_trainer (trl SFTTrainer with its fused LM head that scores only
                 supervised positions, no fp32 upcast, non-reentrant checkpointing, 8-bit AdamW), Liger
-                RMSNorm/RoPE/SwiGLU, fused LoRA forward (training_speed.fused_lora_forward)
+                RMSNorm/RoPE/SwiGLU, fused LoRA forward (ml/training/speed.fused_lora_forward)
   ours-plain    ours with peft's own LoRA forward
   ours-addmm    ours without the recompute early stop of the last projection
   ours+sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB); "+sacN" keeps them in N layers,
@@ -171,7 +171,7 @@ def random_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     """n random rows of seq tokens whose last `supervised` tokens carry the loss (a long paper, a JSON answer)."""
     import torch
 
-    from bioreview_assets.ml.training_features import IGNORE_INDEX, Features
+    from bioreview_assets.ml.training.features import IGNORE_INDEX, Features
 
     generator = torch.Generator().manual_seed(seed)
     rows = []
@@ -364,7 +364,7 @@ def parse_variant(variant: str) -> tuple[str, int | str, bool]:
 def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
     """train_adapter's step: build_trainer (SFTTrainer, fused LM head, no upcast) on a model prepared like ours."""
     from bioreview_assets.ml.training import build_trainer
-    from bioreview_assets.ml.training_speed import (
+    from bioreview_assets.ml.training.speed import (
         apply_liger,
         check_no_upcast,
         fused_lora_forward,

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 
 import dagster as dg
 
-from bioreview_assets.assets.benchmark import benchmark_split
+from bioreview_assets import env
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.jobs import JOBS_BY_NAME
 from bioreview_assets.store.benchmark_source import split_file
 
+BENCHMARK_SPLIT = dg.AssetKey("benchmark_split")
 DATA_VERSION_TAG = "dagster/data_version"  # where Dagster records MaterializeResult(data_version=...)
 
 
 def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
     """The content hash recorded by the latest materialisation of benchmark_split[split], if any."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=benchmark_split.key, asset_partitions=[split]), limit=1
+        dg.AssetRecordsFilter(asset_key=BENCHMARK_SPLIT, asset_partitions=[split]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -34,7 +34,7 @@ def _materialized_hash(instance: dg.DagsterInstance, split: str) -> str | None:
                 "on Kubernetes, stopped under `dagster dev`.",
     # Running by default on Kubernetes; locally `dagster dev` would otherwise start runs nobody asked for.
     default_status=(
-        dg.DefaultSensorStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s" else dg.DefaultSensorStatus.STOPPED
+        dg.DefaultSensorStatus.RUNNING if env.on_kubernetes() else dg.DefaultSensorStatus.STOPPED
     ),
 )
 def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -53,7 +53,7 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
             requests.append(
                 dg.RunRequest(
                     run_key=f"benchmark_split:{split}:{digest}",  # one run per content, even if the cursor is lost
-                    asset_selection=[benchmark_split.key],
+                    asset_selection=[BENCHMARK_SPLIT],
                     partition_key=split,
                     tags={"bioreview/content_hash": digest},
                 )
@@ -68,7 +68,7 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
 
 def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
     """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring."""
-    from bioreview_assets.assets.scoring import score_inputs_signature
+    from bioreview_assets.store.score_inputs import score_inputs_signature
     from bioreview_assets.settings import stable_hash
 
     stale = []
@@ -92,15 +92,15 @@ def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
                 "file, concerns) changed since they were scored; skips when every partition is up to date. Then "
                 "materialise the leaderboard (job `report`). Running by default on Kubernetes, stopped locally.",
     default_status=(
-        dg.DefaultScheduleStatus.RUNNING if os.environ.get("BIOREVIEW_ENV") == "k8s"
+        dg.DefaultScheduleStatus.RUNNING if env.on_kubernetes()
         else dg.DefaultScheduleStatus.STOPPED
     ),
 )
 def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
     """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns) changed."""
-    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.resources import StorageResource
 
-    stale = stale_score_partitions(ArtifactStore())
+    stale = stale_score_partitions(StorageResource().store())
     if not stale:
         return dg.SkipReason("every score partition is up to date")
     return [

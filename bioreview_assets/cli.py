@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bioreview_assets.core.schema import SPLITS
+
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
     from bioreview_assets.sample.generator import write_sample
@@ -17,19 +19,22 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bioreview_assets.demo import run_demo
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.summary import print_demo_summary
 
-    print_demo_summary(run_demo())
+    results = run_demo()
+    print_demo_summary(StorageResource().store(), results)
     return 0
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.catalog import query_table
 
     try:
-        print(query_table(args.query, max_rows=args.max_rows))
+        print(query_table(args.query, max_rows=args.max_rows, store=StorageResource().store()))
     except (duckdb.Error, ValueError) as err:  # a SQL mistake: the message, not a traceback
         print(f"bioreview sql: error: {err}", file=sys.stderr)
         return 1
@@ -38,8 +43,9 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bioreview_assets.reporting.report import write_report
+    from bioreview_assets.resources import StorageResource
 
-    report = write_report()
+    report = write_report(StorageResource().store())
     for name, path in report.files.items():
         print(f"{name}: {path}")
     return 0
@@ -49,9 +55,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
     from bioreview_assets import settings
-    from bioreview_assets.assets.scoring import article_refs, score_with_matcher
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
+    from bioreview_assets.core.scoring import article_refs
+    from bioreview_assets.ml.similarity import score_with_matcher
     from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
 
@@ -76,10 +83,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
-    from bioreview_assets.store.artifacts import ArtifactStore
+    from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 
-    store = ArtifactStore()
+    store = StorageResource().store()
     out = Path(args.out) if args.out else store.local_dir(*published_dir(args.model))
     published = assemble_published_adapter(store, args.model, out)
     print(f"published folder: {published.folder}")
@@ -108,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
     score = sub.add_parser("score", help="score a predictions JSONL ({article_id, concerns}) against a split")
     score.add_argument("--predictions", required=True)
-    score.add_argument("--split", default="val", choices=["train", "val", "test"])
+    score.add_argument("--split", default="val", choices=list(SPLITS))
     score.add_argument("--matcher", default=None, help="a configs/matchers/ name (default: the project's)")
     score.add_argument("--bootstrap", type=int, default=1000)
     score.add_argument("--out", default=None, help="also write the score, its coverage and metrics to this JSON file")

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from bioreview_assets import env
 from bioreview_assets.assets import (
-    benchmark, corpus, ensemble, generation, postprocess, publish, reports, scoring, training,
+    benchmark, concerns, corpus, ensemble, generation, leaderboard, publish, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
 from bioreview_assets.jobs import JOBS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
-ASSET_MODULES = [benchmark, corpus, training, generation, postprocess, ensemble, scoring, reports, publish]
+ASSET_MODULES = [benchmark, corpus, training, generation, concerns, ensemble, scoring, leaderboard, publish]
 
 
 def environment() -> str:
     """local (default) or k8s."""
-    env = os.environ.get("BIOREVIEW_ENV", "local")
-    if env not in ("local", "k8s"):
-        raise ValueError(f"BIOREVIEW_ENV must be 'local' or 'k8s', not {env!r}")
-    return env
+    return env.environment()
 
 
 def build_assets() -> list:

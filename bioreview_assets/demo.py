@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import graphlib
 import time
 from dataclasses import dataclass
 
 import dagster as dg
 
 from bioreview_assets import settings
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM, System, all_systems
+from bioreview_assets.config.systems import System, all_systems
+from bioreview_assets.core.schema import SPLITS
+from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
 
 
 @dataclass(frozen=True)
@@ -33,30 +36,49 @@ def demo_systems() -> list[System]:
     return model_systems + baselines + ensembles
 
 
-def demo_plan() -> list[Step]:
-    """The ordered materialisations of the demo: every partition of the embedded default systems."""
+def demo_partitions() -> dict[str, list[tuple[str | dg.MultiPartitionKey | None, str]]]:
+    """(partition, label) of every asset the demo materialises: every partition of the embedded default systems."""
     project = settings.load_project()
-    steps = [Step(("benchmark_split",), split, f"benchmark_split[{split}]") for split in ("train", "val", "test")]
-    for model in project.demo_models:
-        if settings.load_model(model).finetune:
-            for split in project.corpus_splits:
-                steps.append(Step(("sft_corpus",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
-                                  f"sft_corpus[{model}|{split}]"))
-            steps.append(Step(("adapter",), model, f"adapter[{model}]"))
-            steps.append(Step(("merged_model",), model, f"merged_model[{model}]"))
-        for split in project.eval_splits:
-            steps.append(Step(("generations",), _multi({MODEL_DIM: model, SPLIT_DIM: split}),
-                              f"generations[{model}|{split}]"))
-    for system in demo_systems():
-        asset = "ensemble_concerns" if system.kind == "ensemble" else "concerns"
-        for split in project.eval_splits:
-            key = _multi({SYSTEM_DIM: system.name, SPLIT_DIM: split})
-            steps.append(Step((asset,), key, f"{asset}[{system.name}|{split}]"))
-            steps.append(Step(("scores",), key, f"scores[{system.name}|{split}]"))
-    steps.append(Step(("leaderboard",), None, "leaderboard"))
-    steps += [Step(("published_adapter",), model, f"published_adapter[{model}]") for model in project.demo_models
-              if settings.load_model(model).finetune]  # assembled only: nothing is uploaded without a repo_id
-    return steps
+    tuned = [m for m in project.demo_models if settings.load_model(m).finetune]
+
+    def per(models_or_systems, splits, dim):
+        return [(_multi({dim: name, SPLIT_DIM: split}), f"{name}|{split}") for name in models_or_systems for split in splits]
+
+    systems = demo_systems()
+    return {
+        "benchmark_split": [(split, split) for split in SPLITS],
+        "sft_corpus": per(tuned, project.corpus_splits, MODEL_DIM),
+        "adapter": [(model, model) for model in tuned],
+        "merged_model": [(model, model) for model in tuned],
+        "generations": per(project.demo_models, project.eval_splits, MODEL_DIM),
+        "concerns": per([s.name for s in systems if s.kind != "ensemble"], project.eval_splits, SYSTEM_DIM),
+        "ensemble_concerns": per([s.name for s in systems if s.kind == "ensemble"], project.eval_splits, SYSTEM_DIM),
+        "scores": per([s.name for s in systems], project.eval_splits, SYSTEM_DIM),
+        "leaderboard": [(None, "")],
+        # assembled only: nothing is uploaded without a repo_id
+        "published_adapter": [(model, model) for model in tuned],
+    }
+
+
+def asset_order(assets: list) -> list[str]:
+    """The asset keys of the graph in dependency order (an asset after everything it reads)."""
+    deps = {key.to_user_string(): {dep.to_user_string() for dep in a.asset_deps[key]} for a in assets for key in a.keys}
+    return list(graphlib.TopologicalSorter(deps).static_order())
+
+
+def demo_plan(assets: list | None = None) -> list[Step]:
+    """The ordered materialisations of the demo: each asset of the graph in dependency order, all its partitions."""
+    if assets is None:
+        from bioreview_assets.definitions import build_assets
+
+        assets = build_assets()
+    wanted = demo_partitions()
+    order = asset_order(assets)
+    missing = sorted(set(order) - set(wanted))
+    if missing:
+        raise KeyError(f"demo_partitions() says nothing about the assets {missing}: add which partitions the demo builds")
+    return [Step((asset,), partition, f"{asset}[{label}]" if label else asset)
+            for asset in order for partition, label in wanted[asset]]
 
 
 def show_progress() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from bioreview_assets import settings
+from bioreview_assets import env, settings
 from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
 
 
@@ -14,7 +12,7 @@ def gpu_asset_kwargs(step_kind: str) -> dict:
     Locally a failure is a bug or a config error: retrying it with back-off would only hide it for minutes.
     """
     kwargs = {"op_tags": gpu_op_tags(step_kind), "pool": GPU_POOL}
-    if os.environ.get("BIOREVIEW_ENV", "local") == "k8s":
+    if env.on_kubernetes():
         kwargs["retry_policy"] = GPU_RETRY
     return kwargs
 

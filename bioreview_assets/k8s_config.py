@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bioreview_assets import settings
+from bioreview_assets import env
+from bioreview_assets.settings import load_k8s_config
 
-# Only dagster and pydantic at module level: the asset modules import this in the local env too, where the op tags are
+# Only dagster and the config models at module level: the asset modules import this in the local env too, where the op tags are
 # inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -24,86 +22,9 @@ StepKind = Literal["training", "generation", "embedding"]
 GPU_RETRY = dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Resources(_Strict):
-    requests: dict[str, str]
-    limits: dict[str, str]
-
-
-class Images(_Strict):
-    cpu: str
-    gpu: str
-    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-
-
-class ExecutorSpec(_Strict):
-    service_account_name: str
-    env_config_maps: list[str] = Field(default_factory=list)
-    env_secrets: list[str] = Field(default_factory=list)
-    max_concurrent: int = 16
-    cpu_step: Resources
-    per_step: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-
-class SecretRef(_Strict):
-    secret: str
-    key: str
-
-
-class ModelCache(_Strict):
-    claim_name: str
-    mount_path: str = "/models"
-
-
-class GpuStep(_Strict):
-    gpus: int = 1
-    requests: dict[str, str]
-    limits: dict[str, str]
-    shm: str
-    node_selector: dict[str, str] | None = None  # replaces the default GPU node selector for this kind of step
-
-    @model_validator(mode="after")
-    def _complete(self) -> "GpuStep":
-        # Op tags deep-merge onto the executor's CPU step shape: a missing key would silently keep the CPU value.
-        for name, values in (("requests", self.requests), ("limits", self.limits)):
-            if not {"cpu", "memory"} <= set(values):
-                raise ValueError(f"a GPU step's {name} needs both cpu and memory, got {sorted(values)}")
-        return self
-
-
-class GpuSpec(_Strict):
-    node_selector: dict[str, str]
-    tolerations: list[dict[str, str]]
-    model_cache: ModelCache
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, SecretRef] = Field(default_factory=dict)
-    steps: dict[str, GpuStep]
-
-
-class K8sConfig(_Strict):
-    """configs/k8s.yaml."""
-
-    images: Images
-    executor: ExecutorSpec
-    gpu: GpuSpec
-
-
-@functools.lru_cache(maxsize=None)
-def load_k8s_config() -> K8sConfig:
-    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
-    path = settings.configs_dir() / "k8s.yaml"
-    try:
-        return K8sConfig.model_validate(settings._read_yaml(path))  # noqa: SLF001 (the one YAML reader)
-    except ValueError as err:  # pydantic's ValidationError: name the file
-        raise ValueError(f"invalid config {path}: {err}") from err
-
-
 def image(kind: Literal["cpu", "gpu"]) -> str:
     """Image for CPU or GPU steps; BIOREVIEW_CPU_IMAGE / BIOREVIEW_GPU_IMAGE pin a tag at deploy time."""
-    return os.environ.get(f"BIOREVIEW_{kind.upper()}_IMAGE") or getattr(load_k8s_config().images, kind)
+    return env.image_override(kind) or getattr(load_k8s_config().images, kind)
 
 
 def gpu_op_tags(step_kind: StepKind) -> dict[str, Any]:

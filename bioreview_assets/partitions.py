@@ -1,8 +1,6 @@
-"""Partitions: split, model, system (models x post-processing policies, ensembles, baselines), read from configs/."""
+"""Partitions: split, model, system (the systems of config/systems.py), and the mappings between them."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import warnings
 
@@ -15,50 +13,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 from bioreview_assets import settings
+from bioreview_assets.config.systems import all_systems, count_baseline_name
 from bioreview_assets.core.schema import SPLITS
 
 SPLIT_DIM, MODEL_DIM, SYSTEM_DIM = "split", "model", "system"
-POLICY_SEPARATOR = "~"
-COUNT_BASELINE = "single-at-count"
-
-
-@dataclass(frozen=True)
-class System:
-    """A scored system: a model under a post-processing policy, an ensemble, or a baseline."""
-
-    name: str
-    kind: str  # model | ensemble | baseline
-    model: str | None = None
-    policy: str | None = None
-    ensemble: str | None = None  # for an ensemble's count baseline: the ensemble it is compared with
-
-
-def model_system_name(model: str, policy: str) -> str:
-    project = settings.load_project()
-    return model if policy == project.default_postprocess else f"{model}{POLICY_SEPARATOR}{policy}"
-
-
-def all_systems() -> list[System]:
-    """Every system the graph scores, in a stable order."""
-    project = settings.load_project()
-    systems = [
-        System(model_system_name(model, policy.name), "model", model=model, policy=policy.name)
-        for model in settings.all_model_names()
-        for policy in project.postprocess
-    ]
-    for name in project.ensembles:
-        systems.append(System(name, "ensemble", ensemble=name))
-        # "The single model at the ensemble's concern count": so an ensemble win is not just "more concerns" (W3).
-        systems.append(System(f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}", "ensemble", ensemble=name))
-    systems += [System(name, "baseline") for name in project.baselines]
-    return systems
-
-
-def system_by_name(name: str) -> System:
-    for system in all_systems():
-        if system.name == name:
-            return system
-    raise KeyError(f"unknown system {name!r}")
 
 
 def split_partitions() -> dg.StaticPartitionsDefinition:
@@ -84,11 +42,12 @@ def system_split_partitions() -> dg.MultiPartitionsDefinition:
 
 
 def keys(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The partition key of a run as {dimension: key} (single-dimension keys come back under their own name)."""
+    """The multi-dimensional partition key of a run as {dimension: key} (single-dimension assets read
+    context.partition_key directly)."""
     key = context.partition_key
-    if isinstance(key, dg.MultiPartitionKey):
-        return dict(key.keys_by_dimension)
-    return {"key": key}
+    if not isinstance(key, dg.MultiPartitionKey):
+        raise TypeError(f"partition key {key!r} has one dimension: read context.partition_key instead")
+    return dict(key.keys_by_dimension)
 
 
 def split_to_model_split() -> dg.MultiToSingleDimensionPartitionMapping:
@@ -140,8 +99,8 @@ def members_to_ensemble_mapping() -> dg.MultiPartitionMapping:
     for name in settings.load_project().ensembles:
         cfg = settings.load_ensemble(name)
         for member in cfg.members:
-            by_member.setdefault(member, set()).update({name, f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}"})
-        by_member.setdefault(cfg.count_baseline_source(), set()).add(f"{name}{POLICY_SEPARATOR}{COUNT_BASELINE}")
+            by_member.setdefault(member, set()).update({name, count_baseline_name(name)})
+        by_member.setdefault(cfg.count_baseline_source(), set()).add(count_baseline_name(name))
     return _per_dimension(dg.StaticPartitionMapping(by_member), SYSTEM_DIM)
 
 

@@ -10,16 +10,16 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from bioreview_assets.store.artifacts import ArtifactStore, storage_root
+from bioreview_assets import env
+from bioreview_assets.store.artifacts import ArtifactStore
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Root of every artefact (BIOREVIEW_STORAGE: local folder, shared volume or s3://)."""
-
-    root: str = ""
+    """The artefact store under BIOREVIEW_STORAGE (local folder, shared volume or s3://): the one root every asset,
+    check, schedule, the embedding cache and the `bioreview` command read and write."""
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.root or storage_root())
+        return ArtifactStore(env.storage_root())
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -29,13 +29,13 @@ class EmbedderResource(dg.ConfigurableResource):
         """(encode(texts) through the embedding cache, the loaded embedder's identity); fails closed."""
         from bioreview_assets.ml.similarity import cached_encoder, matcher_embedder
 
-        return cached_encoder(matcher_name), matcher_embedder(matcher_name).identity
+        return cached_encoder(matcher_name, StorageResource().store()), matcher_embedder(matcher_name).identity
 
     def similarity(self, matcher_name: str) -> Callable:
         """similarity(left_texts, right_texts) -> cosine matrix with the matcher's embedder (or its lexical rule)."""
         from bioreview_assets.ml.similarity import similarity_fn
 
-        return similarity_fn(matcher_name)
+        return similarity_fn(matcher_name, StorageResource().store())
 
 
 class GenerationResource(dg.ConfigurableResource):

@@ -5,39 +5,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bioreview_assets import env
+from bioreview_assets.config.k8s import K8sConfig
+from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
+from bioreview_assets.core.postprocess import PostprocessPolicy
+from bioreview_assets.core.sampling import DEFAULT_SAMPLING
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = env.REPO_ROOT
 
 
 def configs_dir() -> Path:
     """Folder holding the YAML configs (BIOREVIEW_CONFIG_DIR overrides the repo's configs/)."""
-    return Path(os.environ.get("BIOREVIEW_CONFIG_DIR", REPO_ROOT / "configs"))
+    return env.config_dir()
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class CorpusConfig(_Strict):
-    """GT filter + corpus rules (reference corpora A and B, PIPELINE.md §1.2)."""
-
-    name: str
-    description: str = ""
-    min_resolution_confidence: float = 0.0
-    # What a concern with no resolution_confidence means: the reference silently dropped it even at 0.0 (W8).
-    missing_confidence: Literal["keep", "drop"] = "keep"
-    min_concerns: int = 1
-    exclude_figure: Literal["category_or_flag", "flag"] = "category_or_flag"
-    drop_title_only: bool = True
-    dedup_exact: bool = True
 
 
 class BaseModelSource(_Strict):
@@ -103,7 +93,7 @@ class TrainingConfig(_Strict):
     gradient_checkpointing: bool = True
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
-    # GPU memory/speed trade-offs (training_speed.py): keep the attention outputs of this many checkpointed layers
+    # GPU memory/speed trade-offs (ml/training/speed.py): keep the attention outputs of this many checkpointed layers
     # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory.
     selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     activation_offloading: bool = False
@@ -113,11 +103,12 @@ class GenerationConfig(_Strict):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     # "auto": the longest target of the model's train corpus, in the model's own tokens, plus a margin
     # (generation_limits.py) - long enough for any answer the model was taught, short enough to cap a rambling base.
-    max_new_tokens: int | Literal["auto"] = 4096
-    temperature: float = 0.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
-    seed: int = 0
+    # Sampling: the defaults are core/sampling.py's (what a backend decodes with when no config is given).
+    max_new_tokens: int | Literal["auto"] = DEFAULT_SAMPLING.max_new_tokens
+    temperature: float = DEFAULT_SAMPLING.temperature
+    top_p: float = DEFAULT_SAMPLING.top_p
+    repetition_penalty: float = DEFAULT_SAMPLING.repetition_penalty
+    seed: int = DEFAULT_SAMPLING.seed
     batch_size: int = 8
     use_merged: bool = True
     # Set only on checkpoint probes (their val subset). A subset for every system is project.eval_max_articles.
@@ -159,14 +150,6 @@ class ModelConfig(_Strict):
 
     def config_hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))
-
-
-class PostprocessSpec(_Strict):
-    name: str
-    exact_dedup: bool = True
-    semantic_dedup_threshold: float | None = None
-    cap: int | None = None
-    selection: Literal["first", "severity_first", "category_diverse"] = "first"
 
 
 class EnsembleConfig(_Strict):
@@ -221,7 +204,7 @@ class ProjectConfig(_Strict):
     """Which models, systems, matchers and splits the graph is built for (configs/project.yaml)."""
 
     models: list[str]
-    postprocess: list[PostprocessSpec]
+    postprocess: list[PostprocessPolicy]
     default_postprocess: str
     ensembles: list[str] = Field(default_factory=list)
     baselines: list[str] = Field(default_factory=lambda: ["bm25"])
@@ -323,6 +306,14 @@ def load_ensemble(name: str) -> EnsembleConfig:
     return _load_named("ensembles", name, EnsembleConfig)
 
 
+def postprocess_policy(name: str) -> PostprocessPolicy:
+    """The post-processing policy `name` of configs/project.yaml."""
+    for policy in load_project().postprocess:
+        if policy.name == name:
+            return policy
+    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
+
+
 def eval_article_limit(model: str | None = None) -> int | None:
     """How many leading articles of an eval split are generated and scored (None = all).
 
@@ -347,10 +338,17 @@ def all_model_names() -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=None)
+def load_k8s_config() -> K8sConfig:
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
+    path = configs_dir() / "k8s.yaml"
+    try:
+        return K8sConfig.model_validate(_read_yaml(path))
+    except ValueError as err:  # pydantic's ValidationError: name the file
+        raise ValueError(f"invalid config {path}: {err}") from err
+
+
 def clear_caches() -> None:
     """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
-    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble):
+    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, load_k8s_config):
         fn.cache_clear()
-    from bioreview_assets.k8s_config import load_k8s_config
-
-    load_k8s_config.cache_clear()

@@ -7,6 +7,7 @@ import io
 import polars as pl
 
 from bioreview_assets import settings
+from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.reporting.report import REPORT_DIR
 from bioreview_assets.reporting.tables import headline, variants
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
@@ -17,7 +18,7 @@ from bioreview_assets.store.layout import corpus_dir, read_split_meta
 def corpus_summary_lines(store: ArtifactStore) -> list[str]:
     project = settings.load_project()
     lines = ["", "Benchmark splits:"]
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         meta = read_split_meta(store, split)
         lines.append(
             f"  {split:5s} {meta['n_articles']:5d} articles, {meta['n_quarantined']} quarantined, "
@@ -106,9 +107,8 @@ def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
     return lines
 
 
-def print_demo_summary(step_results: list[tuple] | None = None) -> None:
+def print_demo_summary(store: ArtifactStore, step_results: list[tuple] | None = None) -> None:
     """Corpus statistics, the leaderboard, the report paths and, after a demo run, its asset-check verdicts."""
-    store = ArtifactStore()
     lines = corpus_summary_lines(store) + leaderboard_summary_lines(store) + check_summary_lines(step_results or [])
     print("\n".join(lines))
     print(f"\nArtefacts under {store.root}")

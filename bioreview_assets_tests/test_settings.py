@@ -47,3 +47,16 @@ def test_invalid_config_names_the_file(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
         settings.clear_caches()
+
+
+def test_config_types_are_owned_once():
+    """A corpus config is the core GT policy, a project's postprocess entry is the core policy, and the generation
+    config decodes with the backends' defaults: no hand copy whose defaults can drift."""
+    from bioreview_assets.core.gt_filter import CorpusConfig as CoreCorpus
+    from bioreview_assets.core.gt_filter import GTPolicy
+    from bioreview_assets.core.postprocess import PostprocessPolicy
+    from bioreview_assets.core.sampling import SamplingSpec
+
+    assert settings.CorpusConfig is CoreCorpus and issubclass(CoreCorpus, GTPolicy)
+    assert all(isinstance(p, PostprocessPolicy) for p in settings.load_project().postprocess)
+    assert SamplingSpec.from_config(settings.GenerationConfig()) == SamplingSpec()

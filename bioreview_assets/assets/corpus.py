@@ -8,37 +8,12 @@ import polars as pl
 from bioreview_assets import settings
 from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
 from bioreview_assets.core.corpus import build_corpus
-from bioreview_assets.core.gt_filter import GTPolicy
-from bioreview_assets.core.prompts import prompt_spec
 from bioreview_assets.partitions import (
     MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, partitioned_checks, split_to_model_split,
 )
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
 from bioreview_assets.ui_metadata import link, table_metadata
-
-
-def corpus_policy(corpus: settings.CorpusConfig) -> GTPolicy:
-    """The GT filter policy a corpus config stands for."""
-    return GTPolicy(
-        exclude_figure=corpus.exclude_figure,
-        min_resolution_confidence=corpus.min_resolution_confidence,
-        missing_confidence=corpus.missing_confidence,
-        dedup_exact=corpus.dedup_exact,
-        min_concerns=corpus.min_concerns,
-        drop_title_only=corpus.drop_title_only,
-    )
-
-
-def model_prompt(cfg: settings.ModelConfig):
-    """(tokenizer, prompt hash, prompt spec) for a model: the one prompt identity training and generation share."""
-    from bioreview_assets.ml.models import load_tokenizer
-    from bioreview_assets.ml.tokenization import tokenizer_identity
-
-    tokenizer = load_tokenizer(cfg)
-    spec = prompt_spec(cfg.prompt.version, cfg.prompt.token_budget, tokenizer_identity(tokenizer))
-    spec["enable_thinking"] = cfg.prompt.enable_thinking
-    return tokenizer, settings.stable_hash(spec), spec
 
 
 @dg.asset(
@@ -50,7 +25,7 @@ def model_prompt(cfg: settings.ModelConfig):
 )
 def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """SFT chat rows (system, user, assistant target) for one model and split, with corpus statistics."""
-    from bioreview_assets.ml.tokenization import chat_renderer, token_counter
+    from bioreview_assets.ml.tokenization import chat_renderer, model_prompt, token_counter
 
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
@@ -61,7 +36,7 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     tokenizer, prompt_hash, spec = model_prompt(cfg)
     rows, stats = build_corpus(
         articles,
-        corpus_policy(corpus_cfg),
+        corpus_cfg,
         token_counter(tokenizer),
         cfg.prompt.token_budget,
         cfg.prompt.version,

@@ -7,6 +7,7 @@ from bioreview_assets.checks.systems import ENSEMBLE_CHECKS, evaluate_cap
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     partitioned_checks,
     SPLIT_DIM,
@@ -14,7 +15,6 @@ from bioreview_assets.partitions import (
     ensemble_partitions,
     keys,
     members_to_ensemble_mapping,
-    system_by_name,
 )
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns

@@ -6,9 +6,7 @@ import dagster as dg
 import polars as pl
 
 from bioreview_assets import settings
-from bioreview_assets.assets.corpus import corpus_policy, model_prompt
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
-from bioreview_assets.core.generation_limits import target_token_limit
 from bioreview_assets.core.parsing import PARSE_METHODS, PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
@@ -36,15 +34,6 @@ GENERATION_COLUMNS = {
 }
 
 
-def resolve_max_new_tokens(cfg: settings.ModelConfig, train_articles, count_tokens):
-    """The config with a numeric max_new_tokens ("auto" derived from the train targets) and where it came from."""
-    if cfg.generation.max_new_tokens != "auto":
-        return cfg, "config"
-    limit = target_token_limit(train_articles, corpus_policy(settings.load_corpus(cfg.corpus)), count_tokens)
-    generation = cfg.generation.model_copy(update={"max_new_tokens": limit.max_new_tokens})
-    return cfg.model_copy(update={"generation": generation}), f"auto: {limit.explain()}"
-
-
 @dg.asset(
     partitions_def=model_split_partitions(),
     deps=[
@@ -64,8 +53,8 @@ def generations(
     """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
     from bioreview_assets.ml.generation import GenerationRequest
     from bioreview_assets.ml.generation.runner import run_generation, summarize
-    from bioreview_assets.ml.generation.serving import generation_key, resolve_serving
-    from bioreview_assets.ml.tokenization import token_counter
+    from bioreview_assets.ml.generation.serving import generation_key, resolve_max_new_tokens, resolve_serving
+    from bioreview_assets.ml.tokenization import model_prompt, token_counter
     from bioreview_assets.store.generation_log import KeyedGenerationLogs
 
     part = keys(context)

@@ -6,11 +6,12 @@ import dagster as dg
 import polars as pl
 
 from bioreview_assets import settings
-from bioreview_assets.assets.training import png_markdown
 from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
-from bioreview_assets.core.gt_filter import GT_FILTER_VERSION, HARNESS_POLICY, filter_article
-from bioreview_assets.core.scoring import ArticleRef, score_split
+from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
+from bioreview_assets.core.scoring import article_refs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.ml.similarity import score_with_matcher
+from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -18,52 +19,17 @@ from bioreview_assets.partitions import (
     partitioned_checks,
     same_system_mapping,
     split_to_system_split,
-    system_by_name,
     system_split_partitions,
 )
+from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
 from bioreview_assets.ui_metadata import (
     GLOSSARY, link, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
 )
-from bioreview_assets.store.layout import adapter_dir, concerns_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.store.score_inputs import score_inputs_signature
 from bioreview_assets.configured_here import systems_here_metadata
-
-
-def article_refs(articles) -> list[ArticleRef]:
-    """Reference concerns as the harness counts them (flagged figure concerns excluded, nothing else)."""
-    refs = []
-    for article in articles:
-        filtered = filter_article(article, HARNESS_POLICY)
-        refs.append(ArticleRef(article_id=article.id, source=article.source, gt=filtered.kept,
-                               n_figure_excluded=filtered.removed["figure_flag"]))
-    return refs
-
-
-def score_inputs_signature(store, system: str, split: str) -> dict:
-    """What a score depends on; a partition whose stored signature differs is stale (re-evaluation schedule)."""
-    project = settings.load_project()
-    return {
-        "split_hash": read_split_meta(store, split)["content_hash"],
-        "gt_filter": GT_FILTER_VERSION,
-        "matchers": {name: settings.load_matcher(name).model_dump(mode="json") for name in project.matchers},
-        # What the concerns are, not when they were written (a re-run with the same output is not a change).
-        "concerns": _concerns_identity(store.read_json(*concerns_dir(system, split), "meta.json")),
-    }
-
-
-def _concerns_identity(meta: dict) -> str | None:
-    """The concerns' content hash (older partitions without one: their write time)."""
-    return meta.get("content_hash") or meta.get("written_at")
-
-
-def score_with_matcher(embedders: EmbedderResource, matcher_name: str, refs, predictions, bootstrap_n: int):
-    """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named)."""
-    spec = settings.load_matcher(matcher_name)
-    if spec.method == "lexical":
-        return score_split(refs, predictions, None, spec, bootstrap_n)
-    encode, identity = embedders.encoder(matcher_name)
-    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)
 
 
 def _interval(ci: dict, key: str, name: str) -> dict:

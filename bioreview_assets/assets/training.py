@@ -1,37 +1,19 @@
 """adapter[model] (QLoRA/LoRA SFT) and merged_model[model] (LoRA merged into a bf16 base for serving)."""
 
-import base64
 import json
-import shutil
 
 import dagster as dg
 
 from bioreview_assets import settings
-from bioreview_assets.assets.corpus import model_prompt
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
+from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
-from bioreview_assets.store.content_identity import folder_hash
-from bioreview_assets.store.layout import adapter_dir, corpus_dir, merged_dir
+from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
 from bioreview_assets.ui_metadata import without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
-
-
-def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
-    """Corpus rows (messages decoded) and the corpus meta of one model x split."""
-    folder = corpus_dir(model, split)
-    if not store.exists(*folder, "meta.json"):
-        raise FileNotFoundError(f"sft_corpus[{model}|{split}] is not materialised under {store.root}")
-    frame = store.read_parquet(*folder, "rows.parquet")
-    rows = [{**row, "messages": json.loads(row["messages"])} for row in frame.iter_rows(named=True)]
-    return rows, store.read_json(*folder, "meta.json")
-
-
-def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
-    """An inline PNG for the Dagster UI (markdown with a data URI)."""
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def not_fine_tuned_note() -> str:
@@ -60,7 +42,9 @@ def not_fine_tuned_note() -> str:
 )
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
-    from bioreview_assets.ml.training import loss_curve_png, train_adapter
+    from bioreview_assets.ml.tokenization import model_prompt
+    from bioreview_assets.ml.training import train_adapter
+    from bioreview_assets.reporting.plots import loss_curve_png
 
     model = context.partition_key
     cfg = settings.load_model(model)
@@ -140,37 +124,16 @@ def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> d
 
 def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
     """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
-    base_root = store.fetch_dir(*adapter_dir(cfg.probe_of))
-    checkpoint = base_root / "checkpoints" / f"checkpoint-{cfg.probe_step}"
-    if not (checkpoint / "adapter_model.safetensors").exists():
-        kept = sorted(p.name for p in (base_root / "checkpoints").glob("checkpoint-*"))
-        raise FileNotFoundError(
-            f"adapter[{cfg.probe_of}] has no checkpoint-{cfg.probe_step} (kept: {kept}); raise save_total_limit "
-            f"or probe a kept step in configs/project.yaml probes"
-        )
-    meta = json.loads((base_root / "adapter_meta.json").read_text())
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    val_history = [[entry["step"], entry["eval_loss"]] for entry in state["log_history"] if "eval_loss" in entry]
-    val = [loss for _, loss in val_history]
-    work = store.local_dir(*adapter_dir(cfg.name))
-    target = work / "adapter"
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
-                                                                       "trainer_state.json", "training_args.bin"))
-    from bioreview_assets.ml.tracking import track_probe
+    from bioreview_assets.ml.training.checkpoints import copy_probe_checkpoint
 
-    tracking = track_probe(settings.load_project().tracking, work, cfg, meta, state["log_history"])
-    probe_meta = {**meta, "probe_of": cfg.probe_of, "global_step": cfg.probe_step,
-                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target), "tracking": tracking,
-                  "weights_hash": folder_hash(target)}
-    (work / "adapter_meta.json").write_text(json.dumps(probe_meta, indent=2))
-    published = store.publish_dir(work, *adapter_dir(cfg.name))
+    probe = copy_probe_checkpoint(store, cfg, settings.load_project().tracking)
+    probe_meta, published = probe.meta, probe.published
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
                                           "val_loss_at_step": probe_meta["final_val_loss"],
                                           "weights_hash": probe_meta["weights_hash"], "path": published,
-                                          **tracking_metadata(store, published, tracking)},
+                                          **tracking_metadata(store, published, probe_meta["tracking"])},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
-                                check_results=evaluate_adapter_checks(val_history, label=cfg.name))
+                                check_results=evaluate_adapter_checks(probe.val_history, label=cfg.name))
 
 
 @dg.asset(

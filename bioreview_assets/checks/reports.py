@@ -20,7 +20,7 @@ def gate_passes(row: dict, gate) -> bool:
 def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckResult]:
     """Gate and beats-base verdicts per system, derived from the leaderboard rows."""
     from bioreview_assets import settings
-    from bioreview_assets.partitions import all_systems
+    from bioreview_assets.config.systems import all_systems
 
     gate = project.gate
     fine_tuned = {s.name for s in all_systems() if s.kind == "model" and settings.load_model(s.model).finetune}

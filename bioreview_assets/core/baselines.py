@@ -10,7 +10,7 @@ from bioreview_assets.core.parsing import GeneratedConcern
 from bioreview_assets.core.schema import Article
 
 # Training concerns a baseline may copy: no figure concerns (by category or flag), exact duplicates removed.
-BASELINE_GT_POLICY = GTPolicy(exclude_figure="category_or_flag", dedup_exact=True)
+BASELINE_GT_POLICY = GTPolicy(exclude_figure="category_or_flag", dedup_exact=True, min_concerns=0, drop_title_only=False)
 
 
 def bm25_predictions(

@@ -97,19 +97,6 @@ def score_null(
     )
 
 
-def shuffled_null(
-    article_ids: Sequence[str],
-    sources: Sequence[str],
-    pair_sim: Callable[[int, int], SimWithMask],
-    threshold: float,
-    algorithm: Algorithm,
-    seed: int = 42,
-) -> NullResult:
-    """Null F1: article i's generated concerns vs the references of its derangement partner (pair_sim(i, partner))."""
-    pairing = null_pairing(article_ids, sources, seed)
-    return score_null(pairing, null_sims(pairing, pair_sim), threshold, algorithm)
-
-
 def null_sims(pairing: NullPairing, pair_sim: Callable[[int, int], SimWithMask]) -> list[SimWithMask]:
     """Similarity matrices of every article vs its null partner; store them to re-score the null at any threshold."""
     return [pair_sim(i, partner) for i, partner in enumerate(pairing.partners)]

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from bioreview_assets.core.schema import FIGURE_CATEGORY, Article, ScorableConcern
 
 GT_FILTER_VERSION = "1"  # bump when a rule below changes: score partitions built with another version are stale
@@ -20,16 +22,29 @@ RULES = (
 )
 
 
-@dataclass(frozen=True)
-class GTPolicy:
-    """Which reference concerns count. Corpora use CorpusConfig values; scoring uses HARNESS_POLICY."""
+class GTPolicy(BaseModel):
+    """Which reference concerns count (reference corpora A and B, PIPELINE.md §1.2).
+
+    The defaults are a corpus's defaults; a corpus YAML (configs/corpora/) is a CorpusConfig, this plus its name.
+    Scoring uses HARNESS_POLICY, the BM25 baseline BASELINE_GT_POLICY.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     exclude_figure: Literal["category_or_flag", "flag"] = "category_or_flag"
     min_resolution_confidence: float = 0.0
+    # What a concern with no resolution_confidence means: the reference silently dropped it even at 0.0 (W8).
     missing_confidence: Literal["keep", "drop"] = "keep"
     dedup_exact: bool = True
-    min_concerns: int = 0
-    drop_title_only: bool = False
+    min_concerns: int = 1
+    drop_title_only: bool = True
+
+
+class CorpusConfig(GTPolicy):
+    """A named corpus (configs/corpora/<name>.yaml): the GT filter its training rows are built under."""
+
+    name: str
+    description: str = ""
 
 
 # The benchmark harness: drop flagged figure concerns only; every other concern and every article counts.

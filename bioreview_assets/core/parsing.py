@@ -24,7 +24,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES
 
@@ -136,12 +136,6 @@ def normalise_label(value: Any) -> str | None:
         return None
     label = str(value).strip().lower()
     return label or None
-
-
-def canonical_json(concerns: Iterable[Any]) -> str:
-    """Training-target format: compact JSON array of {"text","category","severity"} (objects with those attributes)."""
-    items = [{"text": c.text, "category": c.category, "severity": c.severity} for c in concerns]
-    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
 def strip_reasoning(raw: str) -> tuple[str, bool]:

@@ -12,10 +12,10 @@ EnsembleConcern), so singles and ensembles go through the same code.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from bioreview_assets.core.schema import SEVERITIES
 
@@ -34,23 +34,28 @@ class ConcernLike(Protocol):
 C = TypeVar("C", bound=ConcernLike)
 
 
-@dataclass(frozen=True)
-class PostprocessPolicy:
-    """A named post-processing recipe; the reference's "dedup_cap20" is PostprocessPolicy("dedup_cap20", cap=20)."""
+class PostprocessPolicy(BaseModel):
+    """A named post-processing recipe (configs/project.yaml postprocess); the reference's "dedup_cap20" is
+    PostprocessPolicy("dedup_cap20", cap=20)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     exact_dedup: bool = True
     semantic_dedup_threshold: float | None = None
     cap: int | None = None
-    selection: str = "first"
+    selection: Literal["first", "severity_first", "category_diverse"] = "first"
 
-    def __post_init__(self) -> None:
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection {self.selection!r} is not one of {SELECTIONS}")
+    def __init__(self, name: str | None = None, /, **data) -> None:
+        super().__init__(**({"name": name} if name is not None else {}), **data)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PostprocessPolicy":
         _check_cap(self.cap)
         threshold = self.semantic_dedup_threshold
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise ValueError(f"semantic_dedup_threshold {threshold} is not a cosine similarity in [-1, 1]")
+        return self
 
 
 def normalise_text(text: str) -> str:

@@ -22,6 +22,7 @@ from bioreview_assets.core.diagnostics import (
     similarity_histograms,
     threshold_curve,
 )
+from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.matcher_spec import MatcherSpec, short_hash
 from bioreview_assets.core.matching import category_mask, cosine, jaccard_matrix
 from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, score_article
@@ -352,3 +353,13 @@ def _match_rows(similarities: SplitSimilarities, scores: Sequence[ArticleScore],
                 "similarity": float(best_reference[i]) if sim.shape[1] else None, "matched": False,
             })
     return rows
+
+
+def article_refs(articles) -> list[ArticleRef]:
+    """Reference concerns as the harness counts them (flagged figure concerns excluded, nothing else)."""
+    refs = []
+    for article in articles:
+        filtered = filter_article(article, HARNESS_POLICY)
+        refs.append(ArticleRef(article_id=article.id, source=article.source, gt=filtered.kept,
+                               n_figure_excluded=filtered.removed["figure_flag"]))
+    return refs

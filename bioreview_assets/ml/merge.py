@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 from bioreview_assets.settings import ModelConfig
+from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.content_identity import folder_hash
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,6 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
 
     from bioreview_assets.ml.lora_targets import load_adapter_checked
     from bioreview_assets.ml.models import resolve_base_model
-    from bioreview_assets.ml.training import replace_dir
 
     out_dir = Path(out_dir)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -33,21 +32,19 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype, device_map=device_map)
     merged = load_adapter_checked(base, adapter_dir).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    merged.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    meta = {
-        "base_model": str(base_path),
-        "adapter_dir": str(adapter_dir),
-        # Content identities: which adapter these weights were merged from, and what the merged folder holds
-        # (generations are keyed by the latter; a merged model older than its adapter is refused at serving).
-        "adapter_weights_hash": folder_hash(adapter_dir),
-        "weights_hash": folder_hash(tmp),
-        "dtype": str(dtype).removeprefix("torch."),
-        "trained_on_quantization": cfg.training.quantization,
-    }
-    (tmp / "merge_meta.json").write_text(json.dumps(meta, indent=2))
-    replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        merged.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        meta = {
+            "base_model": str(base_path),
+            "adapter_dir": str(adapter_dir),
+            # Content identities: which adapter these weights were merged from, and what the merged folder holds
+            # (generations are keyed by the latter; a merged model older than its adapter is refused at serving).
+            "adapter_weights_hash": folder_hash(adapter_dir),
+            "weights_hash": folder_hash(tmp),
+            "dtype": str(dtype).removeprefix("torch."),
+            "trained_on_quantization": cfg.training.quantization,
+        }
+        (tmp / "merge_meta.json").write_text(json.dumps(meta, indent=2))
     log.info("merged %s into %s -> %s (%s)", adapter_dir, base_path, out_dir, meta["dtype"])
     return out_dir

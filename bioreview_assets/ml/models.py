@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bioreview_assets import env
 from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.store.atomic import atomic_dir
 
 # Chat template of the tiny model: ChatML (as Qwen) with {% generation %} markers so that trl and our own
 # mask check can find the assistant span.
@@ -34,9 +33,7 @@ class ModelWeightsUnavailable(RuntimeError):
 
 def base_models_root() -> Path:
     """Local cache of built/converted base models (BIOREVIEW_MODEL_CACHE, else under the local storage root)."""
-    from bioreview_assets.store.artifacts import local_cache_root
-
-    return Path(os.environ.get("BIOREVIEW_MODEL_CACHE", local_cache_root() / "base_models"))
+    return env.model_cache()
 
 
 def resolve_base_model(cfg: ModelConfig) -> Path:
@@ -49,12 +46,9 @@ def resolve_base_model(cfg: ModelConfig) -> Path:
     if (target / _COMPLETE_MARKER).exists():
         return target
     builder = _build_tiny_random if source.kind == "tiny_random" else _convert_gguf_package
-    with tempfile.TemporaryDirectory(dir=_ensure(target.parent)) as tmp:
-        builder(source, Path(tmp))
-        (Path(tmp) / _COMPLETE_MARKER).write_text(json.dumps(source.model_dump(mode="json")))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)  # atomic: a half-built folder is never seen as complete
-        Path(tmp).mkdir()  # TemporaryDirectory cleanup expects the folder
+    with atomic_dir(_ensure(target.parent) / target.name) as tmp:  # a half-built folder is never seen as complete
+        builder(source, tmp)
+        (tmp / _COMPLETE_MARKER).write_text(json.dumps(source.model_dump(mode="json")))
     return target
 
 
@@ -143,7 +137,7 @@ QWEN2_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
 )
 # DeepSeek-R1-Distill: system text bare after BOS, reasoning dropped from answer turns, and a generation prompt
-# that opens <think> (so the prompt is NOT a prefix of the rendered answer turn: training_features handles that).
+# that opens <think> (so the prompt is NOT a prefix of the rendered answer turn: ml/training/features.py handles that).
 DEEPSEEK_R1_TEMPLATE = (
     "{%- set ns = namespace(system='') %}"
     "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- set ns.system = message['content'] %}"

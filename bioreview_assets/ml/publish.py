@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import yaml
 from bioreview_assets import settings
 from bioreview_assets.reporting.model_card import CardInputs, hub_base_model, render_model_card
 from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.layout import adapter_dir, benchmark_dir, corpus_dir, scores_dir
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,6 @@ def is_training_state(name: str) -> bool:
 
 def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> PublishedAdapter:
     """Write the Hub-ready folder of `model`'s adapter to `out` (replaced atomically), from the stored artefacts."""
-    from bioreview_assets.ml.training import replace_dir
-
     cfg = settings.load_model(model)
     if not cfg.finetune:
         raise PublishError(f"model {model!r} has finetune: false: it has no adapter to publish")
@@ -66,9 +64,7 @@ def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> P
     root = store.fetch_dir(*adapter_dir(model))
     meta = json.loads((root / "adapter_meta.json").read_text())
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _copy_adapter(root / "adapter", tmp, hub_base_model(cfg.base.model_dump(mode="json")))
         inputs, stale = card_inputs(store, cfg, meta)
         (tmp / "training_config.yaml").write_text(
@@ -82,10 +78,6 @@ def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> P
         leaked = [p.name for p in tmp.iterdir() if is_training_state(p.name)]
         if leaked:
             raise PublishError(f"training state would be published: {leaked}")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return PublishedAdapter(folder=out, files=inputs.files, scored_splits=sorted({r["split"] for r in inputs.scores}),
                             stale_scores=stale, prompt_shipped=inputs.prompt is not None)
 

@@ -26,27 +26,27 @@ def matcher_embedder(matcher_name: str):
     return embedder
 
 
-def embedding_cache():
+def embedding_cache(store: ArtifactStore):
     """The embedding cache under the storage root (shared by scoring, dedup and ensembles)."""
     from bioreview_assets.store.embedding_cache import EmbeddingCache
 
-    return EmbeddingCache(ArtifactStore().url("embedding_cache"))
+    return EmbeddingCache(store.url("embedding_cache"))
 
 
-def cached_encoder(matcher_name: str) -> Callable[[list[str]], np.ndarray]:
-    """encode(texts) through the cache for the matcher's embedder."""
-    embedder, cache = matcher_embedder(matcher_name), embedding_cache()
+def cached_encoder(matcher_name: str, store: ArtifactStore) -> Callable[[list[str]], np.ndarray]:
+    """encode(texts) through the store's embedding cache for the matcher's embedder."""
+    embedder, cache = matcher_embedder(matcher_name), embedding_cache(store)
     return lambda texts: cache.encode(embedder, list(texts))
 
 
-def similarity_fn(matcher_name: str) -> SimilarityFn:
+def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
     """Cosine similarity matrix between two lists of texts, with the matcher's embedder."""
     spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
         from bioreview_assets.ml.embedders import LexicalSimilarity
 
         return LexicalSimilarity(spec).similarity
-    encode = cached_encoder(matcher_name)
+    encode = cached_encoder(matcher_name, store)
 
     def similarity(left: list[str], right: list[str]) -> np.ndarray:
         if not left or not right:
@@ -54,3 +54,17 @@ def similarity_fn(matcher_name: str) -> SimilarityFn:
         return encode(left) @ encode(right).T
 
     return similarity
+
+
+def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int):
+    """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named).
+
+    `embedders` gives `encoder(matcher_name) -> (encode, identity)` (the EmbedderResource).
+    """
+    from bioreview_assets.core.scoring import score_split
+
+    spec = settings.load_matcher(matcher_name)
+    if spec.method == "lexical":
+        return score_split(refs, predictions, None, spec, bootstrap_n)
+    encode, identity = embedders.encoder(matcher_name)
+    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)

@@ -28,6 +28,18 @@ def chat_renderer(tokenizer, cfg: ModelConfig, add_generation_prompt: bool = Fal
     return render
 
 
+def model_prompt(cfg: ModelConfig):
+    """(tokenizer, prompt hash, prompt spec) for a model: the one prompt identity training and generation share."""
+    from bioreview_assets.core.prompts import prompt_spec
+    from bioreview_assets.ml.models import load_tokenizer
+    from bioreview_assets.settings import stable_hash
+
+    tokenizer = load_tokenizer(cfg)
+    spec = prompt_spec(cfg.prompt.version, cfg.prompt.token_budget, tokenizer_identity(tokenizer))
+    spec["enable_thinking"] = cfg.prompt.enable_thinking
+    return tokenizer, stable_hash(spec), spec
+
+
 def tokenizer_identity(tokenizer) -> str:
     """Stable id of a tokenizer: class, vocab and chat template (so a changed template changes the prompt hash)."""
     vocab = tokenizer.get_vocab()

@@ -1,6 +1,6 @@
 """Experiment tracking without a server: TensorBoard event files beside the checkpoints, an optional MLflow store.
 
-Layout under an adapter's folder (next to checkpoints/ and adapter/, see ml/training.py):
+Layout under an adapter's folder (next to checkpoints/ and adapter/, see ml/training/recipe.py):
 
     tensorboard/     event files of transformers' own TensorBoardCallback (train/*, eval/*): one TensorBoard run
     tracking.json    the MLflow run of this adapter (tracking.mlflow on); a fresh start begins a new run
@@ -69,15 +69,6 @@ def write_log_history(logdir: Path, log_history: list[dict]) -> None:
         writer.close()
 
 
-def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Scalars of a TensorBoard run folder, read with TensorBoard's own EventAccumulator: tag -> [(step, value)]."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(str(logdir), size_guidance={"scalars": 0})  # 0: keep every point
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
 # --------------------------------------------------------------------------------------------------------- MLflow
 
 
@@ -113,7 +104,7 @@ def mlflow_tracking_uri(tracking: TrackingConfig) -> str:
     """The configured tracking URI, else a SQLite file at the local storage root (no server either way)."""
     if tracking.mlflow_tracking_uri:
         return tracking.mlflow_tracking_uri
-    from bioreview_assets.store.artifacts import storage_root
+    from bioreview_assets.env import storage_root
 
     root = storage_root()
     if "://" in root and not root.startswith("file://"):
@@ -265,7 +256,7 @@ class Tracker:
 
     def callbacks(self) -> list:
         """Trainer callbacks, to be placed after the ones that add to the logs (TrainingMonitor: tokens/s, memory)."""
-        from bioreview_assets.ml.training import as_callback
+        from bioreview_assets.ml.training.monitoring import as_callback
 
         callbacks = [tensorboard_callback(self.tensorboard_dir)]
         if self.mlflow is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -21,6 +22,40 @@ def _png(plt, fig) -> bytes:
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
+    return buffer.getvalue()
+
+
+def png_markdown(png: bytes, alt: str):
+    """An inline PNG for the Dagster UI (a markdown MetadataValue with a data URI)."""
+    import dagster as dg
+
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def loss_curve_png(history: dict[str, list], model: str = "") -> bytes:
+    """PNG of the train/val loss curves (history = {"train": [[step, loss]...], "val": [[step, loss]...]}), titled
+    with the model it belongs to."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on pods or in tests
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    labels = {"train": "train loss (per logging step)", "val": "val loss (fixed val subset)"}
+    for key, style in (("train", "-"), ("val", "o-")):
+        points = history.get(key) or []
+        if points:
+            steps, losses = zip(*points)
+            axes.plot(steps, losses, style, label=labels[key], markersize=4)
+    axes.set_title(f"{model}: SFT loss" if model else "SFT loss")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    if any(history.get(key) for key in ("train", "val")):
+        axes.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 

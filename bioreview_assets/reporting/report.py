@@ -101,9 +101,8 @@ def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3
     )
 
 
-def build_report(store: ArtifactStore | None = None) -> Report:
+def build_report(store: ArtifactStore) -> Report:
     """Everything the report shows, from stored artefacts only."""
-    store = store or ArtifactStore()
     matcher = settings.load_project().default_matcher
     scores = load_scores(store)
     metrics = _metrics_by_partition(store, matcher)
@@ -154,9 +153,8 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(store: ArtifactStore | None = None) -> Report:
+def write_report(store: ArtifactStore) -> Report:
     """Build the report and write markdown, JSON and PNG files under <storage>/reports/."""
-    store = store or ArtifactStore()
     report = build_report(store)
     matcher = settings.load_project().default_matcher
     identity = report.leaderboard.height and load_scores(store).filter(pl.col("matcher") == matcher)["matcher_id"][0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from bioreview_assets.config.systems import POLICY_SEPARATOR  # `<model>~<policy>` systems are policy variants
+
 LEADERBOARD_COLUMNS = [
     "system", "split", "f1", "f1_ci_lo", "f1_ci_hi", "recall", "precision", "recall_major",
     "null_f1", "count_oracle_f1", "concerns_per_article", "articles_in_output", "n_articles",
@@ -42,7 +44,6 @@ def leaderboard(scores: pl.DataFrame, matcher: str) -> pl.DataFrame:
 
 HEADLINE_COLUMNS = ["system", "F1 [95% CI]", "recall", "precision", "null F1", "F1 above null", "oracle F1",
                     "concerns/article", "articles"]
-POLICY_SEPARATOR = "~"  # `<model>~<policy>` systems are policy variants (partitions.POLICY_SEPARATOR)
 
 
 def default_rows() -> pl.Expr:

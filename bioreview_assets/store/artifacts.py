@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import polars as pl
 
-from bioreview_assets.settings import REPO_ROOT
-
-
-def storage_root() -> str:
-    """BIOREVIEW_STORAGE, or var/storage in the checkout for local development."""
-    return os.environ.get("BIOREVIEW_STORAGE", str(REPO_ROOT / "var" / "storage"))
-
-
-def local_cache_root() -> Path:
-    """A local folder for things that must be on disk (model weights): the storage root itself when it is local."""
-    root = storage_root()
-    if "://" in root and not root.startswith("file://"):
-        return Path(os.environ.get("BIOREVIEW_LOCAL_CACHE", "/tmp/bioreview-cache"))
-    return Path(root.removeprefix("file://"))
+from bioreview_assets.env import local_cache_root, storage_root
+from bioreview_assets.store.atomic import fs_write_atomic, replace_dir
 
 
 class ArtifactStore:
@@ -54,14 +39,7 @@ class ArtifactStore:
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Atomic write: readers see the old file or the new one, never half a file."""
-        target = self.path(*parts)
-        parent = target.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as handle:
-            handle.write(data)
-        self.fs.mv(tmp, target)
-        return target
+        return fs_write_atomic(self.fs, self.path(*parts), lambda handle: handle.write(data))
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.fs.open(self.path(*parts), "rb") as handle:
@@ -105,9 +83,8 @@ class ArtifactStore:
         target = self.path(*parts)
         if self.is_local:
             if Path(target).resolve() != local.resolve():
-                shutil.rmtree(target, ignore_errors=True)
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(local, target)
+                replace_dir(local, Path(target))
             return target
         self.fs.put(str(local), target, recursive=True)
         return self.url(*parts)

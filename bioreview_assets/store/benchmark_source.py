@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bioreview_assets import env
 from bioreview_assets.sample.generator import BUNDLED_DIR
 
 
@@ -31,14 +31,9 @@ class SplitFile:
             raise ValueError(f"{self.path}: not a readable gzip file ({err}); expected gzip-compressed JSONL") from err
 
 
-def data_dir() -> Path | None:
-    value = os.environ.get("BIOREVIEW_DATA_DIR")
-    return Path(value).expanduser() if value else None
-
-
 def split_file(split: str) -> SplitFile:
     """The file for a split; a configured data dir without it is an error, never a silent switch to the sample."""
-    folder = data_dir()
+    folder = env.data_dir()
     if folder is None:
         return SplitFile(split, BUNDLED_DIR / f"{split}.jsonl.gz", is_sample=True)
     for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):

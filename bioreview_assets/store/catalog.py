@@ -112,7 +112,7 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query_table(sql: str, max_rows: int = 50, store: ArtifactStore | None = None) -> str:
+def query_table(sql: str, max_rows: int = 50, *, store: ArtifactStore) -> str:
     """Run SQL against the catalog views and format the result as a text table."""
     import polars as pl
 
@@ -121,9 +121,8 @@ def query_table(sql: str, max_rows: int = 50, store: ArtifactStore | None = None
         return str(frame)
 
 
-def query_frame(sql: str, store: ArtifactStore | None = None):
+def query_frame(sql: str, store: ArtifactStore):
     """Run SQL against the catalog views (in memory, no lock on any file) and return a polars frame."""
-    store = store or ArtifactStore()
     for attempt in range(QUERY_ATTEMPTS):
         try:
             with _connect(store, sql) as con:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from bioreview_assets.store.artifacts import local_cache_root
+from bioreview_assets.store.atomic import write_text_atomic
 
 # Written by us beside the weights; they describe where things came from, not what the model computes.
 PROVENANCE_FILES = frozenset({"adapter_meta.json", "merge_meta.json", "bioreview_checkpoint.json", "README.md"})
@@ -43,10 +43,7 @@ def folder_hash(folder: Path, length: int = 16) -> str:
         digest.update(b"\n")
     value = digest.hexdigest()[:length]
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"folder": str(folder), "stats": stats, "length": length, "hash": value}))
-        os.replace(tmp, memo)
+        write_text_atomic(memo, json.dumps({"folder": str(folder), "stats": stats, "length": length, "hash": value}))
     except OSError:  # a read-only cache only costs a re-hash next time
         pass
     return value

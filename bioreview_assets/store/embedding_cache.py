@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioreview_assets.store.atomic import fs_write_atomic
+
 from bioreview_assets.core.matcher_spec import short_hash
 
 _SHARD_GLOB = "*.parquet"
@@ -140,12 +142,4 @@ class EmbeddingCache:
             self._atomic_write(f"{folder}/.identity-{uuid.uuid4().hex}.json.partial", path, lambda h: h.write(body))
 
     def _atomic_write(self, temp: str, final: str, write) -> None:
-        self.fs.makedirs(_parent(final), exist_ok=True)
-        with self.fs.open(temp, "wb") as handle:
-            write(handle)
-        self.fs.mv(temp, final)
-
-
-def _parent(path: str) -> str:
-    """Parent of a '/'-separated fsspec path."""
-    return path.rsplit("/", 1)[0]
+        fs_write_atomic(self.fs, final, write, temp=temp)

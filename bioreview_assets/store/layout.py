@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bioreview_assets.core.schema import Article
 from bioreview_assets.store.artifacts import ArtifactStore
 
@@ -55,3 +57,13 @@ def read_eval_articles(store: ArtifactStore, split: str, limit: int | None) -> l
 
 def read_split_meta(store: ArtifactStore, split: str) -> dict:
     return store.read_json(*benchmark_dir(split), "meta.json")
+
+
+def read_corpus_rows(store: ArtifactStore, model: str, split: str) -> tuple[list[dict], dict]:
+    """Corpus rows (messages decoded) and the corpus meta of one model x split."""
+    folder = corpus_dir(model, split)
+    if not store.exists(*folder, "meta.json"):
+        raise FileNotFoundError(f"sft_corpus[{model}|{split}] is not materialised under {store.root}")
+    frame = store.read_parquet(*folder, "rows.parquet")
+    rows = [{**row, "messages": json.loads(row["messages"])} for row in frame.iter_rows(named=True)]
+    return rows, store.read_json(*folder, "meta.json")

@@ -23,6 +23,7 @@ READER = textwrap.dedent(
     import json, os, sys, time
     import duckdb
     os.environ["BIOREVIEW_STORAGE"] = sys.argv[1]
+    from bioreview_assets.store.artifacts import ArtifactStore
     from bioreview_assets.store.catalog import query_table
     con = duckdb.connect(os.path.join(sys.argv[1], "bioreview.duckdb"), read_only=True)
     print("holding", flush=True)
@@ -30,7 +31,7 @@ READER = textwrap.dedent(
     while time.monotonic() < end:
         try:
             assert con.execute("SELECT count(*) FROM articles").fetchone()[0] == 30
-            assert "shape: (1, 1)" in query_table("SELECT count(*) FROM articles")
+            assert "shape: (1, 1)" in query_table("SELECT count(*) FROM articles", store=ArtifactStore(sys.argv[1]))
             queries += 1
         except Exception as err:
             errors.append(repr(err)[:300])
@@ -70,7 +71,7 @@ def test_a_reader_holding_the_catalog_for_60s_does_not_fail_two_score_materialis
         assert reader.poll() is None, "the reader must still hold its connection while the scores land"
         # The file could not take the new views (the reader's shared lock): deferred, and the data is queryable.
         assert all(s.startswith("deferred (locked by another process)") for s in statuses), statuses
-        assert "bm25" in query_table("SELECT system FROM scores ORDER BY system")
+        assert "bm25" in query_table("SELECT system FROM scores ORDER BY system", store=store)
         out, err = reader.communicate(timeout=HOLD_S + 60)
     finally:
         if reader.poll() is None:

@@ -8,6 +8,7 @@ import yaml
 
 from bioreview_assets import settings
 from bioreview_assets.definitions import build_assets, build_resources
+from bioreview_assets_tests.assets.reload import reload_asset_modules
 
 SUBSET = 5
 BASE = "tiny-base"  # a tiny model served without fine-tuning, generating with max_new_tokens: auto
@@ -30,21 +31,11 @@ def subset_configs(tmp_path, monkeypatch, storage_root):
     (configs / "models" / f"{BASE}.yaml").write_text(yaml.safe_dump(base))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
     settings.clear_caches()
-    _reload_asset_modules()
+    reload_asset_modules()  # the partitions of the asset modules come from this config (tiny-base among them)
     yield
     monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
     settings.clear_caches()
-    _reload_asset_modules()  # back to the repository's partitions for the tests that follow
-
-
-def _reload_asset_modules() -> None:
-    """Partitions are read from the config when the asset modules are imported: rebuild them for another config."""
-    import importlib
-
-    from bioreview_assets import definitions
-
-    for module in definitions.ASSET_MODULES:
-        importlib.reload(module)
+    reload_asset_modules()  # back to the repository's partitions for the tests that follow
 
 
 def _materialize(instance, asset, partition):

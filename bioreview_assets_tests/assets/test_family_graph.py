@@ -10,6 +10,7 @@ import yaml
 
 from bioreview_assets import settings
 from bioreview_assets.store.layout import adapter_dir, merged_dir
+from bioreview_assets_tests.assets.reload import reload_asset_modules
 
 FAMILIES = ["tiny-qwen3.5", "tiny-qwen2", "tiny-deepseek-r1", "tiny-gemma2", "tiny-gemma4"]
 
@@ -18,16 +19,6 @@ pytestmark = pytest.mark.slow
 
 def _key(**dims):
     return dg.MultiPartitionKey(dims)
-
-
-def _reload_asset_modules() -> None:
-    """Partitions are read from the config when the asset modules are imported: rebuild them for another config."""
-    import importlib
-
-    from bioreview_assets import definitions
-
-    for module in definitions.ASSET_MODULES:
-        importlib.reload(module)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,7 @@ def family_graph(tmp_path_factory):
         patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
         patch.setenv("BIOREVIEW_STORAGE", str(root / "storage"))
         settings.clear_caches()
-        _reload_asset_modules()
+        reload_asset_modules()
         instance = dg.DagsterInstance.ephemeral()
         assets, resources = build_assets(), build_resources()
 
@@ -76,7 +67,7 @@ def family_graph(tmp_path_factory):
         finally:
             settings.clear_caches()
     settings.clear_caches()
-    _reload_asset_modules()  # back to the repository's partitions for the tests that follow
+    reload_asset_modules()  # back to the repository's partitions for the tests that follow
 
 
 EXPECTED_WRAPPED = {

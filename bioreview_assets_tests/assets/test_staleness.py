@@ -151,7 +151,7 @@ def test_a_parser_change_reparses_stored_raw_text_without_regenerating(chain, mo
     assert _meta(before)["lineage"]["parser_version"] == "1"
 
     # "Parser version 2" keeps only the first concern of each output.
-    import bioreview_assets.assets.postprocess as postprocess
+    import bioreview_assets.assets.concerns as concerns_asset
     import bioreview_assets.store.generation_table as generation_table
 
     original = generation_table.parse_concerns
@@ -161,7 +161,7 @@ def test_a_parser_change_reparses_stored_raw_text_without_regenerating(chain, mo
 
     monkeypatch.setattr(generation_table, "parse_concerns", parser_v2)
     monkeypatch.setattr(generation_table, "PARSER_VERSION", "2")
-    monkeypatch.setattr(postprocess, "PARSER_VERSION", "2")
+    monkeypatch.setattr(concerns_asset, "PARSER_VERSION", "2")
     assets_v2 = [a.map_asset_specs(lambda spec: spec.replace_attributes(code_version="parser-2"))
                  if a.key == dg.AssetKey("concerns") else a for a in build_assets()]
     status, causes = _status(instance, "concerns", system, assets_v2)

@@ -10,13 +10,19 @@ from bioreview_assets.core.diagnostics import (
     DEFAULT_THRESHOLDS,
     count_oracle,
     null_pairing,
+    null_sims,
     row_best,
     score_null,
-    shuffled_null,
     similarity_histograms,
     threshold_curve,
 )
 from bioreview_assets.core.metrics import ArticleScore
+
+
+def shuffled_null(ids, sources, pair_sim, threshold, algorithm, seed=42):
+    """Null F1 as the scorer computes it: each article's concerns vs its derangement partner's references."""
+    pairing = null_pairing(ids, sources, seed)
+    return score_null(pairing, null_sims(pairing, pair_sim), threshold, algorithm)
 
 IDS = ["elife:1", "elife:2", "elife:3", "plos:1", "plos:2", "nature:1"]
 SOURCES = ["elife", "elife", "elife", "plos", "plos", "nature"]

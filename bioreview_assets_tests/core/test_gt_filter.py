@@ -25,7 +25,7 @@ CONCERNS = [
 
 
 def test_each_rule_is_counted_once_in_order():
-    policy = GTPolicy(min_resolution_confidence=0.8, missing_confidence="drop")
+    policy = GTPolicy(min_resolution_confidence=0.8, missing_confidence="drop", min_concerns=0, drop_title_only=False)
     result = filter_article(_article(CONCERNS), policy)
     assert dict(result.removed) == {"figure_flag": 1, "figure_category": 1, "missing_confidence": 1,
                                     "low_confidence": 1}
@@ -33,7 +33,7 @@ def test_each_rule_is_counted_once_in_order():
 
 
 def test_exact_duplicates_are_removed_when_confidence_allows_both():
-    result = filter_article(_article(CONCERNS), GTPolicy())
+    result = filter_article(_article(CONCERNS), GTPolicy(min_concerns=0, drop_title_only=False))
     assert result.removed["duplicate"] == 1
     assert result.removed["missing_confidence"] == 0  # default rule: a missing confidence is kept
 

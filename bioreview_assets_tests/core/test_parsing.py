@@ -10,10 +10,10 @@ from bioreview_assets.core.parsing import (
     PARSE_METHODS,
     GeneratedConcern,
     ParseResult,
-    canonical_json,
     parse_concerns,
     strip_reasoning,
 )
+from bioreview_assets.core.prompts import target_text
 from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES, ScorableConcern
 
 A = {"text": "The sample size (n=3) is too small.", "category": "statistical_methodology", "severity": "major"}
@@ -243,28 +243,28 @@ def test_parse_result_enforces_its_invariants():
 
 
 # ---------------------------------------------------------------------------------------------
-# canonical_json
+# the training target (core/prompts.target_text) parses back to the concerns it was made of
 
 
-def test_canonical_json_is_compact_unicode_and_round_trips():
+def test_training_target_is_unicode_and_round_trips():
     concerns = [
         GeneratedConcern.of("Größe der Kohorte — n=5 «klein».", "design_flaw", "major"),
         GeneratedConcern.of("No label.", None, None),
     ]
-    encoded = canonical_json(concerns)
+    encoded = target_text(concerns)
     assert encoded == (
-        '[{"text":"Größe der Kohorte — n=5 «klein».","category":"design_flaw","severity":"major"},'
-        '{"text":"No label.","category":null,"severity":null}]'
+        '[{"text": "Größe der Kohorte — n=5 «klein».", "category": "design_flaw", "severity": "major"}, '
+        '{"text": "No label.", "category": null, "severity": null}]'
     )
     result = parse_concerns(encoded)
     assert result.method == "strict" and list(result.concerns) == concerns
 
 
-def test_canonical_json_accepts_scorable_concerns():
+def test_training_target_of_reference_concerns():
     gt = ScorableConcern(
         concern_id="c1", article_id="elife:1", source="elife", text="T.", category="other", severity="minor"
     )
-    assert json.loads(canonical_json([gt])) == [{"text": "T.", "category": "other", "severity": "minor"}]
+    assert json.loads(target_text([gt])) == [{"text": "T.", "category": "other", "severity": "minor"}]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
-from bioreview_assets import k8s_config
+from bioreview_assets import k8s_config, settings
 from bioreview_assets.k8s_config import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
 from bioreview_assets.settings import REPO_ROOT
 from bioreview_assets_tests.k8s import render
@@ -294,7 +294,7 @@ def test_no_secret_value_reaches_any_manifest_or_file(monkeypatch):
     rendered = [render.step_job(op, gpu_op_tags(kind)) for op, kind in GPU_STEPS.items()]
     rendered = [render.to_dict(job) for job in rendered] + render.user_code_objects() + render.cluster_objects()
     blob = json.dumps(rendered) + json.dumps(executor_config()) + json.dumps(gpu_op_tags("generation"))
-    files = [render.VALUES_FILE, EXAMPLE, k8s_config.settings.configs_dir() / "k8s.yaml"]
+    files = [render.VALUES_FILE, EXAMPLE, settings.configs_dir() / "k8s.yaml"]
     files += [render.K8S_DIR / name for name in ("bioreview-objects.yaml", "Dockerfile", "Dockerfile.gpu", "README.md")]
     for path in files:
         blob += path.read_text()

@@ -37,7 +37,7 @@ END_MARKERS = {"tiny-deepseek-r1": "<｜end▁of▁sentence｜>", "tiny-gemma2":
 @pytest.mark.parametrize("name", FAMILIES)
 def test_chat_template_round_trip(name):
     """Supervised tokens decode to exactly the target JSON + end token; the prompt ids are inference's."""
-    from bioreview_assets.ml.training_features import build_features, check_mask, supervised_text
+    from bioreview_assets.ml.training.features import build_features, check_mask, supervised_text
 
     cfg = settings.load_model(name)
     tokenizer = load_tokenizer(cfg)
@@ -74,7 +74,7 @@ def _peft(name: str, lora: dict):
 
 def test_gemma4_lora_needs_the_language_model_scope():
     from bioreview_assets.ml.lora_targets import check_lora_coverage
-    from bioreview_assets.ml.training import lora_module_report
+    from bioreview_assets.ml.training.metadata import lora_module_report
 
     # The trap: the vision tower's q_proj..down_proj match the leaf names too (and peft cannot wrap them).
     with pytest.raises(ValueError, match="Gemma4ClippableLinear"):

@@ -13,7 +13,6 @@ from bioreview_assets.ml.tracking import (
     TrackingUnavailable,
     mlflow_client,
     mlflow_tracking_uri,
-    read_scalars,
     run_params,
     run_tags,
     score_metric_prefix,
@@ -22,6 +21,7 @@ from bioreview_assets.ml.tracking import (
     track_scores,
 )
 from bioreview_assets.settings import BaseModelSource, ModelConfig, TrackingConfig
+from bioreview_assets_tests.tensorboard import read_scalars
 from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, corpus, tiny_cfg
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None

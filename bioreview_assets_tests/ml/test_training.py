@@ -165,7 +165,7 @@ def test_training_writes_tensorboard_event_files_beside_the_checkpoints(trained)
 def test_monitor_adds_interval_throughput_and_cuda_memory_to_the_logs(monkeypatch):
     import torch
 
-    from bioreview_assets.ml.training import TrainingMonitor
+    from bioreview_assets.ml.training.monitoring import TrainingMonitor
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 3 * 2**30)
@@ -184,7 +184,7 @@ def test_monitor_adds_interval_throughput_and_cuda_memory_to_the_logs(monkeypatc
 
 def test_trl_trains_on_our_labels_unchanged(trained, tiny_env):
     from bioreview_assets.ml.models import load_tokenizer
-    from bioreview_assets.ml.training_features import featurize_rows
+    from bioreview_assets.ml.training.features import featurize_rows
 
     run, _, _ = trained
     train, _ = corpus()
@@ -260,7 +260,8 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     import torch
     from safetensors.torch import load_file
 
-    from bioreview_assets.ml.training import CHECKPOINT_MARKER, train_adapter
+    from bioreview_assets.ml.training import train_adapter
+    from bioreview_assets.ml.training.checkpoints import CHECKPOINT_MARKER
 
     cfg = tiny_cfg()
     train, val = corpus()
@@ -312,7 +313,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
     # TensorBoard shows one curve: what the killed run logged past its checkpoint is superseded by the resumed run.
-    from bioreview_assets.ml.tracking import read_scalars
+    from bioreview_assets_tests.tensorboard import read_scalars
 
     curve = read_scalars(tmp_path / "out" / "tensorboard")["train/loss"]
     assert [step for step, _ in curve] == list(range(1, 9))
@@ -321,7 +322,8 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
 
 def test_resume_refuses_other_library_versions(trained, tmp_path):
     from bioreview_assets.ml.runtime_env import VersionMismatchError
-    from bioreview_assets.ml.training import CHECKPOINT_MARKER, train_adapter
+    from bioreview_assets.ml.training import train_adapter
+    from bioreview_assets.ml.training.checkpoints import CHECKPOINT_MARKER
 
     _, out, _ = trained
     crashed = tmp_path / "out"
@@ -344,7 +346,7 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
 
 def test_checkpoints_of_another_corpus_are_not_resumed(trained, tmp_path):
     from bioreview_assets.ml.runtime_env import library_versions
-    from bioreview_assets.ml.training import prepare_checkpoints, run_identity
+    from bioreview_assets.ml.training.checkpoints import prepare_checkpoints, run_identity
 
     _, out, _ = trained
     shutil.copytree(out / "checkpoints", tmp_path / "checkpoints")
@@ -373,7 +375,7 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_env, tmp_path):
 
     from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
     from bioreview_assets.ml.training import build_trainer, load_training_model
-    from bioreview_assets.ml.training_features import featurize_rows
+    from bioreview_assets.ml.training.features import featurize_rows
 
     cfg = tiny_cfg(quantization="none", packing=True)
     train, _ = corpus(4, 0)
@@ -397,7 +399,7 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_env, tmp_path):
 def test_liger_on_is_an_error_without_a_gpu(tiny_env):
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training_speed import LigerUnavailableError, apply_liger
+    from bioreview_assets.ml.training.speed import LigerUnavailableError, apply_liger
 
     model = load_training_model(tiny_cfg(quantization="none"), resolve_base_model(tiny_cfg()))
     assert apply_liger(model, "auto") == [] and apply_liger(model, "off") == []
@@ -408,7 +410,7 @@ def test_liger_on_is_an_error_without_a_gpu(tiny_env):
 def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
     import torch
 
-    from bioreview_assets.ml.training_speed import selective_checkpointing_callback
+    from bioreview_assets.ml.training.speed import selective_checkpointing_callback
 
     layers = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(4))
     for layer in layers:
@@ -420,7 +422,7 @@ def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
 
 
 def test_gpu_memory_trade_offs_are_off_on_cpu(tiny_env):
-    from bioreview_assets.ml.training_speed import selective_checkpointing_layers, use_activation_offloading
+    from bioreview_assets.ml.training.speed import selective_checkpointing_layers, use_activation_offloading
 
     training = tiny_cfg().training.model_copy(update={"selective_checkpointing_layers": "all",
                                                       "activation_offloading": True})
@@ -432,7 +434,7 @@ def test_upcast_norms_are_detected(tiny_env):
     from transformers import AutoModelForCausalLM
 
     from bioreview_assets.ml.models import resolve_base_model
-    from bioreview_assets.ml.training_speed import check_no_upcast
+    from bioreview_assets.ml.training.speed import check_no_upcast
 
     model = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(tiny_cfg())), dtype=torch.bfloat16)
     check_no_upcast(model, torch.bfloat16)
@@ -442,7 +444,7 @@ def test_upcast_norms_are_detected(tiny_env):
 
 
 def test_loss_curve_png():
-    from bioreview_assets.ml.training import loss_curve_png
+    from bioreview_assets.reporting.plots import loss_curve_png
 
     png = loss_curve_png({"train": [[1, 2.0], [2, 1.5], [3, 1.2]], "val": [[2, 1.7]]})
     empty = loss_curve_png({"train": [], "val": []})
@@ -457,7 +459,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training_speed import fused_lora_forward
+    from bioreview_assets.ml.training.speed import fused_lora_forward
 
     cfg = tiny_cfg(quantization=quantization)
     base = load_training_model(cfg, resolve_base_model(cfg))
@@ -482,7 +484,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
 
 def test_recompute_stops_before_the_last_base_matmul(trained):
-    from bioreview_assets.ml.training_speed import fused_lora_forward
+    from bioreview_assets.ml.training.speed import fused_lora_forward
 
     run, _, _ = trained
     model = run.trainer.model

@@ -24,7 +24,7 @@ def tokenizer(tiny_env):  # noqa: F811
 
 
 def test_supervised_tokens_are_exactly_target_plus_end_token(tokenizer):
-    from bioreview_assets.ml.training_features import (
+    from bioreview_assets.ml.training.features import (
         IGNORE_INDEX,
         build_features,
         check_mask,
@@ -45,7 +45,7 @@ def test_supervised_tokens_are_exactly_target_plus_end_token(tokenizer):
 
 
 def test_check_mask_reports_a_shifted_mask(tokenizer):
-    from bioreview_assets.ml.training_features import (
+    from bioreview_assets.ml.training.features import (
         MaskError,
         build_features,
         check_mask,
@@ -65,7 +65,7 @@ def test_check_mask_reports_a_shifted_mask(tokenizer):
 def test_qwen3_template_keeps_the_empty_think_block_in_the_prompt(tokenizer):
     import trl
 
-    from bioreview_assets.ml.training_features import build_features, check_mask
+    from bioreview_assets.ml.training.features import build_features, check_mask
 
     qwen3 = pathlib.Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja"
     tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
@@ -79,7 +79,7 @@ def test_qwen3_template_keeps_the_empty_think_block_in_the_prompt(tokenizer):
 
 
 def test_rows_whose_answer_would_be_cut_are_dropped_and_counted(tokenizer):
-    from bioreview_assets.ml.training_features import build_features, featurize_rows
+    from bioreview_assets.ml.training.features import build_features, featurize_rows
 
     short = [chat_row(f"s{i}") for i in range(4)]
     long = [chat_row(f"l{i}", paper_words=600) for i in range(3)]
@@ -97,7 +97,7 @@ def test_rows_whose_answer_would_be_cut_are_dropped_and_counted(tokenizer):
 
 
 def test_fixed_val_subset_ignores_input_order():
-    from bioreview_assets.ml.training_features import fixed_subset
+    from bioreview_assets.ml.training.features import fixed_subset
 
     rows = [{"article_id": f"v{i}"} for i in range(20)]
     first = [r["article_id"] for r in fixed_subset(rows, 5)]
@@ -106,7 +106,7 @@ def test_fixed_val_subset_ignores_input_order():
 
 
 def test_template_without_end_token_is_refused(tokenizer):
-    from bioreview_assets.ml.training_features import build_features
+    from bioreview_assets.ml.training.features import build_features
 
     tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     tok.chat_template = (
@@ -118,7 +118,7 @@ def test_template_without_end_token_is_refused(tokenizer):
 
 
 def test_target_json_round_trips(tokenizer):
-    from bioreview_assets.ml.training_features import build_features, supervised_text
+    from bioreview_assets.ml.training.features import build_features, supervised_text
 
     row = chat_row("a5", concerns=2)
     features = build_features(tokenizer, row["messages"], max_length=4096)

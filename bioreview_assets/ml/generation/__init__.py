@@ -3,12 +3,7 @@
 Backends are imported lazily by make_backend: torch, vllm and HTTP code load only for the backend in use.
 """
 
-from bioreview_assets.ml.generation.base import (
-    Backend,
-    GenerationRequest,
-    GenerationResult,
-    SamplingSpec,
-    make_backend,
-)
+from bioreview_assets.ml.generation.base import Backend, GenerationRequest, GenerationResult, SamplingSpec
+from bioreview_assets.ml.generation.factory import make_backend
 
 __all__ = ["Backend", "GenerationRequest", "GenerationResult", "SamplingSpec", "make_backend"]

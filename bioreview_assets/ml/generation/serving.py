@@ -86,3 +86,15 @@ def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str) 
         "sampling": SamplingSpec.from_config(gen).describe(),
         "generation": settings,
     }
+
+
+def resolve_max_new_tokens(cfg: ModelConfig, train_articles, count_tokens) -> tuple[ModelConfig, str]:
+    """The config with a numeric max_new_tokens ("auto" derived from the train targets) and where it came from."""
+    from bioreview_assets.core.generation_limits import target_token_limit
+    from bioreview_assets.settings import load_corpus
+
+    if cfg.generation.max_new_tokens != "auto":
+        return cfg, "config"
+    limit = target_token_limit(train_articles, load_corpus(cfg.corpus), count_tokens)
+    generation = cfg.generation.model_copy(update={"max_new_tokens": limit.max_new_tokens})
+    return cfg.model_copy(update={"generation": generation}), f"auto: {limit.explain()}"

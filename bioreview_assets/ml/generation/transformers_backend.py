@@ -76,7 +76,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from bioreview_assets.ml.training_speed import cpu_has_native_bf16
+        from bioreview_assets.ml.training.speed import cpu_has_native_bf16
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # bf16 on GPU and on CPUs with native bf16 matmuls (what the model was trained in there). Measured on the

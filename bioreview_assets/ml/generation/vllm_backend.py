@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from bioreview_assets.ml.generation import _vllm_worker
+from bioreview_assets import env
+import bioreview_assets.ml.generation._vllm_worker as _vllm_worker
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,9 @@ class VLLMUnavailable(RuntimeError):
 
 def vllm_python() -> Path | None:
     """Interpreter of the separate vLLM venv: BIOREVIEW_VLLM_PYTHON, else .venv-vllm in the checkout, else None."""
-    explicit = os.environ.get("BIOREVIEW_VLLM_PYTHON")
+    explicit = env.vllm_python()
     if explicit:
-        if not Path(explicit).exists():
+        if not explicit.exists():
             raise VLLMUnavailable(f"BIOREVIEW_VLLM_PYTHON={explicit} does not exist")
         return Path(explicit)
     return DEFAULT_VLLM_PYTHON if DEFAULT_VLLM_PYTHON.exists() else None
@@ -55,7 +56,7 @@ def _worker_python(explicit: Path | None) -> Path | None:
     """
     if explicit is not None:
         return explicit
-    if os.environ.get("BIOREVIEW_VLLM_PYTHON"):
+    if env.vllm_python():
         return vllm_python()
     return None if vllm_in_process() else vllm_python()
 
@@ -128,13 +129,13 @@ class VLLMBackend:
             (folder / "spec.json").write_text(json.dumps(self._spec()))
             (folder / "requests.jsonl").write_text("".join(r.to_json() + "\n" for r in requests))
             results = folder / "results.jsonl"
-            env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
-            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU; ignored on GPU
+            child_env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+            child_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU; ignored on GPU
             command = [str(self.python), str(WORKER), "--spec", str(folder / "spec.json"),
                        "--requests", str(folder / "requests.jsonl"), "--results", str(results)]
             log.info("running vLLM worker: %s", " ".join(command))
             with open(folder / "worker.log", "w") as worker_log:
-                code = subprocess.run(command, env=env, stdout=worker_log, stderr=subprocess.STDOUT).returncode
+                code = subprocess.run(command, env=child_env, stdout=worker_log, stderr=subprocess.STDOUT).returncode
             tail = (folder / "worker.log").read_text(errors="replace")[-3000:]
             seen = self._emit_results(results, on_result)
             missing = [r.article_id for r in requests if r.article_id not in seen]

@@ -7,28 +7,20 @@ from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import bm25_predictions
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
+from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     partitioned_checks,
-    MODEL_DIM,
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
     model_systems_partitions,
     model_to_system_mapping,
     split_to_system_split,
-    system_by_name,
 )
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles
-
-
-def policy_by_name(name: str) -> PostprocessPolicy:
-    for spec in settings.load_project().postprocess:
-        if spec.name == name:
-            return PostprocessPolicy(**spec.model_dump())
-    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
 
 
 def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
@@ -65,7 +57,7 @@ def concerns(
         meta = {"kind": "baseline", "baseline": system.name}
         cap = None  # BM25 returns a fixed number per article by construction
     else:
-        policy = policy_by_name(system.policy)
+        policy = settings.postprocess_policy(system.policy)
         cap = policy.cap
         similarity = similarity_for_policy(policy, embedders)
         parsed_by_article, lineage = generated_concerns(store, system.model, split)

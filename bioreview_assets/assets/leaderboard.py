@@ -4,8 +4,8 @@ import dagster as dg
 import polars as pl
 
 from bioreview_assets import settings
-from bioreview_assets.assets.training import png_markdown
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
+from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.reporting.report import REPORT_DIR, write_report
 from bioreview_assets.reporting.tables import headline, markdown
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines

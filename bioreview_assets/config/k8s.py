@@ -1,0 +1,74 @@
+"""configs/k8s.yaml: images, the k8s executor, GPU steps (loaded by settings.load_k8s_config, used by k8s_config.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+class Images(_Strict):
+    cpu: str
+    gpu: str
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+
+class ExecutorSpec(_Strict):
+    service_account_name: str
+    env_config_maps: list[str] = Field(default_factory=list)
+    env_secrets: list[str] = Field(default_factory=list)
+    max_concurrent: int = 16
+    cpu_step: Resources
+    per_step: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SecretRef(_Strict):
+    secret: str
+    key: str
+
+
+class ModelCache(_Strict):
+    claim_name: str
+    mount_path: str = "/models"
+
+
+class GpuStep(_Strict):
+    gpus: int = 1
+    requests: dict[str, str]
+    limits: dict[str, str]
+    shm: str
+    node_selector: dict[str, str] | None = None  # replaces the default GPU node selector for this kind of step
+
+    @model_validator(mode="after")
+    def _complete(self) -> "GpuStep":
+        # Op tags deep-merge onto the executor's CPU step shape: a missing key would silently keep the CPU value.
+        for name, values in (("requests", self.requests), ("limits", self.limits)):
+            if not {"cpu", "memory"} <= set(values):
+                raise ValueError(f"a GPU step's {name} needs both cpu and memory, got {sorted(values)}")
+        return self
+
+
+class GpuSpec(_Strict):
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    model_cache: ModelCache
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(default_factory=dict)
+    steps: dict[str, GpuStep]
+
+
+class K8sConfig(_Strict):
+    """configs/k8s.yaml."""
+
+    images: Images
+    executor: ExecutorSpec
+    gpu: GpuSpec

@@ -1,0 +1,55 @@
+"""The system registry: every scored system (a model under a post-processing policy, an ensemble, an ensemble's
+count baseline, a baseline), derived from configs/project.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bioreview_assets import settings
+
+POLICY_SEPARATOR = "~"
+COUNT_BASELINE = "single-at-count"
+
+
+@dataclass(frozen=True)
+class System:
+    """A scored system: a model under a post-processing policy, an ensemble, or a baseline."""
+
+    name: str
+    kind: str  # model | ensemble | baseline
+    model: str | None = None
+    policy: str | None = None
+    ensemble: str | None = None  # for an ensemble's count baseline: the ensemble it is compared with
+
+
+def model_system_name(model: str, policy: str) -> str:
+    project = settings.load_project()
+    return model if policy == project.default_postprocess else f"{model}{POLICY_SEPARATOR}{policy}"
+
+
+def count_baseline_name(ensemble: str) -> str:
+    """The system `<ensemble>~single-at-count`: one member's concerns cut to the ensemble's count per article."""
+    return f"{ensemble}{POLICY_SEPARATOR}{COUNT_BASELINE}"
+
+
+def all_systems() -> list[System]:
+    """Every system the graph scores, in a stable order."""
+    project = settings.load_project()
+    systems = [
+        System(model_system_name(model, policy.name), "model", model=model, policy=policy.name)
+        for model in settings.all_model_names()
+        for policy in project.postprocess
+    ]
+    for name in project.ensembles:
+        systems.append(System(name, "ensemble", ensemble=name))
+        # "The single model at the ensemble's concern count": so an ensemble win is not just "more concerns" (W3).
+        systems.append(System(count_baseline_name(name), "ensemble", ensemble=name))
+    systems += [System(name, "baseline") for name in project.baselines]
+    return systems
+
+
+def system_by_name(name: str) -> System:
+    for system in all_systems():
+        if system.name == name:
+            return system
+    raise KeyError(f"unknown system {name!r}")

@@ -1,0 +1,97 @@
+"""Base models for training (NF4 QLoRA or plain weights, never upcast) and trained adapters for evaluation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bioreview_assets.ml.kernels import speed_kernels
+from bioreview_assets.ml.training.speed import (
+    attn_implementation,
+    check_no_upcast,
+    compute_dtype,
+    cuda_available,
+    keep_nf4_training_layout_on_cpu,
+    prepare_for_kbit_free,
+)
+
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+def load_training_model(cfg: ModelConfig, base_path: Path):
+    """The base model for training: NF4 + double quantisation (quantization: nf4) or plain weights, no upcast."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = compute_dtype(cfg.training)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation()}
+    if cfg.training.quantization == "nf4":
+        kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules)
+    device_map = {"": 0} if cuda_available() else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
+    except ValueError as err:
+        if "scaled_dot_product_attention" not in str(err):
+            raise
+        # Gemma-2's soft-capped attention has no SDPA path in transformers: eager attention (memory grows with the
+        # square of the sequence; flash-attn, when installed on the GPU, is picked above instead).
+        log.warning("%s has no SDPA attention: training with eager attention", base_path)
+        kwargs["attn_implementation"] = "eager"
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
+    prepare_for_kbit_free(model)
+    if cfg.training.quantization == "nf4":
+        keep_nf4_training_layout_on_cpu(model)
+    check_no_upcast(model, dtype)
+    speed_kernels(model.config, "cuda" if cuda_available() else "cpu")  # warns once when a fast kernel is missing
+    log.info(
+        "loaded %s (%s, %s, attention=%s)",
+        base_path,
+        cfg.training.quantization,
+        dtype,
+        model.config._attn_implementation,
+    )
+    return model
+
+
+def nf4_config(dtype, skip_modules: list[str] | None = None):
+    """bitsandbytes 4-bit NF4 with double quantisation (QLoRA), computing in `dtype`; skip_modules stay unquantised."""
+    from transformers import BitsAndBytesConfig
+
+    extra = {"llm_int8_skip_modules": ["lm_head", *skip_modules]} if skip_modules else {}
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        **extra,
+    )
+
+
+def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool | None = None):
+    """Base model (NF4 when the config trained NF4, unless `quantized` says otherwise) + the saved adapter, eval mode."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from bioreview_assets.ml.lora_targets import load_adapter_checked
+    from bioreview_assets.ml.models import resolve_base_model
+
+    base_path = resolve_base_model(cfg)
+    if quantized is None:
+        quantized = cfg.training.quantization == "nf4"
+    if quantized:
+        base = load_training_model(cfg, base_path)
+    else:
+        device_map = {"": 0} if cuda_available() else {"": "cpu"}
+        base = AutoModelForCausalLM.from_pretrained(
+            str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
+        )
+    model = load_adapter_checked(base, adapter_dir)
+    # Run the adapter in the dtype it was trained and saved in (trl trains QLoRA adapters in bf16; peft would load
+    # them as fp32), so the reloaded model computes exactly what the trained one did.
+    saved_dtype = next(iter(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")).values())).dtype
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            param.data = param.data.to(saved_dtype)
+    return model.eval()

@@ -1,0 +1,164 @@
+"""QLoRA / LoRA supervised fine-tuning of one model on its SFT corpus (PIPELINE.md §2, W5, W9, W18, W20).
+
+`train_adapter` is what the adapter asset calls. Layout under `output_dir`:
+
+    checkpoints/run.json                 identity (config/corpus/prompt hash) + library versions of this run
+    checkpoints/checkpoint-N/            HF Trainer checkpoint (adapter, optimizer, scheduler, RNG, state)
+    checkpoints/checkpoint-N/bioreview_checkpoint.json   written last: marks the checkpoint complete
+    adapter/                             final LoRA adapter + tokenizer
+    tensorboard/, tracking.json          TensorBoard event files and the MLflow run (ml/tracking.py)
+    adapter_meta.json                    what the UI shows and downstream assets check (written last)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bioreview_assets.ml.runtime_env import library_versions
+from bioreview_assets.ml.training.checkpoints import CheckpointMarker, prepare_checkpoints, run_identity
+from bioreview_assets.ml.training.features import featurize_rows, fixed_subset
+from bioreview_assets.ml.training.loading import load_training_model
+from bioreview_assets.ml.training.metadata import adapter_meta, save_adapter
+from bioreview_assets.ml.training.monitoring import Progress, TrainingMonitor, as_callback
+from bioreview_assets.ml.training.speed import apply_liger, cuda_available, fused_lora_forward
+from bioreview_assets.ml.training.trainer import build_trainer
+from bioreview_assets.store.atomic import write_json_atomic
+
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import ModelConfig, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class TrainingRun:
+    """A finished training: the trainer (its model is the in-memory adapter) and the metadata written to disk."""
+
+    trainer: Any
+    meta: dict
+
+
+def train_adapter(
+    cfg: ModelConfig,
+    train_rows: list[dict],
+    val_rows: list[dict],
+    output_dir: Path,
+    *,
+    prompt_hash: str,
+    corpus_hash: str,
+    allow_version_mismatch: bool = False,
+    progress: Progress | None = None,
+    tracking: TrackingConfig | None = None,
+) -> TrainingRun:
+    """Train (or resume) the LoRA adapter of `cfg` on the corpus rows.
+
+    Returns the metadata written to adapter_meta.json (`.meta`) and the trainer (tests compare the in-memory adapter
+    with the reloaded one).
+    """
+    import torch
+
+    from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
+    from bioreview_assets.ml.tracking import Tracker
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    checkpoints = output_dir / "checkpoints"
+    _check_prompt_hash(train_rows + val_rows, prompt_hash)
+    identity = run_identity(cfg, prompt_hash=prompt_hash, corpus_hash=corpus_hash)
+    versions = library_versions()
+
+    tokenizer = load_tokenizer(cfg)
+    max_length = cfg.training.max_length
+    thinking = cfg.prompt.enable_thinking  # the same template switch as at inference (W5)
+    train_features, train_stats = featurize_rows(tokenizer, train_rows, max_length, enable_thinking=thinking)
+    if not train_features:
+        raise ValueError(f"no training row fits max_length={max_length} ({train_stats.dropped_over_length} dropped)")
+    eval_features, eval_stats = featurize_rows(
+        tokenizer, fixed_subset(val_rows, cfg.training.eval_subset), max_length, enable_thinking=thinking
+    )
+
+    resume = prepare_checkpoints(checkpoints, identity, versions, allow_version_mismatch=allow_version_mismatch)
+    # An older adapter_meta.json must not vouch for an adapter this run is about to replace.
+    (output_dir / "adapter_meta.json").unlink(missing_ok=True)
+    tracker = Tracker.start(output_dir, cfg, identity, resumed=resume.path is not None, tracking=tracking)
+    model = load_training_model(cfg, resolve_base_model(cfg))
+    liger = apply_liger(model, cfg.training.liger)
+    monitor = as_callback(TrainingMonitor, progress)
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        cfg.training,
+        train_features,
+        eval_features,
+        checkpoints,
+        # The reporting callbacks come last: they write what the monitor adds to each log (tokens/s, GPU memory).
+        callbacks=[as_callback(CheckpointMarker, identity, versions), monitor, *tracker.callbacks()],
+    )
+    if cuda_available():
+        torch.cuda.reset_peak_memory_stats()
+    with fused_lora_forward(trainer.model):
+        train_or_restore(trainer, resume.path)
+        if eval_features and not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
+            trainer.evaluate()  # the final adapter gets a val loss even when the last step was not a save step
+
+    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
+    meta = adapter_meta(
+        cfg=cfg,
+        trainer=trainer,
+        identity=identity,
+        versions=versions,
+        resume=resume,
+        train_stats=train_stats,
+        eval_stats=eval_stats,
+        monitor=monitor,
+        liger=liger,
+        output_dir=output_dir,
+        wall_time_s=time.time() - started,
+    )
+    # The adapter's content identity: what generation logs and the Dagster data version are keyed by.
+    from bioreview_assets.store.content_identity import folder_hash  # lazy: the store needs polars (not on GPU boxes)
+
+    meta["weights_hash"] = folder_hash(output_dir / "adapter")
+    meta["tracking"] = tracker.links()
+    tracker.finish(trainer, {k: meta[k] for k in ("final_train_loss", "final_val_loss", "tokens_per_s",
+                                                  "peak_gpu_memory_gib", "train_time_s", "wall_time_s")})
+    write_json_atomic(output_dir / "adapter_meta.json", meta)
+    return TrainingRun(trainer=trainer, meta=meta)
+
+
+def train_or_restore(trainer, checkpoint: Path | None) -> None:
+    """Train from scratch or from `checkpoint`; a checkpoint of a finished run is only restored.
+
+    transformers 5.24 trains one step past max_steps when resumed from the last step's checkpoint (it checks the
+    limit only after a step), so a run that crashed after its final checkpoint gets its weights back instead.
+    """
+    if checkpoint is None or not _is_finished(checkpoint):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    log.info("checkpoint %s is the run's last step: restored, nothing left to train", checkpoint)
+
+
+def _is_finished(checkpoint: Path) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["global_step"] >= state["max_steps"] > 0
+
+
+def _check_prompt_hash(rows: list[dict], prompt_hash: str) -> None:
+    """Every row must come from the prompt builder whose hash the caller passes (W5)."""
+    other = {row.get("prompt_hash") for row in rows} - {prompt_hash}
+    if other:
+        raise ValueError(f"corpus rows carry prompt hashes {sorted(map(str, other))}, expected {prompt_hash}")
+
+
+def _evaluated_at(log_history: list[dict], step: int) -> bool:
+    return any("eval_loss" in entry and entry.get("step") == step for entry in log_history)

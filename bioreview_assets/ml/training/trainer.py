@@ -1,0 +1,134 @@
+"""The trl SFTTrainer of a model's training settings: LoRA config, SFT arguments, resume-safe dtypes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bioreview_assets.ml.lora_targets import check_lora_coverage, peft_target_modules
+from bioreview_assets.ml.training.features import Features
+from bioreview_assets.ml.training.speed import cuda_available, use_activation_offloading
+from bioreview_assets.ml.training.speed import selective_checkpointing_callback, selective_checkpointing_layers
+
+if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
+    from bioreview_assets.settings import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+def lora_config(training: TrainingConfig):
+    """The peft LoRA config of a model's training settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=training.lora.r,
+        lora_alpha=training.lora.alpha,
+        lora_dropout=training.lora.dropout,
+        target_modules=peft_target_modules(training.lora),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def effective_optim(training: TrainingConfig) -> str:
+    """The optimizer the trainer uses: bitsandbytes' 8-bit/paged optimizers need CUDA, so CPU runs use adamw_torch."""
+    if not cuda_available() and any(tag in training.optim for tag in ("8bit", "bnb", "paged")):
+        log.info("optim %s needs CUDA: using adamw_torch on CPU", training.optim)
+        return "adamw_torch"
+    return training.optim
+
+
+def sft_config(training: TrainingConfig, checkpoints: Path, *, has_eval: bool, **overrides):
+    """trl SFTConfig for pre-tokenised rows (input_ids + our labels), checkpoints every save_steps."""
+    from trl import SFTConfig
+
+    cuda = cuda_available()
+    settings = {
+        "output_dir": str(checkpoints),
+        "max_length": training.max_length,
+        "packing": training.packing,
+        "packing_strategy": "bfd",  # padding-free: position_ids restart per row, so packed rows never attend to each other
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps,
+        "per_device_train_batch_size": training.per_device_batch_size,
+        "per_device_eval_batch_size": training.per_device_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.lr_scheduler,
+        "warmup_steps": training.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        "weight_decay": training.weight_decay,
+        "max_grad_norm": training.max_grad_norm,
+        "optim": effective_optim(training),
+        "bf16": training.bf16 and cuda,
+        "seed": training.seed,
+        "logging_steps": training.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": training.save_steps,
+        "save_total_limit": training.save_total_limit,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": training.save_steps,  # a val loss for every checkpoint (W18)
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "use_cpu": not cuda,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_pin_memory": cuda,
+        "completion_only_loss": None,  # our labels already carry the completion mask
+        "assistant_only_loss": False,
+    }
+    return SFTConfig(**{**settings, **overrides})
+
+
+def build_trainer(
+    model,
+    tokenizer,
+    training: TrainingConfig,
+    train_features: list[Features],
+    eval_features: list[Features],
+    checkpoints: Path,
+    *,
+    callbacks: list | None = None,
+    sft_overrides: dict | None = None,
+):
+    """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA."""
+    sac_layers = selective_checkpointing_layers(training)
+    callbacks = list(callbacks or [])
+    if sac_layers != 0:
+        callbacks.append(selective_checkpointing_callback(sac_layers))
+    activation_offloading = use_activation_offloading(training)
+    overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+
+    train_ds = Dataset.from_list([f.as_row() for f in train_features])
+    eval_ds = Dataset.from_list([f.as_row() for f in eval_features]) if eval_features else None
+    trainer = _trainer_class()(
+        model=model,
+        args=sft_config(training, checkpoints, has_eval=eval_ds is not None, **overrides),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(training),
+        callbacks=callbacks,
+    )
+    # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
+    trainer.remove_callback(PrinterCallback)
+    check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
+    return trainer
+
+
+def _trainer_class():
+    """SFTTrainer whose resume keeps the LoRA weights in the dtype they were trained in."""
+    from trl import SFTTrainer
+
+    class ResumeSafeSFTTrainer(SFTTrainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            # peft's load_adapter upcasts the bf16 LoRA weights of a QLoRA run to fp32: the resumed run would train
+            # (and save) in another precision than an uninterrupted one. The optimizer is built after this call.
+            dtypes = {name: p.dtype for name, p in self.model.named_parameters() if p.requires_grad}
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            for name, param in self.model.named_parameters():
+                if name in dtypes and param.dtype != dtypes[name]:
+                    param.data = param.data.to(dtypes[name])
+
+    return ResumeSafeSFTTrainer
