@@ -126,10 +126,23 @@ def test_text_key_is_sha256_of_utf8():
 
 
 def _write_many(root: str, worker: int) -> None:
-    cache, emb = EmbeddingCache(root, shard_rows=3), FakeEmbedder()
-    for k in range(10):
-        # Overlapping texts between workers: both may write the same key; readers must cope.
-        cache.encode(emb, [f"shared {k}", f"w{worker} {k}", f"w{worker} {k} b"])
+    """Write overlapping shards, then leave without interpreter teardown.
+
+    The exit code reports only the writes: a spawned child that had imported pyarrow once aborted (SIGABRT) while
+    its thread pools shut down at interpreter exit, after every write had completed; the cache was intact.
+    """
+    import os
+    import traceback
+
+    try:
+        cache, emb = EmbeddingCache(root, shard_rows=3), FakeEmbedder()
+        for k in range(10):
+            # Overlapping texts between workers: both may write the same key; readers must cope.
+            cache.encode(emb, [f"shared {k}", f"w{worker} {k}", f"w{worker} {k} b"])
+    except BaseException:  # noqa: BLE001 - reported through the exit code the test asserts
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
 
 
 def test_concurrent_writers_never_corrupt_the_cache(tmp_path):
@@ -140,7 +153,7 @@ def test_concurrent_writers_never_corrupt_the_cache(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
-        assert p.exitcode == 0
+        assert p.exitcode == 0, f"writer exited {p.exitcode}"
     emb = FakeEmbedder()
     reader = EmbeddingCache(str(tmp_path))
     texts = [f"shared {k}" for k in range(10)] + [f"w{w} {k}" for w in range(2) for k in range(10)]
