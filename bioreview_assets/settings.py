@@ -68,7 +68,8 @@ class LoraConfigSpec(_Strict):
 class TrainingConfig(_Strict):
     """SFT hyper-parameters (reference values, PIPELINE.md §2.7)."""
 
-    quantization: Literal["nf4", "none"] = "nf4"
+    # fp8: e4m3 base with FP8 matmuls (ml/training/fp8.py), GPUs of compute capability 8.9+ only (not A100s).
+    quantization: Literal["nf4", "fp8", "none"] = "nf4"
     # Modules kept unquantised under nf4: transformers reads each entry as a regex from the start of the module name
     # (up to a dot) or as a suffix, e.g. ".*linear_attn" keeps the Gated DeltaNet projections of Qwen3.5 in bf16.
     quantization_skip_modules: list[str] = Field(default_factory=list)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs ar
 log = logging.getLogger(__name__)
 
 def load_training_model(cfg: ModelConfig, base_path: Path):
-    """The base model for training: NF4 + double quantisation (quantization: nf4) or plain weights, no upcast."""
+    """The base model for training: NF4 + double quantisation (nf4), or plain weights (none; fp8 converts them later)."""
     from transformers import AutoModelForCausalLM
 
     dtype = compute_dtype(cfg.training)
@@ -30,6 +30,10 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
     if cfg.training.quantization == "nf4":
         kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules)
     device_map = {"": 0} if cuda_available() else {"": "cpu"}
+    if cfg.training.quantization == "fp8" and cuda_available():
+        from bioreview_assets.ml.training.fp8 import check_fp8_device
+
+        check_fp8_device("cuda:0")  # before loading a bf16 base that this GPU could not train in FP8
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     except ValueError as err:
@@ -84,6 +88,10 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
         base = load_training_model(cfg, base_path)
     else:
         device_map = {"": 0} if cuda_available() else {"": "cpu"}
+    if cfg.training.quantization == "fp8" and cuda_available():
+        from bioreview_assets.ml.training.fp8 import check_fp8_device
+
+        check_fp8_device("cuda:0")  # before loading a bf16 base that this GPU could not train in FP8
         base = AutoModelForCausalLM.from_pretrained(
             str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
         )

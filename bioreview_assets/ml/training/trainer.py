@@ -114,6 +114,10 @@ def build_trainer(
     # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
     trainer.remove_callback(PrinterCallback)
     check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
+    if training.quantization == "fp8":
+        from bioreview_assets.ml.training.fp8 import convert_base_linears_to_fp8
+
+        convert_base_linears_to_fp8(trainer.model)  # after LoRA wraps the bf16 base, before the optimizer exists
     return trainer
 
 

@@ -1,0 +1,100 @@
+"""The FP8 frozen base (ml/training/fp8.py) on CPU, through torch's reference _scaled_mm: same maths as on Hopper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bioreview_assets.ml.training.fp8 import (
+    FP8FrozenLinear,
+    FP8Unsupported,
+    check_fp8_device,
+    convert_base_linears_to_fp8,
+    quantize_rowwise,
+)
+
+from bioreview_assets_tests.ml.test_training import corpus, tiny_cache, tiny_cfg, tiny_env  # noqa: F401
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).norm() / b.norm())
+
+
+def test_rowwise_quantisation_keeps_each_rows_scale():
+    x = torch.randn(64, 256) * torch.logspace(-3, 3, 64)[:, None]  # rows six decades apart
+    q, scale = quantize_rowwise(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (64, 1)
+    restored = q.float() * scale
+    # e4m3 keeps 3 mantissa bits: about 3% relative error per element, in every row whatever its magnitude
+    for row, original in zip(restored, x):
+        assert relative_error(row, original) < 0.05
+
+
+def test_fp8_linear_forward_and_input_gradient_match_the_bf16_linear():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 192, bias=True).to(torch.bfloat16)
+    fp8 = FP8FrozenLinear.from_linear(linear)
+    x = torch.randn(3, 40, 256, dtype=torch.bfloat16, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+
+    y, y_ref = fp8(x), linear(x_ref)
+    assert y.shape == y_ref.shape == (3, 40, 192) and y.dtype == torch.bfloat16
+    assert 0 < relative_error(y, y_ref) < 0.06  # quantised (not a bf16 copy), and close
+
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_ref.backward(grad)
+    assert relative_error(x.grad, x_ref.grad) < 0.06
+    assert not any(p.requires_grad for p in fp8.parameters())  # frozen: nothing for the optimizer
+    assert fp8.weight_fp8.dtype == torch.float8_e4m3fn and fp8.weight_fp8.element_size() == 1
+
+
+def test_a_gpu_without_fp8_matmuls_is_refused_with_what_to_use(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    with pytest.raises(FP8Unsupported, match=r"A100.*8\.0.*quantization: nf4"):
+        check_fp8_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    check_fp8_device("cuda:0")  # Hopper passes
+
+
+def test_conversion_replaces_every_lora_base_and_leaves_lora_weights_alone(tiny_env):  # noqa: F811
+    from peft import LoraConfig, get_peft_model
+
+    from bioreview_assets.ml.models import resolve_base_model
+    from bioreview_assets.ml.training import load_training_model
+
+    cfg = tiny_cfg(quantization="none", bf16=True)
+    model = get_peft_model(load_training_model(cfg, resolve_base_model(cfg)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    ids = torch.tensor([list(range(5, 69))])
+    with torch.no_grad():
+        reference = model(input_ids=ids, labels=ids).loss
+
+    assert convert_base_linears_to_fp8(model) == 14  # 7 projections x 2 layers
+    after = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert after.keys() == lora_before.keys()
+    assert all(torch.equal(after[n], lora_before[n]) and after[n].dtype == lora_before[n].dtype for n in after)
+    assert type(model.get_output_embeddings()) is torch.nn.Linear  # lm_head is not a LoRA base: stays as it was
+
+    loss = model(input_ids=ids, labels=ids).loss
+    assert abs(loss.item() - reference.item()) / reference.item() < 0.02
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in after.values())  # LoRA still learns
+
+
+def test_build_trainer_trains_on_an_fp8_base(tiny_env, tmp_path):  # noqa: F811
+    from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
+    from bioreview_assets.ml.training import build_trainer, load_training_model
+    from bioreview_assets.ml.training.features import featurize_rows
+
+    cfg = tiny_cfg(quantization="fp8", max_steps=2, gradient_accumulation_steps=1, save_steps=10, eval_subset=0)
+    train, _ = corpus(2, 0)
+    features, _ = featurize_rows(load_tokenizer(cfg), train, cfg.training.max_length)
+    trainer = build_trainer(load_training_model(cfg, resolve_base_model(cfg)), load_tokenizer(cfg), cfg.training,
+                            features, [], tmp_path)
+    assert sum(isinstance(m, FP8FrozenLinear) for m in trainer.model.modules()) == 14
+    result = trainer.train()
+    assert result.global_step == 2 and result.training_loss > 0
