@@ -73,6 +73,7 @@ if "--no-fla" in sys.argv:  # before transformers is imported: it picks the Gate
     sys.meta_path.insert(0, _BlockFla())
 
 import argparse
+import dataclasses
 import contextlib
 import gc
 import json
@@ -250,6 +251,63 @@ def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, genera
     return out
 
 
+def kernel_family(name: str) -> str:
+    lowered = name.lower()
+    for family, needles in (
+        ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn", "softmax")),
+        ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "matmul", "splitk")),
+        ("copy / cache update", ("copy", "index_put", "scatter", "cat", "memcpy", "memset")),
+        ("elementwise / reduce", ("elementwise", "reduce", "at::native")),
+    ):
+        if any(needle in lowered for needle in needles):
+            return family
+    return "other"
+
+
+def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, prefill_chunk: int) -> list[str]:
+    """Device time by kernel family of `steps` decode steps at `batch_size` (a prefill-only run is subtracted)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = SamplingSpec(max_new_tokens=1, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
+    kwargs = {"prefill_chunk_size": prefill_chunk, "cache_implementation": "static", "disable_compile": True}
+
+    def run(new_tokens: int) -> tuple[float, dict[str, float], dict[str, float]]:
+        backend = TransformersBackend(model, tokenizer, dataclasses.replace(spec, max_new_tokens=new_tokens),
+                                      batch_size=batch_size, generate_kwargs=kwargs)
+        sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            started = time.perf_counter()
+            backend.generate(requests[:batch_size], lambda result: None)
+            sync()
+            wall = time.perf_counter() - started
+        families: dict[str, float] = {}
+        kernels: dict[str, float] = {}
+        for event in prof.key_averages():
+            if event.device_type != DeviceType.CUDA:
+                continue
+            us = getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0)
+            kernels[event.key] = kernels.get(event.key, 0) + us
+            families[kernel_family(event.key)] = families.get(kernel_family(event.key), 0) + us
+        return wall, families, kernels
+
+    wall_1, families_1, kernels_1 = run(1)
+    wall_n, families_n, kernels_n = run(1 + steps)
+    per_step = (wall_n - wall_1) / steps * 1000
+    lines = [f"decode profile, batch {batch_size}, {steps} steps (prefill-only run subtracted): "
+             f"{per_step:.1f} ms/step wall (under the profiler)"]
+    device_total = sum(families_n.values()) - sum(families_1.values())
+    lines.append(f"  device time {device_total / steps / 1000:.1f} ms/step; by kernel family:")
+    for family in sorted(families_n, key=lambda f: -(families_n[f] - families_1.get(f, 0))):
+        ms = (families_n[family] - families_1.get(family, 0)) / steps / 1000
+        lines.append(f"    {family:<24} {ms:8.2f} ms/step")
+    lines.append("  top kernels (ms/step):")
+    deltas = {k: (v - kernels_1.get(k, 0)) / steps / 1000 for k, v in kernels_n.items()}
+    for name, ms in sorted(deltas.items(), key=lambda kv: -kv[1])[:10]:
+        lines.append(f"    {ms:8.2f}  {name[:110]}")
+    return lines
+
+
 def run_reference(model_dir: Path, tokenizer, requests, *, new_tokens: int, device: str) -> Measurement:
     """The reference's path: 4-bit NF4 base + unmerged LoRA r16, batch 1, HF generate, sampling T=0.1."""
     from peft import LoraConfig, get_peft_model
@@ -341,6 +399,8 @@ def main() -> int:
     parser.add_argument("--variants", default="static,dynamic", help="comma list of: static, dynamic, compiled")
     parser.add_argument("--deadline", type=float, default=480.0, help="start no setup of ours after this many s")
     parser.add_argument("--out", type=Path, help="also write the printed report here")
+    parser.add_argument("--profile-decode", type=int, default=0, metavar="STEPS",
+                        help="profile STEPS decode steps of one batch (kernel families) before the setups")
     args = parser.parse_args()
     args.shape = args.shape or ("tiny" if args.tiny else "qwen3-8b")
     if args.shape.startswith("tiny") and not args.tiny:
@@ -444,6 +504,12 @@ def main() -> int:
             log("saved the random weights (the reference loads them in 4-bit, the compiled run reloads them)")
         header.append(f"linear attention{tag}: {linear_attention_kernels()}")
         log(header[-1])
+        if args.profile_decode:
+            for line in profile_decode(model, tokenizer, requests, batch_size=args.batch_size,
+                                       steps=args.profile_decode, prefill_chunk=args.prefill_chunk):
+                log(line)
+                header.append(line)
+            free()
         for key in [k for k in chosen if k != "compiled"]:
             run_variant(key, model)
         del model

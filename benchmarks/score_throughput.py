@@ -113,6 +113,52 @@ def harness_style(model, articles, predictions, threshold: float) -> tuple[list[
     return matched, time.perf_counter() - t0
 
 
+class _TimedTokenizer:
+    """The embedder's Rust tokenizer, adding the time of each encode_batch call (on the worker thread) to `parts`."""
+
+    def __init__(self, tokenizer, parts: dict):
+        self._tokenizer, self._parts = tokenizer, parts
+
+    def encode_batch(self, texts):
+        t = time.perf_counter()
+        out = self._tokenizer.encode_batch(texts)
+        self._parts["tokenise (worker thread)"] += time.perf_counter() - t
+        return out
+
+
+def timed_parts(embedder, cache: EmbeddingCache) -> tuple[dict, callable]:
+    """Where a cold encode's time goes: embedder.encode (tokenise + forward + copy back), tokenise, shard writes.
+
+    Returns the dict being filled and a function that undoes the instrumentation.
+    """
+    from collections import defaultdict
+
+    parts: dict[str, float] = defaultdict(float)
+    encode, write, tokenizer = embedder.encode, cache._write_shard, getattr(embedder, "_tokenizer", None)
+
+    def timed_encode(texts):
+        t = time.perf_counter()
+        out = encode(texts)
+        parts["embedder.encode"] += time.perf_counter() - t
+        return out
+
+    def timed_write(*a, **k):
+        t = time.perf_counter()
+        write(*a, **k)
+        parts["shard writes"] += time.perf_counter() - t
+
+    embedder.encode, cache._write_shard = timed_encode, timed_write
+    if tokenizer is not None:
+        embedder._tokenizer = _TimedTokenizer(tokenizer, parts)
+
+    def undo():
+        del embedder.encode
+        if tokenizer is not None:
+            embedder._tokenizer = tokenizer
+
+    return parts, undo
+
+
 def time_ours(articles, predictions, embedder, spec):
     """score_split with a cold cache (timing the encode part), then again with a warm cache in a fresh instance."""
     encode_s = 0.0
@@ -126,10 +172,16 @@ def time_ours(articles, predictions, embedder, spec):
 
     with tempfile.TemporaryDirectory() as root:
         cold_cache = EmbeddingCache(root)
+        parts, undo = timed_parts(embedder, cold_cache)
         t0 = time.perf_counter()
-        result = score_split(articles, predictions, lambda t: timed_encode(cold_cache, t), spec, bootstrap_n=1000,
-                             embedder_identity=embedder.identity)
+        try:
+            result = score_split(articles, predictions, lambda t: timed_encode(cold_cache, t), spec,
+                                 bootstrap_n=1000, embedder_identity=embedder.identity)
+        finally:
+            undo()
         cold_s = time.perf_counter() - t0
+        parts["cache keys, lookups, other"] = encode_s - parts["embedder.encode"] - parts["shard writes"]
+        print("      cold encode parts: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()), flush=True)
         warm_cache = EmbeddingCache(root)
         t0 = time.perf_counter()
         score_split(articles, predictions, lambda t: warm_cache.encode(embedder, t), spec, bootstrap_n=1000,

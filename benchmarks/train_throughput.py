@@ -65,6 +65,10 @@ SHAPES = {
     "qwen2.5-14b": ("Qwen2Config", {"hidden_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 40,
                                     "num_key_value_heads": 8, "intermediate_size": 13824, "vocab_size": 152064,
                                     "max_position_embeddings": 32768, "rope_theta": 1_000_000.0}, SEVEN),
+    # --guard's small model: big enough for realistic matmul shapes and numerics, trained 200 steps in seconds.
+    "guard": ("Qwen3Config", {"hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 16,
+                              "num_key_value_heads": 8, "intermediate_size": 3072, "vocab_size": 8192, "head_dim": 64,
+                              "max_position_embeddings": 4096}, SEVEN),
     "tiny": ("Qwen3Config", {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
                              "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 2048, "head_dim": 64,
                              "max_position_embeddings": 40960}, SEVEN),
@@ -182,6 +186,61 @@ def random_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     return rows
 
 
+def chain_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
+    """Rows that can be learnt: each token is a fixed permutation of the one before (over the first 512 ids).
+
+    For --guard: on random tokens the loss of a random model hardly moves, so equal curves would prove nothing;
+    here it falls from ln(vocab) as the adapter learns the marginal and then the map.
+    """
+    import torch
+
+    from bioreview_assets.ml.training.features import IGNORE_INDEX, Features
+
+    alphabet = min(512, vocab - 10)
+    permutation = torch.randperm(alphabet, generator=torch.Generator().manual_seed(0)) + 10
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        token = int(torch.randint(10, 10 + alphabet, (1,), generator=generator))
+        ids = []
+        for _ in range(seq):
+            ids.append(token)
+            token = int(permutation[token - 10])
+        labels = [IGNORE_INDEX] * (seq - supervised) + ids[seq - supervised :]
+        rows.append(Features(input_ids=ids, labels=labels, prompt_tokens=seq - supervised, end_marker=""))
+    return rows
+
+
+def run_guard(args, env: dict) -> None:
+    """Loss curves of each --guard-variants setup from the same start and rows; the first one is the reference."""
+    window = 20
+    curves = {}
+    for variant in args.guard_variants.split(","):
+        result = run_in_child(variant)
+        if "losses" not in result:
+            print(f"{variant}: no loss curve ({result.get('error', 'no result')})")
+            continue
+        curves[variant] = result["losses"]
+    if not curves:
+        return
+    reference_name, reference = next(iter(curves.items()))
+    means = {name: [sum(c[i:i + window]) / len(c[i:i + window]) for i in range(0, len(c), window)]
+             for name, c in curves.items()}
+    print(f"\nquality guard: shape {args.shape}, {args.steps} steps, seq {args.seq}, lr {args.learning_rate}; "
+          f"mean loss per {window} steps; reference {reference_name}")
+    print(f"{'steps':>9} " + " ".join(f"{name:>12}" for name in means))
+    for i, start in enumerate(range(0, len(reference), window)):
+        print(f"{start + 1:>4}-{min(start + window, len(reference)):<4} "
+              + " ".join(f"{m[i]:>12.4f}" if i < len(m) else f"{'':>12}" for m in means.values()))
+    for name, m in means.items():
+        if name == reference_name:
+            continue
+        deviation = max(abs(a - b) / b for a, b in zip(m, means[reference_name]))
+        verdict = "PASS" if deviation <= 0.01 else "FAIL"
+        print(f"{name}: largest deviation of a {window}-step mean from {reference_name}: {deviation:.2%} "
+              f"(limit 1%) -> {verdict}")
+
+
 def tiny_tokenizer():
     """A tokenizer object for the trainer (rows are pre-tokenised; only pad/eos ids are read)."""
     from tokenizers import Tokenizer, models
@@ -273,6 +332,68 @@ def run_baseline(config, rows, args) -> dict:
     return result
 
 
+# ------------------------------------------------------------------------------------------------------- unsloth
+
+
+def random_checkpoint(config, args) -> Path:
+    """The shape's random bf16 weights saved once as a checkpoint folder (Unsloth loads and quantises a folder)."""
+    folder = Path(args.checkpoint_dir) / f"{args.shape}-random"
+    if (folder / "config.json").exists():
+        return folder
+    model = build_model(config, nf4=False)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tiny_tokenizer().save_pretrained(str(folder))
+    del model
+    reset_memory()
+    return folder
+
+
+def run_unsloth(config, rows, args) -> dict:
+    """Unsloth's published QLoRA path: FastLanguageModel 4-bit load, its get_peft_model and "unsloth" checkpointing.
+
+    The step is a plain loop (forward with labels, backward, 8-bit AdamW): Unsloth's speed is in its patched model
+    (fused LoRA MLP/QKV kernels, its RoPE/RMSNorm kernels, its chunked cross-entropy), not in a trainer. Runs in its
+    own process with Unsloth's pinned libraries (transformers <= 5.17, trl <= 1.15: --unsloth-pythonpath).
+    """
+    import unsloth  # noqa: F401  (first: it patches transformers and peft on import)
+    import bitsandbytes as bnb
+    import torch
+    from unsloth import FastLanguageModel
+
+    folder = random_checkpoint(config, args)
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=str(folder), max_seq_length=args.seq, dtype=torch.bfloat16, load_in_4bit=True,
+        local_files_only=True,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model, r=16, lora_alpha=32, lora_dropout=0.0, bias="none", target_modules=lora_targets(args.shape),
+        use_gradient_checkpointing="unsloth", random_state=0, max_seq_length=args.seq,
+    )
+    FastLanguageModel.for_training(model)
+    optimizer = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    reset_memory()
+    times, losses = [], []
+    for features in rows[: args.warmup + args.steps]:
+        ids = torch.tensor([features.input_ids], device=device())
+        labels = torch.tensor([features.labels], device=device())
+        sync()
+        started = time.perf_counter()
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter() - started)
+        losses.append(loss.item())
+    result = summarise("unsloth", times, args.seq, args.warmup, {
+        "unsloth": getattr(unsloth, "__version__", "?"), "loss": round(losses[-1], 4),
+        "gradient_checkpointing": "unsloth",
+    })
+    del model, optimizer
+    reset_memory()
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------------- ours
 
 
@@ -301,13 +422,13 @@ def step_timer():
     return StepTimer()
 
 
-def training_config(args, *, nf4: bool, liger: str, sac_layers=0, offload: bool = False):
+def training_config(args, *, quantization: str, liger: str, sac_layers=0, offload: bool = False):
     """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in."""
     values = dict(
-        quantization="nf4" if nf4 else "none", max_length=args.seq,
+        quantization=quantization, max_length=args.seq,
         lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": lora_targets(args.shape), "scope": "all"},
         epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=1,
-        learning_rate=2e-4, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
+        learning_rate=args.learning_rate, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
         gradient_checkpointing=True, liger=liger, selective_checkpointing_layers=sac_layers,
         activation_offloading=offload,
     )
@@ -333,12 +454,13 @@ def stand_in_training_config(values: dict):
 # stops before its base matmul). Any variant takes suffixes: "+sac" (every layer keeps its attention output),
 # "+sacN" (the first N layers do), "+offload" (checkpointed layer inputs go to pinned host memory).
 OURS = {
-    "ours-plain": (True, "auto", "peft"),
-    "ours-addmm": (True, "auto", "addmm"),
-    "ours": (True, "auto", "fused"),
-    "ours-noliger": (True, "off", "fused"),
-    "ours-bf16": (False, "auto", "fused"),
-    "ours-nf4lin": ("keep-linear-attention", "auto", "fused"),
+    "ours-plain": ("nf4", "auto", "peft"),
+    "ours-addmm": ("nf4", "auto", "addmm"),
+    "ours": ("nf4", "auto", "fused"),
+    "ours-noliger": ("nf4", "off", "fused"),
+    "ours-bf16": ("none", "auto", "fused"),
+    "ours-nf4lin": ("nf4-keep-linear-attention", "auto", "fused"),
+    "ours-fp8": ("fp8", "auto", "fused"),
 }
 
 
@@ -372,10 +494,12 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     )
 
     base, sac_layers, offload = parse_variant(variant)
-    nf4, liger, lora_forward = OURS[base]
-    keep_bf16 = ("linear_attn",) if nf4 == "keep-linear-attention" else ()
-    training = training_config(args, nf4=bool(nf4), liger=liger, sac_layers=sac_layers, offload=offload)
-    model = build_model(config, nf4=bool(nf4), keep_bf16=keep_bf16)
+    quantization, liger, lora_forward = OURS[base]
+    nf4 = quantization.startswith("nf4")
+    keep_bf16 = ("linear_attn",) if quantization == "nf4-keep-linear-attention" else ()
+    training = training_config(args, quantization="nf4" if nf4 else quantization, liger=liger,
+                               sac_layers=sac_layers, offload=offload)
+    model = build_model(config, nf4=nf4, keep_bf16=keep_bf16)  # fp8: a bf16 base, converted by build_trainer
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)
     check_no_upcast(model, compute_dtype())
@@ -391,10 +515,11 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         with lora:
             trainer.train()
             result = summarise(variant, timer.times, args.seq, args.warmup, {
-                "shape": args.shape, "kept_bf16": list(keep_bf16), "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
+                "shape": args.shape, "quantization": quantization, "kept_bf16": list(keep_bf16), "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
                 "optim": str(trainer.args.optim), "lora_forward": lora_forward,
                 "selective_checkpointing_layers": sac_layers,
                 "activation_offloading": trainer.args.activation_offloading,
+                **({"losses": [round(x, 5) for x in timer.losses]} if args.guard else {}),
             })
             if profile:
                 result["profile"] = profile_step(trainer, rows[0])
@@ -525,14 +650,19 @@ def environment() -> dict:
 
 
 RESULT_PREFIX = "RESULT "
+UNSLOTH_PYTHONPATH = ""  # set from --unsloth-pythonpath
 
 
 def run_variant(config, rows, args, variant: str) -> dict:
     """One setup in this process; errors become a result row so that the other setups' figures still print."""
     started = time.time()
     try:
-        result = (run_baseline(config, rows, args) if variant == "baseline"
-                  else run_ours(config, rows, args, variant, profile=variant == args.profile))
+        if variant == "baseline":
+            result = run_baseline(config, rows, args)
+        elif variant == "unsloth":
+            result = run_unsloth(config, rows, args)
+        else:
+            result = run_ours(config, rows, args, variant, profile=variant == args.profile)
     except Exception as err:  # noqa: BLE001
         traceback.print_exc()
         result = {"setup": variant, "error": f"{type(err).__name__}: {err}"}
@@ -556,7 +686,10 @@ def run_in_child(variant: str) -> dict:
         index = argv.index("--json")
         del argv[index:index + 2]
     command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", "--variants", variant]
-    process = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if variant == "unsloth" and UNSLOTH_PYTHONPATH:  # Unsloth's own pins (transformers <= 5.17, trl <= 1.15)
+        env["PYTHONPATH"] = UNSLOTH_PYTHONPATH
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
     result = None
     for line in process.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -581,8 +714,24 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--profile", default="ours", help="variant to profile one extra step of ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="write results here after every setup")
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--unsloth-pythonpath", default="",
+                        help="PYTHONPATH of the unsloth setup's process (its pinned transformers/trl/datasets)")
+    parser.add_argument("--checkpoint-dir", default=tempfile.gettempdir(),
+                        help="where the unsloth setup saves the shape's random weights once (16 GB for qwen3-8b)")
+    parser.add_argument("--guard", action="store_true",
+                        help="quality guard: loss curves of --guard-variants on a small model over --guard-steps")
+    parser.add_argument("--guard-variants", default="ours-bf16,ours-fp8,ours")
+    parser.add_argument("--guard-steps", type=int, default=200)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one setup, result on stdout
     args = parser.parse_args()
+    global UNSLOTH_PYTHONPATH
+    UNSLOTH_PYTHONPATH = args.unsloth_pythonpath
+    if args.guard:
+        args.shape = args.shape or "guard"
+        args.seq, args.supervised = args.seq or 512, args.supervised or 256
+        args.warmup, args.steps, args.learning_rate = 0, args.guard_steps, 1e-3
+        args.profile = ""
     args.shape = args.shape or ("tiny" if args.tiny else "qwen3-8b")
     args.tiny = args.tiny or args.shape.startswith("tiny")
     args.seq = args.seq or (256 if args.tiny else 16384)
@@ -594,15 +743,21 @@ def main() -> None:
     for noisy in ("httpx", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    if args.child and args.variants == "unsloth":
+        import unsloth  # noqa: F401  (before transformers, as Unsloth requires for its patches)
     config = model_config(args.shape)
     if args.child:
-        rows = random_features(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
+        make_rows = chain_features if args.guard else random_features
+        rows = make_rows(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
         print(RESULT_PREFIX + json.dumps(run_variant(config, rows, args, args.variants)), flush=True)
         return
     env = environment()
     print(json.dumps(env), flush=True)
     print(f"shape {args.shape}, seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, "
           f"measured {args.steps}; each setup in its own process", flush=True)
+    if args.guard:
+        run_guard(args, env)
+        return
     results = []
     for variant in args.variants.split(","):
         results.append(run_in_child(variant))
