@@ -98,3 +98,24 @@ def test_build_trainer_trains_on_an_fp8_base(tiny_env, tmp_path):  # noqa: F811
     assert sum(isinstance(m, FP8FrozenLinear) for m in trainer.model.modules()) == 14
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_projections_reading_one_input_quantise_it_once(monkeypatch):
+    from bioreview_assets.ml.training import fp8
+
+    calls = []
+    real = fp8.quantize_rowwise
+    monkeypatch.setattr(fp8, "quantize_rowwise", lambda x: calls.append(x.shape) or real(x))
+    fp8._last_input.clear()
+    q, k, v = (FP8FrozenLinear.from_linear(torch.nn.Linear(64, n, bias=False)) for n in (64, 32, 32))
+    x = torch.randn(2, 8, 64, dtype=torch.bfloat16)
+    together = [layer(x) for layer in (q, k, v)]
+    assert len(calls) == 1  # q, k and v share one quantisation of x
+    x.mul_(2)  # changed in place: quantised again, not served stale
+    doubled = q(x)
+    assert len(calls) == 2
+    torch.testing.assert_close(doubled, together[0] * 2, rtol=0.07, atol=0.07)
+    y = x.clone()
+    del x
+    q(y)
+    assert len(calls) == 3  # another tensor, another quantisation

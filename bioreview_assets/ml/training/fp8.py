@@ -52,19 +52,62 @@ def _quantize_rowwise_eager(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
 
-_compiled_quantize = None
+def _quantize_scaled_rowwise_eager(x: torch.Tensor, column_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _quantize_rowwise_eager(x.float() * column_scale)
+
+
+_compiled: dict[str, object] = {}
+
+
+def _kernel(name: str, eager):
+    """The compiled (one fused kernel) form of a quantisation function on CUDA, compiled once per process."""
+    if name not in _compiled:
+        # Eager, quantisation is six passes over the tensor (abs, amax, casts, divide, clamp): at 16k tokens about a
+        # sixth of the FP8 step. Compiled, it is one reduction kernel reading the tensor and writing 1 byte/value.
+        _compiled[name] = torch.compile(eager, dynamic=True)
+    return _compiled[name]
 
 
 def quantize_rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(e4m3 tensor, fp32 scale per row) with x ~= q * scale; one fused kernel on CUDA (compiled once)."""
-    global _compiled_quantize
+    """(e4m3 tensor, fp32 scale per row) with x ~= q * scale; one fused kernel on CUDA."""
     if x.device.type != "cuda":
         return _quantize_rowwise_eager(x)
-    if _compiled_quantize is None:
-        # Eager, this is six passes over the activation (abs, amax, casts, divide, clamp): at 16k tokens about a
-        # sixth of the FP8 step. Compiled, it is one read and a 1-byte write.
-        _compiled_quantize = torch.compile(_quantize_rowwise_eager, dynamic=True)
-    return _compiled_quantize(x)
+    return _kernel("rowwise", _quantize_rowwise_eager)(x)
+
+
+def quantize_scaled_rowwise(x: torch.Tensor, column_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantize_rowwise(x * column_scale) without a separate pass for the product."""
+    if x.device.type != "cuda":
+        return _quantize_scaled_rowwise_eager(x, column_scale)
+    return _kernel("scaled_rowwise", _quantize_scaled_rowwise_eager)(x, column_scale)
+
+
+class _LastInput:
+    """The quantised form of the last input tensor, for the projections that read the same tensor.
+
+    q/k/v read one hidden state and gate/up another: quantising each once saves three of the seven activation
+    quantisations of a layer's forward. The entry holds the input only weakly and is dropped when it dies; a tensor
+    changed in place (its version counter moved) is quantised again.
+    """
+
+    def __init__(self):
+        self._entry = None
+
+    def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import weakref
+
+        entry = self._entry
+        if entry is not None and entry[0]() is x and entry[1] == x._version:
+            return entry[2], entry[3]
+        q, scale = quantize_rowwise(x.reshape(-1, x.shape[-1]))
+        self._entry = (weakref.ref(x, lambda _: self.clear()), x._version, q, scale)
+        return q, scale
+
+    def clear(self) -> None:
+        self._entry = None
+
+
+_last_input = _LastInput()
 
 
 def fp8_matmul(q_a: torch.Tensor, scale_a: torch.Tensor, q_b_colmajor: torch.Tensor, scale_b: torch.Tensor,
@@ -78,8 +121,7 @@ class _FrozenFP8Matmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, weight_scale):
-        flat = x.reshape(-1, x.shape[-1])
-        q_x, scale_x = quantize_rowwise(flat)
+        q_x, scale_x = _last_input.quantized(x)
         # weight is (out, in) row-major, so weight.t() is the column-major (in, out) operand _scaled_mm wants.
         y = fp8_matmul(q_x, scale_x, weight.t(), weight_scale.t(), x.dtype)
         ctx.save_for_backward(weight, weight_scale)
@@ -92,7 +134,7 @@ class _FrozenFP8Matmul(torch.autograd.Function):
         flat = grad_y.reshape(-1, grad_y.shape[-1])
         # grad_x = grad_y @ (q_W * s_W): s_W (per output row of W) runs along this matmul's reduction, so it is
         # folded into grad_y first; the second operand's scale is then 1.
-        q_g, scale_g = quantize_rowwise(flat * weight_scale.t().to(flat.dtype))
+        q_g, scale_g = quantize_scaled_rowwise(flat, weight_scale.t())
         ones = torch.ones((1, weight.shape[1]), dtype=torch.float32, device=weight.device)
         # The (out, in) operand must be column-major: a transposed copy of the FP8 weight, one layer at a time.
         grad_x = fp8_matmul(q_g, scale_g, weight.t().contiguous().t(), ones, grad_y.dtype)
