@@ -422,7 +422,8 @@ def step_timer():
     return StepTimer()
 
 
-def training_config(args, *, quantization: str, liger: str, sac_layers=0, offload: bool = False):
+def training_config(args, *, quantization: str, liger: str, sac_layers=0, offload: bool = False,
+                    host_embeddings: bool = False):
     """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in."""
     values = dict(
         quantization=quantization, max_length=args.seq,
@@ -430,7 +431,7 @@ def training_config(args, *, quantization: str, liger: str, sac_layers=0, offloa
         epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=1,
         learning_rate=args.learning_rate, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
         gradient_checkpointing=True, liger=liger, selective_checkpointing_layers=sac_layers,
-        activation_offloading=offload,
+        activation_offloading=offload, input_embeddings_on_host=host_embeddings,
     )
     try:
         from bioreview_assets.settings import TrainingConfig
@@ -464,23 +465,25 @@ OURS = {
 }
 
 
-def parse_variant(variant: str) -> tuple[str, int | str, bool]:
-    """(base variant, selective checkpointing layers, offloading) from a name such as 'ours+sac12+offload'."""
+def parse_variant(variant: str) -> tuple[str, int | str, bool, bool]:
+    """(base, selective checkpointing layers, offloading, host embeddings) from e.g. 'ours+sac12+offload+hostemb'."""
     base, *suffixes = variant.split("+")
     if base not in OURS:
         raise ValueError(f"unknown variant {variant!r}: base must be one of {sorted(OURS)} or 'baseline'")
     sac: int | str = 0
-    offload = False
+    offload = host_embeddings = False
     for suffix in suffixes:
         if suffix == "offload":
             offload = True
+        elif suffix == "hostemb":
+            host_embeddings = True
         elif suffix == "sac":
             sac = "all"
         elif suffix.startswith("sac") and suffix[3:].isdigit():
             sac = int(suffix[3:])
         else:
-            raise ValueError(f"unknown suffix {suffix!r} in {variant!r} (sac, sacN, offload)")
-    return base, sac, offload
+            raise ValueError(f"unknown suffix {suffix!r} in {variant!r} (sac, sacN, offload, hostemb)")
+    return base, sac, offload, host_embeddings
 
 
 def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
@@ -493,12 +496,12 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         prepare_for_kbit_free,
     )
 
-    base, sac_layers, offload = parse_variant(variant)
+    base, sac_layers, offload, host_embeddings = parse_variant(variant)
     quantization, liger, lora_forward = OURS[base]
     nf4 = quantization.startswith("nf4")
     keep_bf16 = ("linear_attn",) if quantization == "nf4-keep-linear-attention" else ()
     training = training_config(args, quantization="nf4" if nf4 else quantization, liger=liger,
-                               sac_layers=sac_layers, offload=offload)
+                               sac_layers=sac_layers, offload=offload, host_embeddings=host_embeddings)
     model = build_model(config, nf4=nf4, keep_bf16=keep_bf16)  # fp8: a bf16 base, converted by build_trainer
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)

@@ -98,6 +98,9 @@ class TrainingConfig(_Strict):
     # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory.
     selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     activation_offloading: bool = False
+    # The frozen input-embedding table (1.16 GiB for Qwen3-8B) in pinned host memory: its lookup is a gather of the
+    # row's tokens, copied to the GPU once per step (GPU only; ml/training/speed.HostEmbedding).
+    input_embeddings_on_host: bool = False
 
 
 class GenerationConfig(_Strict):

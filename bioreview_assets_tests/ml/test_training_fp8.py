@@ -119,3 +119,32 @@ def test_projections_reading_one_input_quantise_it_once(monkeypatch):
     del x
     q(y)
     assert len(calls) == 3  # another tensor, another quantisation
+
+
+def test_host_embeddings_give_the_same_rows_and_gradient_flow(tiny_env):  # noqa: F811
+    from peft import LoraConfig, get_peft_model
+
+    from bioreview_assets.ml.models import resolve_base_model
+    from bioreview_assets.ml.training import load_training_model
+    from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
+
+    cfg = tiny_cfg(quantization="none")
+    model = get_peft_model(load_training_model(cfg, resolve_base_model(cfg)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    with pytest.raises(ValueError, match="tied to lm_head"):  # the tiny model ties them: refused, not broken
+        move_input_embeddings_to_host(model)
+    lm_head = model.get_output_embeddings()
+    lm_head.weight = torch.nn.Parameter(lm_head.weight.detach().clone(), requires_grad=False)  # untied
+    ids = torch.tensor([list(range(5, 69)), list(range(100, 164))])
+    table = model.get_input_embeddings().weight.detach().clone()
+    with torch.no_grad():
+        reference = model(input_ids=ids, labels=ids).loss
+    freed = move_input_embeddings_to_host(model)
+    assert freed == table.numel() * table.element_size()
+    assert not any("embed_tokens" in name for name, _ in model.named_parameters())  # not a parameter any more
+    torch.testing.assert_close(model.get_input_embeddings()(ids), table[ids])
+    for _ in range(2):  # the reused buffer gives the second call its own rows
+        loss = model(input_ids=ids, labels=ids).loss
+    torch.testing.assert_close(loss, reference)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

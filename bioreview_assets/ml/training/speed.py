@@ -296,3 +296,81 @@ def selective_checkpointing_callback(n_layers: int | None = None):
                      len(chosen), len(layers))
 
     return SelectiveCheckpointing()
+
+
+# ------------------------------------------------------------------------------------------- host embeddings
+
+
+class HostEmbedding:
+    """A frozen input-embedding table kept in pinned host memory; forward gathers the rows and copies them over.
+
+    A training step reads 16k of its 152k rows (128 MiB at hidden 4096): one gather on the CPU and one copy over
+    PCIe (~5 ms) instead of 1.16 GiB held on the GPU. The table is a plain attribute, not a parameter, so the
+    trainer's model.to(device) leaves it where it is; it is frozen, so nothing is lost from the optimizer or the
+    adapter. The gather writes into one reused pinned buffer; the previous copy's event is waited for first.
+    """
+
+    def __init__(self, embedding, device):
+        import torch
+
+        self.pinned = torch.cuda.is_available()  # pinned memory needs a CUDA device (tests run the lookup on CPU)
+        table = embedding.weight.detach().to("cpu")
+        self.table = table.pin_memory() if self.pinned else table
+        self.device = torch.device(device)
+        self._buffer = None
+        self._copied = None
+
+    def module(self):
+        """An nn.Module that computes the lookup (what set_input_embeddings receives)."""
+        import torch
+
+        host = self
+
+        class _HostEmbeddingModule(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.num_embeddings, self.embedding_dim = host.table.shape
+
+            def forward(self, input_ids):
+                return host.lookup(input_ids)
+
+            def extra_repr(self):
+                return f"{self.num_embeddings}, {self.embedding_dim}, in pinned host memory"
+
+        return _HostEmbeddingModule()
+
+    def lookup(self, input_ids):
+        import torch
+
+        ids = input_ids.reshape(-1).to("cpu")
+        rows = len(ids)
+        if self._buffer is None or self._buffer.shape[0] < rows:
+            self._buffer = torch.empty((rows, self.table.shape[1]), dtype=self.table.dtype, pin_memory=self.pinned)
+        elif self._copied is not None:
+            self._copied.synchronize()  # the last copy out of this buffer has finished
+        out = self._buffer[:rows]
+        torch.index_select(self.table, 0, ids, out=out)
+        on_device = out.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        return on_device.view(*input_ids.shape, -1)
+
+
+def move_input_embeddings_to_host(model) -> int:
+    """Replace the model's frozen input embeddings by a HostEmbedding lookup; return the bytes freed on the GPU."""
+    import torch
+
+    embedding = model.get_input_embeddings()
+    if not isinstance(embedding, torch.nn.Embedding) or embedding.weight.requires_grad:
+        raise TypeError(f"input_embeddings_on_host needs a frozen nn.Embedding, got {type(embedding).__name__}")
+    if model.get_output_embeddings() is not None and model.get_output_embeddings().weight is embedding.weight:
+        raise ValueError("input_embeddings_on_host: the input embeddings are tied to lm_head, which needs them on the GPU")
+    freed = embedding.weight.numel() * embedding.weight.element_size()
+    host = HostEmbedding(embedding, embedding.weight.device)
+    model.set_input_embeddings(host.module())
+    del embedding
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    log.info("input embeddings in pinned host memory: %.2f GiB freed on the GPU", freed / 2**30)
+    return freed

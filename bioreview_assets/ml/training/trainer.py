@@ -118,6 +118,10 @@ def build_trainer(
         from bioreview_assets.ml.training.fp8 import convert_base_linears_to_fp8
 
         convert_base_linears_to_fp8(trainer.model)  # after LoRA wraps the bf16 base, before the optimizer exists
+    if training.input_embeddings_on_host and cuda_available():
+        from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
+
+        move_input_embeddings_to_host(trainer.model)  # after the trainer's model.to(device)
     return trainer
 
 
