@@ -208,14 +208,21 @@ def run_ranks(world_size: int, spec: Path, failures: Path, env: dict[str, str],
 
 def relay(line: str, progress: Progress | None, tail: deque) -> None:
     """One output line of the ranks: a log record re-logged here, a progress event forwarded, anything else logged."""
-    if line.startswith(LOG_PREFIX):
-        record = json.loads(line[len(LOG_PREFIX):])
-        prefix = "" if record["rank"] == 0 else f"[rank {record['rank']}] "
-        logging.getLogger(record["name"]).log(record["level"], "%s%s", prefix, record["message"])
-    elif line.startswith(EVENT_PREFIX):
-        if progress is not None:
-            progress(json.loads(line[len(EVENT_PREFIX):]))
-    elif line.strip():
+    try:
+        if line.startswith(LOG_PREFIX):
+            record = json.loads(line[len(LOG_PREFIX):])
+            prefix = "" if record["rank"] == 0 else f"[rank {record['rank']}] "
+            logging.getLogger(record["name"]).log(record["level"], "%s%s", prefix, record["message"])
+            return
+        if line.startswith(EVENT_PREFIX):
+            event = json.loads(line[len(EVENT_PREFIX):])
+            if progress is not None:
+                progress(event)
+            return
+    except (ValueError, KeyError):
+        # Two ranks writing more than a pipe buffer at once can interleave their lines: keep the text as it came.
+        pass
+    if line.strip():
         tail.append(line)
         log.info("torchrun: %s", line)
 
