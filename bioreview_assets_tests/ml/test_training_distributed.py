@@ -31,6 +31,19 @@ def adapter_tensors(folder):
     return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
 
 
+def train_with_fault(cfg, train, val, out, fault):
+    """train_adapter's multi-rank path (same guards and resume point), with a rank that dies on purpose."""
+    from bioreview_assets.ml.runtime_env import library_versions
+    from bioreview_assets.ml.training.checkpoints import run_identity
+    from bioreview_assets.ml.training.launch import train_on_ranks
+    from bioreview_assets.ml.training.recipe import prepare_run
+
+    identity = run_identity(cfg, prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
+    versions = library_versions()
+    resume = prepare_run(cfg, out, identity, versions, allow_version_mismatch=False)
+    return train_on_ranks(cfg, train, val, out, identity=identity, versions=versions, resume=resume, fault=fault)
+
+
 @pytest.fixture(scope="module")
 def one_rank(tmp_path_factory):
     """The reference: the same training in this process, one rank (today's path)."""
@@ -53,7 +66,7 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
 
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.ml.training.checkpoints import CHECKPOINT_MARKER, WorldSizeChangeError
-    from bioreview_assets.ml.training.launch import DistributedTrainingError, RankFault, train_distributed
+    from bioreview_assets.ml.training.launch import DistributedTrainingError, RankFault
 
     reference_dir, reference = one_rank
     train, val = corpus()
@@ -63,8 +76,7 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
     # rank 1 dies after optimizer step 3 (no exception, as a killed process): the step fails naming rank 1
     started = time.time()
     with pytest.raises(DistributedTrainingError) as failed:
-        train_distributed(parallel_cfg(2), train, val, out, fault=RankFault(rank=1, after_step=3, exit_code=17),
-                          **kwargs)
+        train_with_fault(parallel_cfg(2), train, val, out, RankFault(rank=1, after_step=3, exit_code=17))
     killed_s = time.time() - started
     assert failed.value.rank == 1 and failed.value.failures[0].exitcode == 17
     message = str(failed.value)

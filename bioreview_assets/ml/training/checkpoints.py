@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name
-from bioreview_assets.ml.training import distributed
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.store.atomic import write_json_atomic
 
 if TYPE_CHECKING:  # pydantic and polars stay off the benchmarks' GPU path

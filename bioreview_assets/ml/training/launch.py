@@ -1,7 +1,8 @@
 """One adapter trained data-parallel on N GPUs of one pod: the launcher, and the torchrun agent it starts.
 
-`train_distributed` (what train_adapter calls when training.gpus > 1), in the step's own process:
+train_adapter, when training.gpus > 1, in the step's own process:
   1. the prompt-hash guard and the resume point (run identity, library versions, world size), once, before any rank;
+  then `train_on_ranks`:
   2. a spec for the ranks (config, corpus rows, resume point, tracking) in a temporary folder;
   3. torchrun's own launcher (`torch.distributed.run`: standalone rendezvous on this host, N ranks, no restarts),
      through this module's `__main__`, which writes the ranks' failures as JSON when one fails;
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bioreview_assets.ml.training.checkpoints import ResumePoint
     from bioreview_assets.ml.training.monitoring import Progress
-    from bioreview_assets.ml.training.recipe import TrainingRun
     from bioreview_assets.settings import ModelConfig, TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -88,32 +89,24 @@ class DistributedTrainingError(RuntimeError):
 # ------------------------------------------------------------------------------------------------- the launcher
 
 
-def train_distributed(
+def train_on_ranks(
     cfg: ModelConfig,
     train_rows: list[dict],
     val_rows: list[dict],
     output_dir: Path,
     *,
-    prompt_hash: str,
-    corpus_hash: str,
-    allow_version_mismatch: bool = False,
+    identity: dict,
+    versions: dict,
+    resume: ResumePoint,
     progress: Progress | None = None,
     tracking: TrackingConfig | None = None,
+    started: float | None = None,
     fault: RankFault | None = None,
-) -> TrainingRun:
-    """train_adapter on training.gpus ranks under torchrun; returns the metadata rank 0 wrote (trainer None)."""
-    from bioreview_assets.ml.runtime_env import library_versions
-    from bioreview_assets.ml.training.checkpoints import run_identity
-    from bioreview_assets.ml.training.recipe import TrainingRun, check_prompt_hash, prepare_run
-
-    started = time.time()
+) -> dict:
+    """Run recipe.run_training on training.gpus ranks from `resume` (train_adapter took it); rank 0's metadata."""
     output_dir = Path(output_dir)
     world_size = cfg.training.gpus
     check_devices(world_size, cfg.training.strategy)
-    check_prompt_hash(train_rows + val_rows, prompt_hash)
-    identity = run_identity(cfg, prompt_hash=prompt_hash, corpus_hash=corpus_hash)
-    versions = library_versions()
-    resume = prepare_run(cfg, output_dir, identity, versions, allow_version_mismatch=allow_version_mismatch)
     # On the pod's local disk, never under output_dir: the adapter folder is published as it is.
     with tempfile.TemporaryDirectory(prefix="bioreview-ranks-") as tmp:
         folder = Path(tmp)
@@ -126,7 +119,7 @@ def train_distributed(
             "versions": versions,
             "resume": resume.to_json(),
             "tracking": tracking.model_dump(mode="json") if tracking is not None else None,
-            "started": started,
+            "started": started or time.time(),
             "fault": fault.__dict__ if fault else None,
         }
         (folder / "spec.json").write_text(json.dumps(spec))
@@ -136,7 +129,7 @@ def train_distributed(
     meta_file = output_dir / "adapter_meta.json"
     if not meta_file.exists():
         raise RuntimeError(f"every rank exited 0 but rank 0 wrote no {meta_file}")
-    return TrainingRun(trainer=None, meta=json.loads(meta_file.read_text()))
+    return json.loads(meta_file.read_text())
 
 
 def check_devices(world_size: int, strategy: str = "ddp") -> None:

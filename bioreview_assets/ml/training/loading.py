@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bioreview_assets.ml.kernels import speed_kernels
-from bioreview_assets.ml.training import distributed
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.speed import (
     attn_implementation,
     check_no_upcast,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bioreview_assets.ml.runtime_env import library_versions
-from bioreview_assets.ml.training import distributed
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.checkpoints import CheckpointMarker, ResumePoint, prepare_checkpoints, run_identity
 from bioreview_assets.ml.training.features import featurize_rows, fixed_subset
 from bioreview_assets.ml.training.loading import load_training_model
@@ -73,12 +73,6 @@ def train_adapter(
     Returns the metadata written to adapter_meta.json (`.meta`) and the trainer (tests compare the in-memory adapter
     with the reloaded one). With training.gpus > 1 the same training runs under torchrun on that many ranks.
     """
-    if cfg.training.gpus > 1:
-        from bioreview_assets.ml.training.launch import train_distributed
-
-        return train_distributed(cfg, train_rows, val_rows, output_dir, prompt_hash=prompt_hash,
-                                 corpus_hash=corpus_hash, allow_version_mismatch=allow_version_mismatch,
-                                 progress=progress, tracking=tracking)
     from bioreview_assets.ml.models import load_tokenizer
 
     started = time.time()
@@ -86,6 +80,15 @@ def train_adapter(
     check_prompt_hash(train_rows + val_rows, prompt_hash)
     identity = run_identity(cfg, prompt_hash=prompt_hash, corpus_hash=corpus_hash)
     versions = library_versions()
+    if cfg.training.gpus > 1:
+        from bioreview_assets.ml.training.launch import check_devices, train_on_ranks
+
+        check_devices(cfg.training.gpus, cfg.training.strategy)
+        # The resume point is taken here, once; every rank featurises the rows itself (ml/training/worker.py).
+        resume = prepare_run(cfg, output_dir, identity, versions, allow_version_mismatch=allow_version_mismatch)
+        meta = train_on_ranks(cfg, train_rows, val_rows, output_dir, identity=identity, versions=versions,
+                              resume=resume, progress=progress, tracking=tracking, started=started)
+        return TrainingRun(trainer=None, meta=meta)
     tokenizer = load_tokenizer(cfg)
     featurized = featurize(cfg, tokenizer, train_rows, val_rows)
     resume = prepare_run(cfg, output_dir, identity, versions, allow_version_mismatch=allow_version_mismatch)

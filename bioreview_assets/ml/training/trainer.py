@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bioreview_assets.ml.lora_targets import check_lora_coverage, peft_target_modules
-from bioreview_assets.ml.training import distributed
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.features import Features
 from bioreview_assets.ml.training.speed import cuda_available, use_activation_offloading
 from bioreview_assets.ml.training.speed import selective_checkpointing_callback, selective_checkpointing_layers

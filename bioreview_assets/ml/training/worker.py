@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from bioreview_assets.ml.training import distributed
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.launch import EVENT_PREFIX, LOG_PREFIX, RankFault
 
 log = logging.getLogger(__name__)
