@@ -73,7 +73,7 @@ def train_adapter(
     Returns the metadata written to adapter_meta.json (`.meta`) and the trainer (tests compare the in-memory adapter
     with the reloaded one). With training.gpus > 1 the same training runs under torchrun on that many ranks.
     """
-    from bioreview_assets.ml.models import load_tokenizer
+    from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
 
     started = time.time()
     output_dir = Path(output_dir)
@@ -84,7 +84,9 @@ def train_adapter(
         from bioreview_assets.ml.training.launch import check_devices, train_on_ranks
 
         check_devices(cfg.training.gpus, cfg.training.strategy)
-        # The resume point is taken here, once; every rank featurises the rows itself (ml/training/worker.py).
+        # Built or found here, once: N ranks building one cached base at the same time would race (missing hub
+        # weights fail here too). The resume point likewise; every rank featurises the rows itself (worker.py).
+        resolve_base_model(cfg)
         resume = prepare_run(cfg, output_dir, identity, versions, allow_version_mismatch=allow_version_mismatch)
         meta = train_on_ranks(cfg, train_rows, val_rows, output_dir, identity=identity, versions=versions,
                               resume=resume, progress=progress, tracking=tracking, started=started)
