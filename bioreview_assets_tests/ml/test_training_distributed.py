@@ -6,7 +6,7 @@ the same two micro-batch gradients (a + b on one rank, an all-reduce of a and b 
 is commutative), the loss is scaled by 2 and the gradients divided by 2 (exact in binary), and every other operation
 is the same per row in the same global order. So the loss curve and the adapter are bit-identical, and a wrong
 effective batch, data order or resume shows as an inequality. With more micro-batches per step the sums are
-reassociated across ranks and the results differ at fp32 rounding level (not tested here).
+reassociated across ranks and the results can differ at fp32 rounding level (not tested here).
 """
 
 from __future__ import annotations
