@@ -26,8 +26,16 @@ LoRA also on in_proj_qkv/in_proj_z/out_proj as in configs/models/qwen3.5-9b.yaml
 its Triton kernels, the header says whether they are loaded), qwen2.5-14b (48 layers, hidden 5120); tiny-* shapes
 of each for CPU smoke tests. Random weights from the config only: nothing is downloaded.
 
+Several GPUs (--gpus N): the `ours` setup (or --variants) under torchrun with N ranks, DDP as train_adapter runs
+training.gpus: N (NVLink multicast off, one rank per GPU). Each rank trains batch 1 per step on rows of its own
+(the random rows of seeds 1..N, dealt by the trainer's sampler); with one rank they are exactly the rows of the
+default path, so `--gpus 1` (torchrun, one rank) is comparable with it. Reported: every rank's tokens/s and their total; scaling
+efficiency is total(N) / (N x total(1)) of two such runs.
+
 Run:  python benchmarks/train_throughput.py            (GPU: the figures in benchmarks/results/)
       python benchmarks/train_throughput.py --tiny     (CPU smoke test of the same code paths)
+      python benchmarks/train_throughput.py --gpus 8   (one host, 8 GPUs: per-rank and total tokens/s)
+      python benchmarks/train_throughput.py --tiny --gpus 2   (2 CPU ranks over gloo)
       python benchmarks/train_throughput.py --shape qwen3.5-9b --variants ours,ours-nf4lin,ours-bf16
       python benchmarks/train_throughput.py --shape qwen2.5-14b --variants ours --warmup 1 --steps 1
 The GPU path imports no pydantic/dagster (a stand-in config object is used when pydantic is missing).
@@ -112,7 +120,31 @@ def linear_attention_kernels() -> str:
 def device():
     import torch
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu")
+
+
+def world_size() -> int:
+    """Ranks of this run: torchrun's WORLD_SIZE under --gpus, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def rank_rows(args, vocab: int) -> list:
+    """warmup + steps rows per rank: seed 1's (the single-process run's rows) then seed 2's, ... up to seed N's.
+
+    The trainer's seeded shuffle deals them to the ranks, warmup + steps distinct rows each; every row has the same
+    length and supervised span, so every rank's step costs the same as the single-process step.
+    """
+    n = args.warmup + args.steps
+    make_rows = chain_features if args.guard else random_features
+    return [row for r in range(world_size()) for row in make_rows(n, args.seq, args.supervised, vocab, seed=1 + r)]
 
 
 def compute_dtype():
@@ -424,12 +456,18 @@ def step_timer():
 
 def training_config(args, *, quantization: str, liger: str, sac_layers=0, offload: bool = False,
                     host_embeddings: bool = False):
-    """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in."""
+    """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in.
+
+    On N ranks the effective batch is N rows (one per rank and step), as training.gpus: N divides it.
+    """
+    ranks = world_size()
     values = dict(
         quantization=quantization, max_length=args.seq,
         lora={"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": lora_targets(args.shape), "scope": "all"},
-        epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=1,
-        learning_rate=args.learning_rate, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6, eval_subset=0,
+        epochs=1, max_steps=args.warmup + args.steps, per_device_batch_size=1, gradient_accumulation_steps=ranks,
+        gpus=ranks,
+        learning_rate=args.learning_rate, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6,
+        eval_subset=0,
         gradient_checkpointing=True, liger=liger, selective_checkpointing_layers=sac_layers,
         activation_offloading=offload, input_embeddings_on_host=host_embeddings,
     )
@@ -445,7 +483,8 @@ def stand_in_training_config(values: dict):
     from types import SimpleNamespace
 
     defaults = dict(lr_scheduler="cosine", warmup_ratio=0.03, weight_decay=0.01, max_grad_norm=1.0, seed=42,
-                    save_total_limit=4, packing=False, quantization_skip_modules=[])
+                    save_total_limit=4, packing=False, quantization_skip_modules=[], gpus=1, strategy="ddp",
+                    allow_world_size_change=False)
     lora = SimpleNamespace(**values["lora"])
     return SimpleNamespace(**{**defaults, **values, "lora": lora})
 
@@ -508,7 +547,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     check_no_upcast(model, compute_dtype())
     timer = step_timer()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(model, tiny_tokenizer(), training, rows[: args.warmup + args.steps], [], Path(tmp),
+        trainer = build_trainer(model, tiny_tokenizer(), training, rows, [], Path(tmp),
                                 callbacks=[timer])
         reset_memory()
         lora = (
@@ -630,9 +669,11 @@ def print_table(results: list[dict], config, seq: int) -> None:
         if "error" in r:
             print(f"{r['setup']:<20} error: {r['error'][:100]}")
             continue
-        tflops = flops / r["step_s_median"] / 1e12
-        print(f"{r['setup']:<20} {r['tokens_per_s']:>9,.0f} {r['step_s_median']:>8.3f} {tflops:>8.0f} "
-              f"{r['peak_allocated_gib'] or 0:>15.2f} {r['peak_reserved_gib'] or 0:>18.2f}")
+        for row in [r, *r.get("ranks", [])]:
+            name = f"  rank {row['rank']}" if row is not r else r["setup"]
+            tflops = flops / row["step_s_median"] / 1e12 * (r.get("gpus", 1) if row is r else 1)
+            print(f"{name:<20} {row['tokens_per_s']:>9,.0f} {row['step_s_median']:>8.3f} {tflops:>8.0f} "
+                  f"{row['peak_allocated_gib'] or 0:>15.2f} {row['peak_reserved_gib'] or 0:>18.2f}")
 
 
 def environment() -> dict:
@@ -673,10 +714,11 @@ def run_variant(config, rows, args, variant: str) -> dict:
     return result
 
 
-def run_in_child(variant: str) -> dict:
+def run_in_child(variant: str, gpus: int | None = None) -> dict:
     """Run one setup in a fresh Python process: nothing a previous setup left on the GPU counts in its peak memory.
 
     (In one process each setup's trainer left ~1.2 GiB behind, which inflated the peaks of the setups after it.)
+    With `gpus`, the process is torchrun with that many ranks of this script (one result line per rank).
     """
     import subprocess
 
@@ -684,25 +726,62 @@ def run_in_child(variant: str) -> dict:
     if "--variants" in argv:
         index = argv.index("--variants")
         del argv[index:index + 2]
-    argv = [a for a in argv if not a.startswith("--variants=")]
+    argv = [a for a in argv if not a.startswith(("--variants=", "--gpus="))]
+    if "--gpus" in argv:
+        index = argv.index("--gpus")
+        del argv[index:index + 2]
     if "--json" in argv:
         index = argv.index("--json")
         del argv[index:index + 2]
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", "--variants", variant]
+    script = [str(Path(__file__).resolve()), *argv, "--child", "--variants", variant]
     env = dict(os.environ)
     if variant == "unsloth" and UNSLOTH_PYTHONPATH:  # Unsloth's own pins (transformers <= 5.17, trl <= 1.15)
         env["PYTHONPATH"] = UNSLOTH_PYTHONPATH
+    if gpus:
+        from bioreview_assets.ml.training.launch import rank_environment
+
+        # torchrun as train_adapter's launcher runs it (one host, no restarts), with the ranks' environment
+        # (NVLink multicast off, threads per rank).
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                   f"--nproc-per-node={gpus}", "--max-restarts=0", *script]
+        env = rank_environment(world_size=gpus)
+    else:
+        command = [sys.executable, *script]
     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
-    result = None
+    per_rank = []
     for line in process.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
+            per_rank.append(json.loads(line[len(RESULT_PREFIX):]))
         else:
             print(line, flush=True)
+    if not gpus:
+        result = per_rank[0] if per_rank else None
+    elif len(per_rank) == gpus:
+        result = combine_ranks(variant, sorted(per_rank, key=lambda r: r["rank"]))
+    else:
+        result = None
     if result is None:
-        result = {"setup": variant, "error": f"child process exited {process.returncode} without a result"}
+        result = {"setup": variant, "error": f"child process exited {process.returncode} with {len(per_rank)} "
+                                             f"result(s)"}
     print(json.dumps(result), flush=True)
     return result
+
+
+def combine_ranks(variant: str, ranks: list[dict]) -> dict:
+    """One row for N ranks: the total tokens/s (every rank trains seq tokens per step), and every rank's own row."""
+    errors = [f"rank {r['rank']}: {r['error']}" for r in ranks if "error" in r]
+    if errors:
+        return {"setup": f"{variant} x{len(ranks)}", "error": "; ".join(errors), "ranks": ranks}
+    return {
+        "setup": f"{variant} x{len(ranks)}",
+        "gpus": len(ranks),
+        "tokens_per_s": round(sum(r["tokens_per_s"] for r in ranks), 1),
+        "tokens_per_s_per_rank": [r["tokens_per_s"] for r in ranks],
+        "step_s_median": max(r["step_s_median"] for r in ranks),  # the ranks wait for each other every step
+        "peak_allocated_gib": max((r["peak_allocated_gib"] or 0) for r in ranks) or None,
+        "peak_reserved_gib": max((r["peak_reserved_gib"] or 0) for r in ranks) or None,
+        "ranks": ranks,
+    }
 
 
 def main() -> None:
@@ -714,7 +793,10 @@ def main() -> None:
     parser.add_argument("--supervised", type=int, default=None, help="answer tokens per row (2048; 32 with --tiny)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=None, help=f"default: {','.join(VARIANTS)}; ours with --gpus")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="run each setup under torchrun with this many ranks (DDP, one GPU each; CPU ranks "
+                             "over gloo without CUDA); per-rank and total tokens/s")
     parser.add_argument("--profile", default="ours", help="variant to profile one extra step of ('' for none)")
     parser.add_argument("--json", type=Path, default=None, help="write results here after every setup")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -739,6 +821,11 @@ def main() -> None:
     args.tiny = args.tiny or args.shape.startswith("tiny")
     args.seq = args.seq or (256 if args.tiny else 16384)
     args.supervised = args.supervised or (32 if args.tiny else 2048)
+    args.variants = args.variants or ("ours" if args.gpus else ",".join(VARIANTS))
+    if args.gpus is not None and args.gpus < 1:
+        parser.error("--gpus must be at least 1")
+    if args.gpus and "baseline" in args.variants.split(","):
+        parser.error("baseline is a hand-written single-process loop: it has no multi-GPU path (use ours-* setups)")
 
     import logging
 
@@ -750,20 +837,25 @@ def main() -> None:
         import unsloth  # noqa: F401  (before transformers, as Unsloth requires for its patches)
     config = model_config(args.shape)
     if args.child:
-        make_rows = chain_features if args.guard else random_features
-        rows = make_rows(args.warmup + args.steps, args.seq, args.supervised, config.vocab_size, seed=1)
-        print(RESULT_PREFIX + json.dumps(run_variant(config, rows, args, args.variants)), flush=True)
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank())  # one GPU per torchrun rank (cuda:0 without torchrun)
+        rows = rank_rows(args, config.vocab_size)
+        result = run_variant(config, rows, args, args.variants) | {"rank": rank(), "world_size": world_size()}
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
     env = environment()
     print(json.dumps(env), flush=True)
     print(f"shape {args.shape}, seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, "
-          f"measured {args.steps}; each setup in its own process", flush=True)
+          f"measured {args.steps}; each setup in its own process"
+          + (f", under torchrun with {args.gpus} rank(s)" if args.gpus else ""), flush=True)
     if args.guard:
         run_guard(args, env)
         return
     results = []
     for variant in args.variants.split(","):
-        results.append(run_in_child(variant))
+        results.append(run_in_child(variant, args.gpus))
         if args.json:
             args.json.write_text(json.dumps({"environment": env, "args": vars(args) | {"json": str(args.json)},
                                              "results": results}, indent=2))

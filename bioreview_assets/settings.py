@@ -101,6 +101,40 @@ class TrainingConfig(_Strict):
     # The frozen input-embedding table (1.16 GiB for Qwen3-8B) in pinned host memory: its lookup is a gather of the
     # row's tokens, copied to the GPU once per step (GPU only; ml/training/speed.HostEmbedding).
     input_embeddings_on_host: bool = False
+    # Data-parallel training of the one adapter on this many GPUs of one pod (torchrun, ml/training/launch.py); on a
+    # machine without CUDA the ranks are CPU processes (gloo), as the tests run them. The effective batch stays
+    # per_device_batch_size x gradient_accumulation_steps: each of the N ranks accumulates 1/N of the steps.
+    gpus: Annotated[int, Field(ge=1)] = 1
+    # ddp: a full (4-bit) base on every rank, LoRA gradients all-reduced. fsdp: the base sharded across the ranks
+    # (FSDP2; under nf4 the 4-bit weights are stored in the compute dtype, the peft/accelerate FSDP-QLoRA recipe),
+    # for models that do not fit one GPU. Only meaningful with gpus > 1.
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # Resume a checkpoint written by another number of ranks (its data order and RNG streams were another N's,
+    # so the result differs from an uninterrupted run); off: such a resume is refused.
+    allow_world_size_change: bool = False
+
+    @model_validator(mode="after")
+    def _check_parallelism(self) -> "TrainingConfig":
+        if self.gradient_accumulation_steps % self.gpus:
+            raise ValueError(
+                f"training.gradient_accumulation_steps={self.gradient_accumulation_steps} is not divisible by "
+                f"training.gpus={self.gpus}: each rank accumulates gradient_accumulation_steps / gpus micro-batches "
+                f"so that the effective batch stays per_device_batch_size x gradient_accumulation_steps"
+            )
+        if self.strategy == "fsdp" and self.gpus == 1:
+            raise ValueError("training.strategy=fsdp shards the base model across ranks: it needs training.gpus > 1 "
+                             "(one GPU trains without a strategy)")
+        if self.strategy == "fsdp" and self.quantization == "fp8":
+            raise ValueError("training.quantization=fp8 keeps the frozen base in FP8 buffers that FSDP does not shard: "
+                             "use strategy ddp, or quantization nf4 with fsdp")
+        if self.strategy == "fsdp" and (self.selective_checkpointing_layers != 0 or self.activation_offloading):
+            raise ValueError("training.strategy=fsdp checkpoints whole decoder layers through FSDP: "
+                             "selective_checkpointing_layers and activation_offloading work with ddp only")
+        return self
+
+
+# Training fields that change how many processes compute the adapter, not what it is (ModelConfig.config_hash).
+EXECUTION_FIELDS = ("gpus", "strategy", "allow_world_size_change")
 
 
 class GenerationConfig(_Strict):
@@ -153,7 +187,24 @@ class ModelConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        """What determines the adapter: every field except how many ranks compute it (EXECUTION_FIELDS).
+
+        A run on N GPUs trains the same effective batch in the same data order as one GPU, so its checkpoints keep
+        their identity and a resume with another N is refused by the checkpoint guard (not silently restarted).
+        """
+        data = self.model_dump(mode="json")
+        for field in EXECUTION_FIELDS:
+            data["training"].pop(field)
+        return stable_hash(data)
+
+    def gpus_needed(self, asset: str) -> int:
+        """GPUs the step materialising `asset` for this model uses (0 for a model that runs without a GPU).
+
+        Only `adapter` trains on training.gpus ranks; merged_model and generations use one GPU.
+        """
+        if not self.gpu:
+            return 0
+        return self.training.gpus if asset == "adapter" else 1
 
 
 class EnsembleConfig(_Strict):
@@ -340,6 +391,11 @@ def all_model_names() -> list[str]:
         names += [f"{sweep.base}@{tag}" for tag in sweep.variants]
     names += [f"{probe.model}@step{step}" for probe in project.probes for step in probe.steps]
     return names
+
+
+def max_gpus_needed(asset: str) -> int:
+    """The most GPUs a step of `asset` needs over every model partition (a pod spec set per asset, not per model)."""
+    return max((load_model(name).gpus_needed(asset) for name in all_model_names()), default=0)
 
 
 @functools.lru_cache(maxsize=None)

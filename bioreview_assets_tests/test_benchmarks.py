@@ -44,3 +44,18 @@ def test_qwen35_training_step_runs_without_pydantic(tmp_path):
     result = json.loads(line.removeprefix("RESULT "))
     assert "error" not in result, result
     assert result["tokens_per_s"] > 0 and result["kept_bf16"] == ["linear_attn"]
+
+
+def test_training_step_under_torchrun(tmp_path):
+    """`--gpus N` runs the setup under torchrun (here 1 CPU rank): the path the lead compares with the default one."""
+    out = tmp_path / "train.json"
+    command = [sys.executable, "benchmarks/train_throughput.py", "--tiny", "--gpus", "1", "--warmup", "1", "--steps",
+               "1", "--profile", "", "--json", str(out)]
+    done = subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=600)
+    (result,) = json.loads(out.read_text())["results"]
+    assert "error" not in result, result
+    assert result["setup"] == "ours x1" and result["gpus"] == 1
+    (rank,) = result["ranks"]
+    assert rank["rank"] == 0 and rank["world_size"] == 1 and rank["tokens_per_s"] > 0
+    assert result["tokens_per_s_per_rank"] == [rank["tokens_per_s"]] == [result["tokens_per_s"]]
+    assert "under torchrun with 1 rank(s)" in done.stdout and "  rank 0 " in done.stdout

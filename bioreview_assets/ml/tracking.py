@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -285,7 +284,9 @@ class Tracker:
 
 def _is_main_process() -> bool:
     # Under torchrun every rank trains; only rank 0 owns the run (the callbacks check is_world_process_zero too).
-    return os.environ.get("RANK", "0") == "0"
+    from bioreview_assets.ml.training.distributed import is_main_process
+
+    return is_main_process()
 
 
 def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelConfig, parent_meta: dict,

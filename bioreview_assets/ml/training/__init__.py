@@ -8,6 +8,9 @@
     metadata     the saved adapter and adapter_meta.json
     features     chat rows -> input_ids + completion-only labels (the one chat renderer)
     speed        GPU memory/speed features (Liger, selective checkpointing, offloading, fused LoRA forward)
+    launch       training.gpus > 1: torchrun with N ranks, log relay, the failing rank's error
+    worker       one rank under torchrun (`python -m ...worker <spec.json>`)
+    distributed  this process's ranks (torchrun's environment), the collectives beyond the trainer's
 
 Importable without pydantic or polars (the GPU benchmark box): configs are annotations only, store/ is lazy.
 """

@@ -1,7 +1,8 @@
 """Checkpoints and resume: a run's identity, the newest complete checkpoint, and checkpoint probes' copies.
 
-A checkpoint is complete once bioreview_checkpoint.json is in it (written last, after the trainer saved everything);
-checkpoints of another run identity (config, corpus, prompt) are discarded, never resumed into this run.
+A checkpoint is complete once bioreview_checkpoint.json is in it (written last, by rank 0, once every rank saved its
+part); checkpoints of another run identity (config, corpus, prompt) are discarded, never resumed into this run, and
+a checkpoint written by another number of ranks is refused unless training.allow_world_size_change says otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.store.atomic import write_json_atomic
 
 if TYPE_CHECKING:  # pydantic and polars stay off the benchmarks' GPU path
@@ -39,6 +41,20 @@ class ResumePoint:
     step: int
     version_differences: dict
     discarded: list[str]
+    world_size: int | None = None  # ranks that wrote the checkpoint resumed from (None: no resume)
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path) if self.path else None, "step": self.step,
+                "version_differences": self.version_differences, "discarded": self.discarded,
+                "world_size": self.world_size}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ResumePoint":
+        return cls(**{**data, "path": Path(data["path"]) if data["path"] else None})
+
+
+class WorldSizeChangeError(RuntimeError):
+    """The newest checkpoint was written by another number of ranks (or another strategy) than this run has."""
 
 
 def run_identity(cfg: ModelConfig, *, prompt_hash: str, corpus_hash: str) -> dict[str, str]:
@@ -46,10 +62,17 @@ def run_identity(cfg: ModelConfig, *, prompt_hash: str, corpus_hash: str) -> dic
     return {"model": cfg.name, "config_hash": cfg.config_hash(), "corpus_hash": corpus_hash, "prompt_hash": prompt_hash}
 
 
+def strategy_name(world_size: int, strategy: str) -> str:
+    """What a checkpoint records: the configured strategy, or "single" for one process (no strategy applies)."""
+    return strategy if world_size > 1 else "single"
+
+
 def prepare_checkpoints(
-    checkpoints: Path, identity: dict, versions: dict, *, allow_version_mismatch: bool
+    checkpoints: Path, identity: dict, versions: dict, *, allow_version_mismatch: bool, world_size: int = 1,
+    strategy: str = "ddp", allow_world_size_change: bool = False,
 ) -> ResumePoint:
-    """Pick the newest complete checkpoint of this run (after the version guard); clear stale and partial ones."""
+    """Pick the newest complete checkpoint of this run (after the version and world-size guards); clear stale and
+    partial ones. Runs in one process (the launcher, before any rank starts)."""
     discarded: list[str] = []
     run_file = checkpoints / RUN_FILE
     if run_file.exists() and json.loads(run_file.read_text())["identity"] != identity:
@@ -75,8 +98,29 @@ def prepare_checkpoints(
     diffs = check_versions(recorded["versions"], allow_mismatch=allow_version_mismatch, where=str(newest))
     if diffs:
         log.warning("resuming from %s despite version differences %s (allowed)", newest, diffs)
+    # Markers older than multi-GPU training carry no world size: every such run had one process.
+    recorded_world = int(recorded.get("world_size", 1))
+    if recorded_world != world_size:
+        if not allow_world_size_change:
+            raise WorldSizeChangeError(
+                f"{newest} was written by a training on {recorded_world} rank(s); this run has training.gpus="
+                f"{world_size}. Resuming would continue another run's per-rank RNG streams and data shards, so the "
+                f"adapter would differ from an uninterrupted run. Set training.gpus: {recorded_world} to resume it, "
+                f"training.allow_world_size_change: true to resume it anyway, or delete {checkpoints} to start over"
+            )
+        log.warning("resuming %s (written by %d ranks) on %d ranks (training.allow_world_size_change)", newest,
+                    recorded_world, world_size)
+    recorded_strategy = recorded.get("strategy", "single")
+    this_strategy = strategy_name(world_size, strategy)
+    if "single" not in (recorded_strategy, this_strategy) and recorded_strategy != this_strategy:
+        # DDP saves one optimizer state, FSDP a sharded one: neither loads into the other.
+        raise WorldSizeChangeError(
+            f"{newest} was written with training.strategy={recorded_strategy}, this run uses {this_strategy}: set it "
+            f"back to resume, or delete {checkpoints} to start over"
+        )
     log.info("resuming from %s", newest)
-    return ResumePoint(path=newest, step=_step_of(newest), version_differences=diffs, discarded=discarded)
+    return ResumePoint(path=newest, step=_step_of(newest), version_differences=diffs, discarded=discarded,
+                       world_size=recorded_world)
 
 
 def _checkpoint_dirs(folder: Path) -> list[Path]:
@@ -90,16 +134,24 @@ def _step_of(path: Path) -> int:
 
 
 class CheckpointMarker:
-    """Writes bioreview_checkpoint.json into each checkpoint once the trainer has saved all of it."""
+    """Writes bioreview_checkpoint.json into each checkpoint once the trainer has saved all of it (on every rank)."""
 
-    def __init__(self, identity: dict, versions: dict):
+    def __init__(self, identity: dict, versions: dict, strategy: str = "ddp"):
         self.identity = identity
         self.versions = versions
+        self.strategy = strategy
 
     def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        marker = {"identity": self.identity, "versions": self.versions, "step": state.global_step, "gpu": gpu_name()}
-        write_json_atomic(folder / CHECKPOINT_MARKER, marker)
+        # Rank 0 saves the adapter, optimizer and trainer state, every rank its own RNG state (rng_state_<rank>.pth),
+        # with no barrier after: the marker may only go in once all of them are on disk.
+        distributed.barrier()
+        ranks = distributed.current()
+        if ranks.is_main:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            marker = {"identity": self.identity, "versions": self.versions, "step": state.global_step,
+                      "gpu": gpu_name(), "world_size": ranks.world_size,
+                      "strategy": strategy_name(ranks.world_size, self.strategy)}
+            write_json_atomic(folder / CHECKPOINT_MARKER, marker)
         return control
 
 

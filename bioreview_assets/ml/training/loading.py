@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bioreview_assets.ml.kernels import speed_kernels
+import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.speed import (
     attn_implementation,
     check_no_upcast,
@@ -27,13 +28,15 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
 
     dtype = compute_dtype(cfg.training)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation()}
+    fsdp = cfg.training.strategy == "fsdp"
     if cfg.training.quantization == "nf4":
-        kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules)
-    device_map = {"": 0} if cuda_available() else {"": "cpu"}
+        kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules,
+                                                   quant_storage=dtype if fsdp else None)
+    device_map = training_device_map(cfg)
     if cfg.training.quantization == "fp8" and cuda_available():
         from bioreview_assets.ml.training.fp8 import check_fp8_device
 
-        check_fp8_device("cuda:0")  # before loading a bf16 base that this GPU could not train in FP8
+        check_fp8_device("cuda")  # this rank's GPU, before loading a bf16 base that it could not train in FP8
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     except ValueError as err:
@@ -59,8 +62,27 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
     return model
 
 
-def nf4_config(dtype, skip_modules: list[str] | None = None):
-    """bitsandbytes 4-bit NF4 with double quantisation (QLoRA), computing in `dtype`; skip_modules stay unquantised."""
+def training_device_map(cfg: ModelConfig) -> dict[str, Any]:
+    """Where this rank loads the base: its own GPU (`{"": local_rank}`), or the CPU.
+
+    DDP and the 4-bit FSDP base load whole on each rank's GPU (bitsandbytes quantises there; FSDP then keeps the
+    rank's shard). An unquantised FSDP base loads on the CPU, real weights on local rank 0 only (transformers'
+    cpu-RAM-efficient loading, switched on by the launcher), and FSDP moves each rank's shard to its GPU.
+    """
+    if not cuda_available():
+        return {"": "cpu"}
+    if cfg.training.strategy == "fsdp" and cfg.training.quantization != "nf4":
+        return {"": "cpu"}
+    return {"": distributed.current().local_rank}
+
+
+def nf4_config(dtype, skip_modules: list[str] | None = None, *, quant_storage=None):
+    """bitsandbytes 4-bit NF4 with double quantisation (QLoRA), computing in `dtype`; skip_modules stay unquantised.
+
+    quant_storage: the dtype the packed 4-bit weights are stored in (uint8 by default). FSDP shards float tensors of
+    one dtype per unit, so FSDP-QLoRA stores them in the compute dtype.
+    """
+    import torch
     from transformers import BitsAndBytesConfig
 
     extra = {"llm_int8_skip_modules": ["lm_head", *skip_modules]} if skip_modules else {}
@@ -69,6 +91,7 @@ def nf4_config(dtype, skip_modules: list[str] | None = None):
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=quant_storage or torch.uint8,
         **extra,
     )
 

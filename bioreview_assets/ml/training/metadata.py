@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from bioreview_assets.ml.kernels import speed_kernels
 from bioreview_assets.ml.lora_targets import is_language_module, peft_target_modules
 from bioreview_assets.ml.runtime_env import gpu_name
-from bioreview_assets.ml.training.checkpoints import ResumePoint
+from bioreview_assets.ml.training.checkpoints import ResumePoint, strategy_name
 from bioreview_assets.ml.training.features import FeatureStats
 from bioreview_assets.ml.training.monitoring import TrainingMonitor, has_callback
 from bioreview_assets.ml.training.speed import compute_dtype
@@ -21,10 +21,13 @@ if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs ar
 
 log = logging.getLogger(__name__)
 
-def save_adapter(model, tokenizer, target: Path) -> None:
-    """Save the LoRA adapter and tokenizer into `target` atomically (temp folder + rename)."""
+def save_adapter(model, tokenizer, target: Path, *, state_dict: dict | None = None) -> None:
+    """Save the LoRA adapter and tokenizer into `target` atomically (temp folder + rename).
+
+    state_dict: the model's full state dict where its own holds shards (FSDP); peft keeps the adapter's entries.
+    """
     with atomic_dir(target) as tmp:
-        model.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(str(tmp))
 
 
@@ -89,13 +92,18 @@ def adapter_meta(
     liger: list[str],
     output_dir: Path,
     wall_time_s: float,
+    per_rank: list[dict],
 ) -> dict:
-    """The adapter's metadata: provenance, what was trained on, how it went."""
+    """The adapter's metadata: provenance, what was trained on, how it went.
+
+    per_rank: each rank's trained tokens, training seconds and peak GPU memory (distributed.gather), rank 0 first.
+    """
     import torch
 
     model = trainer.model
     history = loss_history(trainer.state.log_history)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    peak = per_rank[0]["peak_gpu_memory_gib"]
+    fsdp = cfg.training.strategy == "fsdp" and len(per_rank) > 1
     return {
         **identity,
         "base_model": str(getattr(model.get_base_model().config, "_name_or_path", "")),
@@ -107,7 +115,9 @@ def adapter_meta(
         "attn_implementation": model.get_base_model().config._attn_implementation,
         "liger_kernels": liger,
         "fused_lm_head": "trl chunked log-probs (no full logits)",
-        "gradient_checkpointing": trainer.args.gradient_checkpointing,
+        # Under FSDP the wrapped decoder layers are checkpointed by FSDP itself (trainer.parallel_settings).
+        "gradient_checkpointing": trainer.args.gradient_checkpointing
+        or (fsdp and bool(trainer.args.fsdp_config.get("activation_checkpointing"))),
         "selective_checkpointing_layers": cfg.training.selective_checkpointing_layers
         if has_callback(trainer, "SelectiveCheckpointing") else 0,
         "activation_offloading": trainer.args.activation_offloading,
@@ -134,7 +144,20 @@ def adapter_meta(
         "loss_history": history,
         "final_train_loss": history["train"][-1][1] if history["train"] else None,
         "final_val_loss": history["val"][-1][1] if history["val"] else None,
+        "world_size": len(per_rank),
+        "strategy": strategy_name(len(per_rank), cfg.training.strategy),
+        # FSDP: how many parameters are sharded across the ranks (DTensors), of all (4-bit base weights included
+        # only when stored in a float dtype: accelerate leaves uint8-stored ones whole on every rank).
+        "fsdp_sharded_params": _sharded(model) if fsdp else None,
+        "gradient_accumulation_per_rank": trainer.args.gradient_accumulation_steps,
+        "effective_batch": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+        * len(per_rank),
+        # Total over the ranks (trl's token count is summed over them), per training second of rank 0.
         "tokens_per_s": monitor.tokens_per_s,
+        "tokens_per_s_per_rank": [round(r["tokens"] / r["seconds"], 1) if r["seconds"] and r["tokens"] else None
+                                  for r in per_rank],
+        "peak_gpu_memory_gib_per_rank": [round(r["peak_gpu_memory_gib"], 3) if r["peak_gpu_memory_gib"] is not None
+                                         else None for r in per_rank],
         "steps_this_run": monitor.steps,
         "train_time_s": round(monitor.train_seconds, 2),
         "peak_gpu_memory_gib": round(peak, 3) if peak is not None else None,
@@ -142,3 +165,10 @@ def adapter_meta(
         "adapter_dir": str(output_dir / "adapter"),
         "checkpoints_dir": str(output_dir / "checkpoints"),
     }
+
+
+def _sharded(model) -> dict[str, int]:
+    from torch.distributed.tensor import DTensor
+
+    params = list(model.parameters())
+    return {"sharded": sum(isinstance(p, DTensor) for p in params), "of": len(params)}

@@ -21,10 +21,14 @@ def as_callback(cls, *args):
 
 
 class TrainingMonitor:
-    """Times training steps (eval excluded), reads trl's token count, forwards progress dicts, prints step/ETA."""
+    """Times training steps (eval excluded), reads trl's token count, forwards progress dicts, prints step/ETA.
 
-    def __init__(self, progress: Progress | None):
+    Every rank times its own steps (per-rank tokens/s); only the one that `reports` (rank 0) logs and forwards.
+    """
+
+    def __init__(self, progress: Progress | None, reports: bool = True):
         self.progress = progress
+        self.reports = reports
         self.train_seconds = 0.0
         self.steps = 0
         self.tokens = 0
@@ -34,7 +38,9 @@ class TrainingMonitor:
         self._logged = (0, 0.0)  # tokens and train seconds at the previous train log
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._reporter = ProgressReporter("training", state.max_steps, "optimizer steps", start=state.global_step)
+        if self.reports:
+            self._reporter = ProgressReporter("training", state.max_steps, "optimizer steps",
+                                              start=state.global_step)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -62,6 +68,8 @@ class TrainingMonitor:
             logs.update(self._interval_figures())
         if "loss" in logs:
             self._last_loss = float(logs["loss"])
+        if not self.reports:
+            return
         event = {"step": state.global_step, "max_steps": state.max_steps}
         if "loss" in logs:
             event.update(loss=logs["loss"], learning_rate=logs.get("learning_rate"), tokens_per_s=self.tokens_per_s)
