@@ -403,7 +403,8 @@ def test_no_secret_value_reaches_any_manifest_or_file(monkeypatch):
     rendered = [render.step_job(op, gpu_op_tags(kind)) for op, kind in GPU_STEPS.items()]
     rendered = [render.to_dict(job) for job in rendered] + render.user_code_objects() + render.cluster_objects()
     blob = json.dumps(rendered) + json.dumps(executor_config()) + json.dumps(gpu_op_tags("generation"))
-    files = [render.VALUES_FILE, EXAMPLE, settings.configs_dir() / "k8s.yaml"]
+    files = [render.VALUES_FILE, EXAMPLE, render.K8S_DIR / "examples" / "pytorchjob-adapter.yaml",
+             settings.configs_dir() / "k8s.yaml"]
     files += [render.K8S_DIR / name for name in ("bioreview-objects.yaml", "Dockerfile", "Dockerfile.gpu", "README.md")]
     for path in files:
         blob += path.read_text()
