@@ -63,7 +63,8 @@ def test_each_replica_is_a_valid_pod_of_the_training_step_shape(job, replica) ->
     assert template["spec"]["serviceAccountName"] == config.executor.service_account_name
     assert spec["restartPolicy"] == "Never"
     # The same command on every node: torchrun takes nnodes, node rank and the master from the operator's PET_*.
-    assert container["command"] == ["torchrun"] and container["args"][:2] == ["-m", "bioreview_assets.ml.training.worker"]
+    assert container["command"] == ["torchrun"]
+    assert container["args"][:2] == ["-m", "bioreview_assets.ml.training.worker"]
     assert container["args"][2].startswith(gpu.model_cache.mount_path + "/")  # the spec lies on the shared volume
 
 
@@ -77,5 +78,6 @@ def test_the_job_is_one_master_and_workers_with_no_operator_retries(job) -> None
     # The example trains qwen3-8b: its effective batch survives 8 ranks (accumulation steps divide evenly).
     from bioreview_assets import settings
 
-    assert settings.load_model(job["metadata"]["labels"]["bioreview/model"]).training.gradient_accumulation_steps % world == 0
+    training = settings.load_model(job["metadata"]["labels"]["bioreview/model"]).training
+    assert training.gradient_accumulation_steps % world == 0
     assert replicas["Master"]["template"] == replicas["Worker"]["template"]  # the nodes differ only in their rank

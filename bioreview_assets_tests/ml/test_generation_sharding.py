@@ -201,8 +201,8 @@ def test_vllm_data_parallelism_runs_one_engine_per_gpu_on_round_robin_shards(tmp
 
     crashing = VLLMBackend(tmp_path, None, SPEC, python=_fake_vllm(tmp_path, True), gpus=2, parallelism="data")
     got: list[GenerationResult] = []
-    with pytest.raises(ShardFailed, match=r"(?s)vLLM generation shard 1 of 2 \(device 1\) exited with code 3 after "
-                                          r"1 of its 3 articles.*illegal memory access"):
+    with pytest.raises(ShardFailed, match=r"(?s)vLLM generation shard 1 \(device 1; 2 shards started\) exited with "
+                                          r"code 3 after 1 of its 3 articles.*illegal memory access"):
         crashing.generate(reqs, got.append)
     assert sorted(r.article_id for r in got) == ["art:0", "art:1", "art:3", "art:4"]  # shard 0's 3 + shard 1's 1
 
@@ -271,8 +271,8 @@ def test_a_killed_shard_fails_the_step_by_name_and_the_rerun_regenerates_nothing
     python.chmod(0o755)
     log = GenerationLog(str(tmp_path / "log"))
     killed = ShardedTransformersBackend(tiny_dir, None, SPEC, gpus=2, batch_size=2, python=python)
-    with pytest.raises(ShardFailed, match=r"generation shard 1 of 2 \(device cpu\) was killed by SIGKILL after 2 of "
-                                          r"its 4 articles") as failure:
+    with pytest.raises(ShardFailed, match=r"generation shard 1 \(device cpu; 2 shards started\) was killed by "
+                                          r"SIGKILL after 2 of its 4 articles") as failure:
         run_generation(requests(), killed, log, commit_every=1)
     assert "shard 0" not in str(failure.value)  # the other shard finished: only the failed one is named
     first = log.read_all()

@@ -189,7 +189,7 @@ def run_shards(commands: Sequence[ShardCommand], on_row: Callable[[ShardCommand,
         missing = [a for a in command.article_ids if a not in command.seen]
         if command.exit_code != 0 or missing:
             failures.append(
-                f"{what} shard {command.rank} of {len(commands)} (device {command.device or 'cpu'}) "
+                f"{what} shard {command.rank} (device {command.device or 'cpu'}; {len(commands)} shards started) "
                 f"{_describe_exit(command.exit_code)} after {len(command.article_ids) - len(missing)} of its "
                 f"{len(command.article_ids)} articles; the end of its log:\n{_tail(command.log)}")
     if failures:
