@@ -127,6 +127,18 @@ def test_an_interrupted_parent_stops_every_worker(tmp_path) -> None:
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
 
 
+def test_a_result_for_an_article_the_shard_was_not_given_is_an_error(tmp_path) -> None:
+    results = tmp_path / "r.jsonl"
+    script = (f"import json; open({str(results)!r}, 'w').write("
+              "json.dumps({'kind': 'result', 'article_id': 'someone-else'}) + '\\n')")
+    command = ShardCommand(rank=0, argv=[sys.executable, "-c", script], env=dict(os.environ), results=results,
+                           log=tmp_path / "log", article_ids=["mine"], device=None)
+    seen = []
+    with pytest.raises(RuntimeError, match="shard 0 returned an article it was not given, or twice: 'someone-else'"):
+        sharding.run_shards([command], lambda c, row: seen.append(row), poll_s=0.05)
+    assert seen == []  # never handed on to the log
+
+
 def test_a_worker_exits_when_its_parent_is_gone() -> None:
     code = "from bioreview_assets.ml.generation._parent_watch import exit_with_parent; import time; " \
            "exit_with_parent(); time.sleep(120)"

@@ -156,7 +156,11 @@ class _LineReader:
 
 def run_shards(commands: Sequence[ShardCommand], on_row: Callable[[ShardCommand, dict[str, Any]], None], *,
                what: str = "generation", poll_s: float = 0.2, stop_grace_s: float = 10.0) -> None:
-    """Start every worker, feed their rows to on_row as they arrive, and raise ShardFailed if any shard failed."""
+    """Start every worker, feed their rows to on_row as they arrive, and raise ShardFailed if any shard failed.
+
+    Rows of kind "result" are checked here (an article of this shard, once) before on_row sees them; other kinds
+    (a worker's "facts") pass through.
+    """
     procs: list[subprocess.Popen] = []
     handles = []
     try:
@@ -174,6 +178,7 @@ def run_shards(commands: Sequence[ShardCommand], on_row: Callable[[ShardCommand,
             for index in sorted(running):
                 code = procs[index].poll()  # before reading: rows written before the exit are all on disk then
                 for row in readers[index].read():
+                    _check_result(commands[index], row)
                     on_row(commands[index], row)
                 if code is not None:
                     commands[index].exit_code = code
@@ -194,6 +199,15 @@ def run_shards(commands: Sequence[ShardCommand], on_row: Callable[[ShardCommand,
                 f"{len(command.article_ids)} articles; the end of its log:\n{_tail(command.log)}")
     if failures:
         raise ShardFailed("\n\n".join(failures))
+
+
+def _check_result(command: ShardCommand, row: dict[str, Any]) -> None:
+    if row.get("kind") != "result":
+        return
+    article_id = row.get("article_id")
+    if article_id not in command.wanted or article_id in command.seen:
+        raise RuntimeError(f"shard {command.rank} returned an article it was not given, or twice: {article_id!r}")
+    command.seen.add(article_id)
 
 
 def _stop(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
@@ -314,14 +328,9 @@ class ShardedTransformersBackend:
             by_rank = {s["rank"]: s for s in self.shards}
 
             def on_row(command: ShardCommand, row: dict[str, Any]) -> None:
-                kind = row.pop("kind")
-                if kind == "facts":
+                if row.pop("kind") == "facts":
                     by_rank[command.rank]["worker"] = row
-                    return
-                if row["article_id"] not in command.wanted or row["article_id"] in command.seen:
-                    raise RuntimeError(f"shard {command.rank} returned an article it was not given or twice: "
-                                       f"{row['article_id']!r}")
-                command.seen.add(row["article_id"])
-                on_result(GenerationResult(**row))
+                else:
+                    on_result(GenerationResult(**row))
 
             run_shards(commands, on_row)
