@@ -54,6 +54,17 @@ Only the 8 full-attention layers have a KV cache (32 KiB/token); each linear-att
     python3 benchmarks/generation_throughput.py --shape qwen3.5-9b --variants "" --reference-articles 1 --no-fla \
         --out benchmarks/results/gen_qwen35_ref_nofla_h200.txt
 CPU smoke test: python benchmarks/generation_throughput.py --shape tiny-qwen3.5 --compare-no-fla
+
+Several GPUs (--gpus N, N >= 2): after the one-process setups, (c) runs the same articles through the sharded path
+the generations asset takes for `generation.gpus: N` (ShardedTransformersBackend: one worker process per GPU on the
+saved weights, longest-first batches dealt round-robin), and reports articles/s over the N GPUs: for the whole call
+(worker start and model load included) and for the generation phase alone (the slowest shard's generation time),
+with the scaling efficiency against the one-process static run of the same articles when it ran.
+    # 8 GPUs of one host, 512 articles: 64 per GPU at batch 64
+    python3 benchmarks/generation_throughput.py --gpus 8 --articles 512 --batch-size 64 --reference-articles 0 \
+        --variants static --out benchmarks/results/gen_sharded_8gpu.txt
+CPU smoke test of the sharded path (2 CPU processes share the cores, so its "scaling" means nothing there):
+    python benchmarks/generation_throughput.py --tiny --gpus 2
 """
 
 from __future__ import annotations
@@ -94,7 +105,13 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 import torch  # noqa: E402
 
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, SamplingSpec  # noqa: E402
-from bioreview_assets.ml.generation.transformers_backend import TransformersBackend  # noqa: E402
+from bioreview_assets.ml.generation.sharding import ShardedTransformersBackend, deal  # noqa: E402
+from bioreview_assets.ml.generation.transformers_backend import (  # noqa: E402
+    TransformersBackend,
+    load_generation_tokenizer,
+    plan_batches,
+    prepare_prompts,
+)
 
 QWEN3_8B = dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
                 head_dim=128, intermediate_size=12288, vocab_size=151936)
@@ -308,6 +325,44 @@ def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, p
     return lines
 
 
+def run_sharded(model_dir: Path, requests, *, gpus: int, new_tokens: int, batch_size: int, dtype: str,
+                generate_kwargs: dict) -> tuple[list[Measurement], dict]:
+    """(c): the generations asset's path for generation.gpus = N, on the saved weights; timed from the parent."""
+    spec = SamplingSpec(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
+    backend = ShardedTransformersBackend(model_dir, None, spec, gpus=gpus, batch_size=batch_size, dtype=dtype,
+                                         generate_kwargs=generate_kwargs)
+    results: list[GenerationResult] = []
+    started = time.perf_counter()
+    backend.generate(requests, results.append)
+    wall = time.perf_counter() - started
+    errors = [r.error for r in results if r.error]
+    if errors:
+        raise RuntimeError(f"sharded run: {len(errors)} articles failed, e.g. {errors[0]}")
+    counts = {r.completion_tokens for r in results}
+    if counts != {new_tokens}:
+        raise RuntimeError(f"sharded run: expected exactly {new_tokens} new tokens per article, got {sorted(counts)}")
+    # Each shard's generation time is the sum of its articles' shares of their batches' wall time (the backend divides
+    # a batch's time by its size); the shards run at once, so the slowest shard is the generation phase.
+    def unrenderable(result: GenerationResult) -> None:
+        raise RuntimeError(f"prompt of {result.article_id} did not render: {result.error}")
+
+    prompts = prepare_prompts(load_generation_tokenizer(model_dir), requests, False, unrenderable)
+    shards = deal(plan_batches(prompts, batch_size), gpus)
+    seconds = {r.article_id: r.seconds for r in results}
+    per_shard = [sum(seconds[p.article_id] for batch in shard for p in batch) for shard in shards]
+    generation = max(per_shard)
+    made = new_tokens * len(requests)
+    name = f"(c) sharded: {gpus} workers ({backend.describe().get('device', '?')}), static cache"
+    out = [Measurement(name, len(requests), wall, made, float("nan"),
+                       f"batch {batch_size}; whole call incl. worker start + model load"),
+           Measurement(name + " (generation)", len(requests), generation, made, float("nan"),
+                       "slowest shard's generation time; shards: " + ", ".join(f"{s:.1f}s" for s in per_shard))]
+    facts = {"gpus": gpus, "wall_s": wall, "generation_s": generation, "articles": len(requests),
+             "articles_per_s": len(requests) / wall, "generation_articles_per_s": len(requests) / generation,
+             "shards": backend.describe()["parallelism"]["shards"]}
+    return out, facts
+
+
 def run_reference(model_dir: Path, tokenizer, requests, *, new_tokens: int, device: str) -> Measurement:
     """The reference's path: 4-bit NF4 base + unmerged LoRA r16, batch 1, HF generate, sampling T=0.1."""
     from peft import LoraConfig, get_peft_model
@@ -341,6 +396,23 @@ def run_reference(model_dir: Path, tokenizer, requests, *, new_tokens: int, devi
         raise RuntimeError(f"reference generated {made} tokens, expected {new_tokens * len(requests)}")
     return Measurement("(a) reference: NF4 + unmerged LoRA, batch 1", len(requests), seconds, made, peak_gib(),
                        f"measured on {len(requests)} articles only")
+
+
+def sharded_summary(facts: dict, measurements: list[Measurement], device: str) -> str:
+    """Articles/s over N GPUs, per GPU, and the scaling efficiency against the one-process static run."""
+    n = facts["gpus"]
+    line = (f"sharded over {n}: {facts['articles_per_s']:.3f} articles/s for the whole call, "
+            f"{facts['generation_articles_per_s']:.3f} articles/s generating "
+            f"({facts['generation_articles_per_s'] / n:.3f} per GPU)")
+    single = [m for m in measurements if m.name.startswith("(b)") and "static" in m.name and "(steady)" not in m.name
+              and m.articles == facts["articles"]]
+    if device == "cpu":  # the workers share this machine's cores, each with a share of the threads
+        return line + " [CPU: the code path only; workers share the cores, so no scaling figure]"
+    if single:
+        one = single[0].articles / single[0].seconds
+        line += (f"; one process, same articles: {one:.3f} articles/s, so scaling efficiency "
+                 f"{facts['generation_articles_per_s'] / (n * one):.0%} of {n}x")
+    return line
 
 
 def run_no_fla_child(args, folder: Path, measurements: list) -> list[str]:
@@ -390,6 +462,8 @@ def main() -> int:
     parser.add_argument("--no-fla-variants", default="static")
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)  # child: the parent's saved weights
     parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # child: measurements as JSON lines
+    parser.add_argument("--gpus", type=int, default=1,
+                        help=">= 2: also run (c), the sharded path over this many GPUs (CPU processes without CUDA)")
     parser.add_argument("--articles", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=4096)
@@ -410,6 +484,8 @@ def main() -> int:
         if not args.model_dir:  # a child keeps the counts its parent gave it
             args.articles, args.batch_size, args.reference_articles = 6, 4, min(args.reference_articles, 1)
             args.no_fla_articles = min(args.no_fla_articles, 4)
+            if args.gpus > 1:  # two batches per worker, so each shard really batches
+                args.articles, args.batch_size = 4 * args.gpus, 2
     shape = SHAPES[args.shape][1]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -535,6 +611,20 @@ def main() -> int:
             free()
         if args.compare_no_fla and not args.no_fla:
             header.extend(run_no_fla_child(args, Path(folder), measurements))
+            report()
+        if args.gpus > 1:
+            log(f"running (c) the sharded path over {args.gpus} workers on {len(requests)} articles")
+            try:
+                found, facts = run_sharded(
+                    Path(folder), requests, gpus=args.gpus, new_tokens=args.new_tokens, batch_size=args.batch_size,
+                    dtype=name_dtype, generate_kwargs={"prefill_chunk_size": args.prefill_chunk,
+                                                       "cache_implementation": "static", "disable_compile": True})
+            except Exception as err:
+                log(f"(c) sharded FAILED: {type(err).__name__}: {str(err)[:1500]}")
+            else:
+                measurements.extend(found)
+                header.append(sharded_summary(facts, measurements, device))
+                log(header[-1])
             report()
 
     if args.rows_out:

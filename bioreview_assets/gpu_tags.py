@@ -6,12 +6,13 @@ from bioreview_assets import env, settings
 from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
 
 
-def gpu_asset_kwargs(step_kind: str) -> dict:
+def gpu_asset_kwargs(step_kind: str, gpus: int | None = None) -> dict:
     """op_tags / pool for a GPU step; retries only on Kubernetes, where a failure is usually a preempted pod.
 
-    Locally a failure is a bug or a config error: retrying it with back-off would only hide it for minutes.
+    gpus: the pod's GPU count, None for what the model configs ask for (k8s_config.pod_gpus). Locally a failure is
+    a bug or a config error: retrying it with back-off would only hide it for minutes.
     """
-    kwargs = {"op_tags": gpu_op_tags(step_kind), "pool": GPU_POOL}
+    kwargs = {"op_tags": gpu_op_tags(step_kind, gpus), "pool": GPU_POOL}
     if env.on_kubernetes():
         kwargs["retry_policy"] = GPU_RETRY
     return kwargs

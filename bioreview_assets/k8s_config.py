@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets import env, settings
 from bioreview_assets.settings import load_k8s_config
+
+if TYPE_CHECKING:
+    from bioreview_assets.settings import ModelConfig
 
 # Only dagster and the config models at module level: the asset modules import this in the local env too, where the op tags are
 # inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
@@ -27,15 +30,50 @@ def image(kind: Literal["cpu", "gpu"]) -> str:
     return env.image_override(kind) or getattr(load_k8s_config().images, kind)
 
 
-def gpu_op_tags(step_kind: StepKind) -> dict[str, Any]:
-    """Op tags that put a step on a GPU pod: GPU image, resources, node selector, tolerations, shm, model cache."""
+def gpus_for_step(model: "ModelConfig", step_kind: StepKind) -> int:
+    """GPUs one step of this model uses: training.gpus for its adapter, generation.gpus for its generations."""
+    if step_kind == "training":
+        # training.gpus arrives with the data-parallel trainer (issue 18's training half): read it here only, so one
+        # line changes to model.training.gpus once both halves are merged.
+        return int(getattr(model.training, "gpus", 1))
+    if step_kind == "generation":
+        return model.generation.gpus
+    return 1
+
+
+def pod_gpus(step_kind: StepKind) -> int:
+    """GPUs of the pod of a step kind: the most that any GPU model of the project asks for.
+
+    Op tags belong to an asset, not to a partition (dagster-k8s reads the step's op tags, never the run's), so one
+    pod shape serves every model; a model that needs fewer GPUs uses only its own count of them. Models marked
+    gpu: false (tiny CPU models) and API models do not size production pods, nor do untrained models the training pod.
+    """
+    step = load_k8s_config().gpu.steps.get(step_kind)
+    if step is not None and step.gpus is not None:
+        return step.gpus
+    models = [settings.load_model(name) for name in settings.all_model_names()]
+    counts = [gpus_for_step(model, step_kind) for model in models
+              if model.gpu and model.base.kind != "api" and (step_kind != "training" or model.finetune)]
+    return max(counts, default=1)
+
+
+def gpu_op_tags(step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
+    """Op tags that put a step on a GPU pod: GPU image, N GPUs, node selector, tolerations, shm, model cache.
+
+    gpus: the pod's GPU count; None takes pod_gpus(step_kind) (what the model configs ask for).
+    """
     config = load_k8s_config()
     gpu = config.gpu
     if step_kind not in gpu.steps:
         raise KeyError(f"configs/k8s.yaml has no gpu.steps.{step_kind} (known: {sorted(gpu.steps)})")
     step = gpu.steps[step_kind]
-    gpu_count = {"nvidia.com/gpu": str(step.gpus)}
+    count = pod_gpus(step_kind) if gpus is None else gpus
+    if count < 1:
+        raise ValueError(f"a GPU step needs at least one GPU, got {count}")
+    gpu_count = {"nvidia.com/gpu": str(count)}
     env = [{"name": name, "value": value} for name, value in gpu.env.items()]
+    if count > 1:
+        env += [{"name": name, "value": value} for name, value in gpu.multi_gpu_env.items()]
     env += [
         # optional: a Secret without that key leaves the variable unset instead of blocking the pod.
         {"name": name, "value_from": {"secret_key_ref": {"name": ref.secret, "key": ref.key, "optional": True}}}
@@ -55,7 +93,8 @@ def gpu_op_tags(step_kind: StepKind) -> dict[str, Any]:
             "node_selector": step.node_selector or gpu.node_selector,
             "tolerations": gpu.tolerations,
             "volumes": [
-                # The container runtime's 64 MiB default /dev/shm crashes vLLM and multi-worker DataLoaders.
+                # The container runtime's 64 MiB default /dev/shm crashes vLLM, multi-worker DataLoaders and NCCL's
+                # shared-memory transport between the ranks of one pod.
                 {"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": step.shm}},
                 {"name": "model-cache", "persistent_volume_claim": {"claim_name": gpu.model_cache.claim_name}},
             ],

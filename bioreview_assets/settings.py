@@ -156,6 +156,23 @@ class GenerationConfig(_Strict):
     api_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 4
+    # GPUs of one pod for one partition. data: one engine per GPU, each on a shard of the articles (transformers and
+    # vLLM; ml/generation/sharding.py); tensor: one vLLM engine split over the GPUs (vLLM's tensor_parallel_size),
+    # for a model that does not fit one GPU. On Kubernetes the generations pod asks for the most any model needs.
+    gpus: Annotated[int, Field(ge=1)] = 1
+    parallelism: Literal["data", "tensor"] = "data"
+
+    @model_validator(mode="after")
+    def _check_parallelism(self) -> "GenerationConfig":
+        if self.backend == "openai" and self.gpus > 1:
+            raise ValueError("generation.gpus > 1 needs a local backend (transformers or vllm): the openai backend "
+                             "uses no GPU of its own; raise generation.concurrency instead")
+        if self.parallelism == "tensor" and self.backend != "vllm":
+            raise ValueError(f"generation.parallelism=tensor splits one model over GPUs through vLLM; the "
+                             f"{self.backend} backend shards articles instead (parallelism: data)")
+        if self.parallelism == "tensor" and self.gpus == 1:
+            raise ValueError("generation.parallelism=tensor needs generation.gpus > 1 (one GPU holds the whole model)")
+        return self
 
 
 class PromptConfig(_Strict):

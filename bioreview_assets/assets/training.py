@@ -147,7 +147,7 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
     deps=["adapter"],
     group_name="training",
     kinds={"pytorch"},
-    **gpu_asset_kwargs("training"),
+    **gpu_asset_kwargs("training", gpus=1),  # merging runs in one process: a training pod's shape, one GPU
 )
 def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""

@@ -41,8 +41,13 @@ class ModelCache(_Strict):
     mount_path: str = "/models"
 
 
+# Step kinds whose pod's GPU count the model configs decide (training.gpus, generation.gpus: k8s_config.pod_gpus).
+GPUS_FROM_MODEL_CONFIGS = ("training", "generation")
+
+
 class GpuStep(_Strict):
-    gpus: int = 1
+    # Only for kinds no model config sizes (embedding); training and generation pods take theirs from the models.
+    gpus: int | None = Field(default=None, ge=1)
     requests: dict[str, str]
     limits: dict[str, str]
     shm: str
@@ -62,8 +67,19 @@ class GpuSpec(_Strict):
     tolerations: list[dict[str, str]]
     model_cache: ModelCache
     env: dict[str, str] = Field(default_factory=dict)
+    # Added to env in pods of more than one GPU, where ranks talk through NCCL (one-GPU pods stay as they were).
+    multi_gpu_env: dict[str, str] = Field(default_factory=dict)
     secret_env: dict[str, SecretRef] = Field(default_factory=dict)
     steps: dict[str, GpuStep]
+
+    @model_validator(mode="after")
+    def _gpu_counts_have_one_source(self) -> "GpuSpec":
+        for kind in GPUS_FROM_MODEL_CONFIGS:
+            if kind in self.steps and self.steps[kind].gpus is not None:
+                section = "training" if kind == "training" else "generation"
+                raise ValueError(f"gpu.steps.{kind}.gpus is set, but the GPU count of {kind} pods comes from the "
+                                 f"model configs ({section}.gpus in configs/models/): remove it here")
+        return self
 
 
 class K8sConfig(_Strict):

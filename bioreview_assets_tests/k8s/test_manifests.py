@@ -69,6 +69,7 @@ def test_generation_step_job_requests_an_a100_with_shm_cache_and_gpu_image(gener
     assert {"bioreview-env", "bioreview-object-store"} <= set(env_from)
     assert generations_job["metadata"]["namespace"] == render.NAMESPACE
     assert generations_job["spec"]["backoffLimit"] == 0  # retries are Dagster's (GPU_RETRY), not the Job's
+    assert "NCCL_NVLS_ENABLE" not in env  # one GPU: no NCCL, the pod is what it was before multi-GPU steps
 
 
 @pytest.mark.parametrize("kind", ["training", "generation", "embedding"])
@@ -120,6 +121,114 @@ def test_local_env_never_imports_the_kubernetes_client():
 def test_unknown_step_kind_is_a_clear_error():
     with pytest.raises(KeyError, match="gpu.steps.inference"):
         gpu_op_tags("inference")
+
+
+# --- a 4-GPU config: N GPUs, shared memory and NCCL settings in the pod -------------------------------------------
+
+@pytest.fixture
+def four_gpu_configs(tmp_path):
+    """configs/ where qwen3-8b generates (and trains, where training.gpus exists) on 4 GPUs, and a CPU-only tiny
+    model asks for 8, which must not size production pods. The asset modules are rebuilt for it, then back."""
+    import shutil
+
+    import bioreview_assets.definitions  # noqa: F401  built from the shipped config first, as other tests expect
+    from bioreview_assets.settings import TrainingConfig
+
+    configs = tmp_path / "configs"
+    shutil.copytree(REPO_ROOT / "configs", configs)
+    for name, sections in {"qwen3-8b": ("generation", "training"), "tiny-random": ("generation",)}.items():
+        path = configs / "models" / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text())
+        for section in sections:
+            if section == "training" and "gpus" not in TrainingConfig.model_fields:
+                continue  # the training half adds the field; until then test_four_gpu_adapter_pod patches it in
+            data.setdefault(section, {})["gpus"] = 4 if name == "qwen3-8b" else 8
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
+        settings.clear_caches()
+        yield patch
+    settings.clear_caches()
+    _reload_gpu_assets()  # the shipped config again, for the tests that follow
+
+
+def _reload_gpu_assets() -> dict[str, dict]:
+    """Re-import the modules of the GPU assets (their op tags are computed at import) and return each one's tags."""
+    import importlib
+    import warnings
+
+    from bioreview_assets.assets import generation, training
+
+    tags = {}
+    with warnings.catch_warnings():  # partitions.py silences these at first import; pytest resets filters per test
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        modules = importlib.reload(training), importlib.reload(generation)
+    for module in modules:
+        for name in ("adapter", "merged_model", "generations"):
+            if hasattr(module, name):
+                tags[name] = dict(getattr(module, name).op.tags)
+    return tags
+
+
+def _pod(job: dict) -> tuple[dict, dict, dict]:
+    container = _container(job)
+    return (container["resources"], {e["name"]: e.get("value") for e in container["env"]},
+            {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]})
+
+
+def _assert_multi_gpu_pod(job: dict, gpus: int, shm: str) -> None:
+    _validate(job)
+    resources, env, volumes = _pod(job)
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == str(gpus)
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": shm}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(job)["volumeMounts"]
+    assert env["NCCL_NVLS_ENABLE"] == "0" and env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
+    assert env["HF_HOME"] == "/models/hf"  # the one-GPU env is kept, the NCCL settings are added to it
+
+
+def test_four_gpu_generation_pod_asks_for_four_gpus_shm_and_no_nvls(four_gpu_configs):
+    assert k8s_config.pod_gpus("generation") == 4  # not 8: the tiny model is gpu: false
+    tags = _reload_gpu_assets()
+    job = render.to_dict(render.step_job("generations", tags["generations"]))
+    _assert_multi_gpu_pod(job, 4, "16Gi")
+    carried = tags["generations"][K8S_CONFIG_TAG]  # what the asset carries is what the config says
+    assert (json.loads(carried) if isinstance(carried, str) else carried) == gpu_op_tags("generation")[K8S_CONFIG_TAG]
+
+
+def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
+    from bioreview_assets.settings import TrainingConfig
+
+    if "gpus" not in TrainingConfig.model_fields:  # before the training half is merged: qwen3-8b asks for 4 anyway
+        real = k8s_config.gpus_for_step
+        four_gpu_configs.setattr(k8s_config, "gpus_for_step", lambda model, kind: 4 if (
+            kind == "training" and model.name == "qwen3-8b") else real(model, kind))
+    assert k8s_config.pod_gpus("training") == 4
+    tags = _reload_gpu_assets()
+    adapter_job = render.to_dict(render.step_job("adapter", tags["adapter"]))
+    _assert_multi_gpu_pod(adapter_job, 4, "32Gi")
+    annotations = adapter_job["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"  # per-step config still merged
+    merged_job = render.to_dict(render.step_job("merged_model", tags["merged_model"]))
+    _validate(merged_job)
+    resources, env, _ = _pod(merged_job)
+    assert resources["limits"]["nvidia.com/gpu"] == "1" and "NCCL_NVLS_ENABLE" not in env  # a merge is one process
+
+
+def test_one_gpu_configs_give_the_pods_they_gave_before(generations_job):
+    """The shipped configs ask for one GPU everywhere: the example Job (unchanged file) is still what is rendered."""
+    assert k8s_config.pod_gpus("training") == k8s_config.pod_gpus("generation") == 1
+    assert yaml.safe_load(EXAMPLE.read_text()) == generations_job
+    assert gpu_op_tags("training") == gpu_op_tags("training", gpus=1)
+
+
+def test_gpu_counts_of_training_and_generation_pods_have_one_source():
+    from bioreview_assets.config.k8s import K8sConfig
+
+    data = yaml.safe_load((settings.configs_dir() / "k8s.yaml").read_text())
+    data["gpu"]["steps"]["generation"]["gpus"] = 2
+    with pytest.raises(ValueError, match="comes from the model configs \\(generation.gpus"):
+        K8sConfig.model_validate(data)
 
 
 # --- the real dagster_k8s step handler agrees with the builder ------------------------------------------------
@@ -294,7 +403,8 @@ def test_no_secret_value_reaches_any_manifest_or_file(monkeypatch):
     rendered = [render.step_job(op, gpu_op_tags(kind)) for op, kind in GPU_STEPS.items()]
     rendered = [render.to_dict(job) for job in rendered] + render.user_code_objects() + render.cluster_objects()
     blob = json.dumps(rendered) + json.dumps(executor_config()) + json.dumps(gpu_op_tags("generation"))
-    files = [render.VALUES_FILE, EXAMPLE, settings.configs_dir() / "k8s.yaml"]
+    files = [render.VALUES_FILE, EXAMPLE, render.K8S_DIR / "examples" / "pytorchjob-adapter.yaml",
+             settings.configs_dir() / "k8s.yaml"]
     files += [render.K8S_DIR / name for name in ("bioreview-objects.yaml", "Dockerfile", "Dockerfile.gpu", "README.md")]
     for path in files:
         blob += path.read_text()

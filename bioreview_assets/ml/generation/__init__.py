@@ -1,6 +1,7 @@
 """Concern generation: request/result types, backends (transformers, vLLM, OpenAI-compatible) and the resumable runner.
 
-Backends are imported lazily by make_backend: torch, vllm and HTTP code load only for the backend in use.
+Backends are imported lazily by make_backend: torch, vllm and HTTP code load only for the backend in use. With
+generation.gpus > 1, sharding.py runs one worker process per GPU under the same runner and log.
 """
 
 from bioreview_assets.ml.generation.base import Backend, GenerationRequest, GenerationResult, SamplingSpec

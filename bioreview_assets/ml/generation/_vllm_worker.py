@@ -27,6 +27,14 @@ def _render_functions():
     return render_chat, encode_prompt
 
 
+def _exit_with_parent() -> None:
+    if __package__:
+        from ._parent_watch import exit_with_parent
+    else:  # run as a script: a sibling module, as for rendering
+        from _parent_watch import exit_with_parent
+    exit_with_parent()
+
+
 def lora_rank(adapter_dir: str) -> int:
     """The max_lora_rank vLLM needs for a PEFT adapter folder."""
     rank = int(json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["r"])
@@ -140,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--requests", required=True)
     parser.add_argument("--results", required=True)
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="exit when stdin closes (a data-parallel shard whose parent is gone)")
     args = parser.parse_args(argv)
+    if args.exit_with_parent:
+        _exit_with_parent()
     spec = json.loads(Path(args.spec).read_text())
     lines = Path(args.requests).read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may be in a prompt
     requests = [json.loads(line) for line in lines if line.strip()]

@@ -28,17 +28,20 @@ def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path |
     if model_dir is None:
         raise ValueError(f"model {cfg.name!r}: backend {gen.backend!r} needs a model folder, got None")
     if gen.backend == "transformers":
-        from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
-
-        return TransformersBackend.from_dirs(
-            Path(model_dir),
-            Path(adapter_dir) if adapter_dir else None,
-            sampling,
+        options = dict(
             batch_size=gen.batch_size,
             enable_thinking=cfg.prompt.enable_thinking,
             # A model trained in fp32 (training.bf16: false) is served in fp32; otherwise bf16 where it is native.
             dtype=None if cfg.training.bf16 else "float32",
         )
+        adapter = Path(adapter_dir) if adapter_dir else None
+        if gen.gpus > 1:  # one worker process per GPU, each on its share of the batches (sharding.py)
+            from bioreview_assets.ml.generation.sharding import ShardedTransformersBackend
+
+            return ShardedTransformersBackend(Path(model_dir), adapter, sampling, gpus=gen.gpus, **options)
+        from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
+
+        return TransformersBackend.from_dirs(Path(model_dir), adapter, sampling, **options)
     if gen.backend == "vllm":
         from bioreview_assets.ml.generation.vllm_backend import VLLMBackend
 
@@ -47,5 +50,7 @@ def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path |
             Path(adapter_dir) if adapter_dir else None,
             sampling,
             enable_thinking=cfg.prompt.enable_thinking,
+            gpus=gen.gpus,
+            parallelism=gen.parallelism,
         )
     raise ValueError(f"unknown generation backend {gen.backend!r}")

@@ -18,8 +18,11 @@ from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, merged_dir
 
-# Generation settings that change how fast or how much is generated, not what an article's output is.
-NOT_CONTENT = frozenset({"batch_size", "max_articles", "api_key_env", "concurrency", "use_merged"})
+# Generation settings that change how fast or how much is generated, not what an article's output is. gpus and
+# parallelism are here like batch_size: a data-parallel shard runs exactly the batches one process would (so a
+# partition may resume on another GPU count), and tensor parallelism changes only the order of float reductions.
+NOT_CONTENT = frozenset({"batch_size", "max_articles", "api_key_env", "concurrency", "use_merged", "gpus",
+                         "parallelism"})
 _SAMPLING_FIELDS = frozenset({"max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed"})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +24,45 @@ CUDA_GENERATE_DEFAULTS: dict[str, Any] = {
     "prefill_chunk_size": 1024,
     "disable_compile": True,
 }
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One article's prompt as token ids (what a batch is made of, and what a shard worker receives)."""
+
+    article_id: str
+    ids: list[int]
+
+
+def load_generation_tokenizer(model_dir: Path) -> Any:
+    """The tokenizer every transformers generation uses (a shard planner and each shard load the same one)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # same rule as models.load_tokenizer
+    return tokenizer
+
+
+def prepare_prompts(tokenizer: Any, requests: Sequence[GenerationRequest], enable_thinking: bool,
+                    on_result: OnResult) -> list[Prompt]:
+    """Rendered, encoded prompts; an article whose messages do not render gets its failed result at once."""
+    prompts: list[Prompt] = []
+    for request in requests:
+        try:
+            text = render_chat(tokenizer, request.messages, enable_thinking)
+            prompts.append(Prompt(request.article_id, encode_prompt(tokenizer, text)))
+        except Exception as err:  # a malformed message list fails its own article, not the run
+            on_result(GenerationResult.failed(request.article_id, f"prompt rendering failed: {err!r}"))
+    return prompts
+
+
+def plan_batches(prompts: Sequence[Prompt], batch_size: int) -> list[list[Prompt]]:
+    """The batches one process runs: longest prompt first, cut every batch_size (sharding.py deals these out)."""
+    # Longest first: neighbours have similar lengths (little padding) and an out-of-memory shows up at once.
+    # sorted() is stable, so equal lengths keep request order and the plan is a function of the requests alone.
+    ordered = sorted(prompts, key=lambda prompt: len(prompt.ids), reverse=True)
+    return [list(ordered[start : start + batch_size]) for start in range(0, len(ordered), batch_size)]
 
 
 class TransformersBackend:
@@ -74,7 +114,7 @@ class TransformersBackend:
     ) -> "TransformersBackend":
         """Load a merged model folder, or a base folder plus a PEFT LoRA adapter folder (dtype None: see below)."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         from bioreview_assets.ml.training.speed import cpu_has_native_bf16
 
@@ -86,9 +126,7 @@ class TransformersBackend:
             dtype = getattr(torch, dtype)
         else:
             dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token  # same rule as models.load_tokenizer
+        tokenizer = load_generation_tokenizer(model_dir)
         if device.startswith("cuda"):
             generate_kwargs = {**CUDA_GENERATE_DEFAULTS, **(generate_kwargs or {})}
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map=device)
@@ -134,37 +172,33 @@ class TransformersBackend:
         }
 
     def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
-        prepared: list[tuple[GenerationRequest, list[int]]] = []
-        for request in requests:
-            try:
-                text = render_chat(self.tokenizer, request.messages, self.enable_thinking)
-                prepared.append((request, encode_prompt(self.tokenizer, text)))
-            except Exception as err:  # a malformed message list fails its own article, not the run
-                on_result(GenerationResult.failed(request.article_id, f"prompt rendering failed: {err!r}"))
-        # Longest first: neighbours have similar lengths (little padding) and an out-of-memory shows up at once.
-        prepared.sort(key=lambda item: len(item[1]), reverse=True)
-        n_batches = -(-len(prepared) // self.batch_size)
+        prompts = prepare_prompts(self.tokenizer, requests, self.enable_thinking, on_result)
+        self.run_batches(plan_batches(prompts, self.batch_size), on_result)
+
+    def run_batches(self, batches: Sequence[Sequence[Prompt]], on_result: OnResult) -> None:
+        """Generate these batches as given (generate() plans them; a shard worker gets its share of a plan)."""
+        n_batches = len(batches)
+        n_articles = sum(len(batch) for batch in batches)
         max_steps = self.sampling.max_new_tokens
         # Decode steps are the unit: a batch of long outputs takes minutes on a CPU with no article finished yet.
         self._progress = ProgressReporter(
-            f"generation of {len(prepared)} articles", n_batches * max_steps, "decode steps (max)", eta_is_bound=True
+            f"generation of {n_articles} articles", n_batches * max_steps, "decode steps (max)", eta_is_bound=True
         )
         self._batches_done, self._n_batches, self._articles_done = 0, n_batches, 0
-        for start in range(0, len(prepared), self.batch_size):
-            batch = prepared[start : start + self.batch_size]
-            self._run_batch(batch, on_result)
+        for batch in batches:
+            self._run_batch(list(batch), on_result)
             self._batches_done += 1
             self._articles_done += len(batch)
-        self._progress.update(n_batches * max_steps, f"{len(prepared)} articles done", force=True)
+        self._progress.update(n_batches * max_steps, f"{n_articles} articles done", force=True)
 
-    def _run_batch(self, batch: list[tuple[GenerationRequest, list[int]]], on_result: OnResult) -> None:
+    def _run_batch(self, batch: list[Prompt], on_result: OnResult) -> None:
         started = time.perf_counter()
         try:
-            new_tokens = self.generate_ids([ids for _, ids in batch])
+            new_tokens = self.generate_ids([prompt.ids for prompt in batch])
         except Exception as err:
             if len(batch) == 1:
-                request, ids = batch[0]
-                on_result(GenerationResult.failed(request.article_id, f"{type(err).__name__}: {err}", len(ids)))
+                prompt = batch[0]
+                on_result(GenerationResult.failed(prompt.article_id, f"{type(err).__name__}: {err}", len(prompt.ids)))
                 return
             # Halving isolates the one article that breaks generation, and shrinks a batch that ran out of memory.
             log.warning("batch of %d failed (%s: %s); retrying as two halves", len(batch), type(err).__name__, err)
@@ -174,9 +208,9 @@ class TransformersBackend:
             self._run_batch(batch[half:], on_result)
             return
         seconds = (time.perf_counter() - started) / len(batch)
-        for (request, ids), tokens in zip(batch, new_tokens):
+        for prompt, tokens in zip(batch, new_tokens):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            on_result(GenerationResult(request.article_id, text, len(ids), len(tokens), seconds))
+            on_result(GenerationResult(prompt.article_id, text, len(prompt.ids), len(tokens), seconds))
 
     def generate_ids(self, prompts: list[list[int]]) -> list[list[int]]:
         """New token ids for each prompt (up to and including EOS; padding removed)."""

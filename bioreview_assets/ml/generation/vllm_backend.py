@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from bioreview_assets import env
 import bioreview_assets.ml.generation._vllm_worker as _vllm_worker
@@ -62,7 +63,14 @@ def _worker_python(explicit: Path | None) -> Path | None:
 
 
 class VLLMBackend:
-    """vLLM generation; `python` forces the subprocess mode with that interpreter."""
+    """vLLM generation; `python` forces the subprocess mode with that interpreter.
+
+    gpus > 1: parallelism "tensor" is vLLM's tensor_parallel_size (one engine over all the GPUs); "data" starts one
+    engine per GPU on a shard of the articles. vLLM's LLM class refuses data_parallel_size > 1 in one process
+    (vllm 0.32: "not supported for single-process usage and may hang") and points to one process per data-parallel
+    rank, each with its own prompts, which is what this does (the VLLM_DP_* group those ranks may join only keeps
+    MoE expert-parallel engines in step; dense models need none).
+    """
 
     name = "vllm"
 
@@ -76,13 +84,22 @@ class VLLMBackend:
         python: Path | None = None,
         engine_kwargs: dict[str, Any] | None = None,
         dtype: str | None = None,
+        gpus: int = 1,
+        parallelism: Literal["data", "tensor"] = "data",
     ):
+        if gpus < 1:
+            raise ValueError(f"gpus must be >= 1, got {gpus}")
         self.model_dir = Path(model_dir)
         self.adapter_dir = Path(adapter_dir) if adapter_dir else None
         self.sampling = sampling
         self.enable_thinking = enable_thinking
         self.engine_kwargs = dict(engine_kwargs or {})
         self.dtype = dtype
+        self.gpus, self.parallelism = gpus, parallelism
+        if parallelism == "tensor" and gpus > 1:
+            given = self.engine_kwargs.setdefault("tensor_parallel_size", gpus)
+            if given != gpus:
+                raise ValueError(f"engine_kwargs tensor_parallel_size={given} contradicts gpus={gpus}")
         self.python = _worker_python(python)
         if self.python is None and not vllm_in_process():
             raise VLLMUnavailable(
@@ -101,7 +118,10 @@ class VLLMBackend:
             "enable_thinking": self.enable_thinking,
             "sampling": self.sampling.describe(),
             "engine_kwargs": self.engine_kwargs,
-            "engine": self.facts,  # filled in by generate(): vLLM version, dtype, device, engine arguments
+            "gpus": self.gpus,
+            "parallelism": self.parallelism,
+            # Filled in by generate(): vLLM version, dtype, device, engine arguments (per shard under data parallelism).
+            "engine": self.facts,
         }
 
     def _spec(self) -> dict[str, Any]:
@@ -116,6 +136,9 @@ class VLLMBackend:
 
     def generate(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
         if not requests:
+            return
+        if self.gpus > 1 and self.parallelism == "data":
+            self._generate_data_parallel(requests, on_result)
             return
         if self.python is None:
             rows = [{"article_id": r.article_id, "messages": r.messages} for r in requests]
@@ -145,6 +168,44 @@ class VLLMBackend:
                 on_result(GenerationResult.failed(
                     article_id, f"vLLM worker exited with code {code} before this article; log tail: {tail[-800:]}"
                 ))
+
+    def _generate_data_parallel(self, requests: Sequence[GenerationRequest], on_result: OnResult) -> None:
+        """One worker (one engine) per GPU on a round-robin shard; results stream in through sharding.run_shards."""
+        from bioreview_assets.ml.generation.sharding import ShardCommand, deal, run_shards, shard_devices, shard_env
+
+        # An engine batches continuously, so the unit dealt is one article. Longest first by message characters
+        # (a tokenizer-free proxy) before dealing keeps the shards' work even.
+        ordered = sorted(requests, key=lambda r: sum(len(str(m.get("content", ""))) for m in r.messages),
+                         reverse=True)
+        python = self.python or Path(sys.executable)  # in-process mode still needs one process per engine
+        base_env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+        base_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        shard_facts: dict[int, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory(prefix="bioreview-vllm-dp-") as tmp:
+            folder = Path(tmp)
+            (folder / "spec.json").write_text(json.dumps(self._spec()))
+            commands = []
+            for rank, (part, device) in enumerate(zip(deal(ordered, self.gpus), shard_devices(self.gpus))):
+                if not part:
+                    continue
+                requests_file, results = folder / f"shard{rank}.requests.jsonl", folder / f"shard{rank}.results.jsonl"
+                requests_file.write_text("".join(r.to_json() + "\n" for r in part))
+                commands.append(ShardCommand(
+                    rank=rank, device=device, env=shard_env(device, self.gpus, base_env), results=results,
+                    log=folder / f"shard{rank}.log", article_ids=[r.article_id for r in part],
+                    argv=[str(python), str(WORKER), "--spec", str(folder / "spec.json"), "--requests",
+                          str(requests_file), "--results", str(results), "--exit-with-parent"]))
+
+            def on_row(command: ShardCommand, row: dict[str, Any]) -> None:
+                if row.pop("kind") == "facts":
+                    shard_facts[command.rank] = {**row, "device_visible": command.device or "cpu"}
+                else:
+                    on_result(GenerationResult(**row))
+
+            try:
+                run_shards(commands, on_row, what="vLLM generation")
+            finally:
+                self.facts = {"data_parallel_shards": [shard_facts.get(c.rank, {"rank": c.rank}) for c in commands]}
 
     def _emit_results(self, results: Path, on_result: OnResult) -> set[str]:
         seen: set[str] = set()
