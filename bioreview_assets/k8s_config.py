@@ -33,9 +33,7 @@ def image(kind: Literal["cpu", "gpu"]) -> str:
 def gpus_for_step(model: "ModelConfig", step_kind: StepKind) -> int:
     """GPUs one step of this model uses: training.gpus for its adapter, generation.gpus for its generations."""
     if step_kind == "training":
-        # training.gpus arrives with the data-parallel trainer (issue 18's training half): read it here only, so one
-        # line changes to model.training.gpus once both halves are merged.
-        return int(getattr(model.training, "gpus", 1))
+        return model.training.gpus
     if step_kind == "generation":
         return model.generation.gpus
     return 1

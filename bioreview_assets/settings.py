@@ -217,11 +217,11 @@ class ModelConfig(_Strict):
     def gpus_needed(self, asset: str) -> int:
         """GPUs the step materialising `asset` for this model uses (0 for a model that runs without a GPU).
 
-        Only `adapter` trains on training.gpus ranks; merged_model and generations use one GPU.
+        `adapter` trains on training.gpus ranks, `generations` runs generation.gpus shards; merged_model uses one.
         """
         if not self.gpu:
             return 0
-        return self.training.gpus if asset == "adapter" else 1
+        return {"adapter": self.training.gpus, "generations": self.generation.gpus}.get(asset, 1)
 
 
 class EnsembleConfig(_Strict):
@@ -408,11 +408,6 @@ def all_model_names() -> list[str]:
         names += [f"{sweep.base}@{tag}" for tag in sweep.variants]
     names += [f"{probe.model}@step{step}" for probe in project.probes for step in probe.steps]
     return names
-
-
-def max_gpus_needed(asset: str) -> int:
-    """The most GPUs a step of `asset` needs over every model partition (a pod spec set per asset, not per model)."""
-    return max((load_model(name).gpus_needed(asset) for name in all_model_names()), default=0)
 
 
 @functools.lru_cache(maxsize=None)
