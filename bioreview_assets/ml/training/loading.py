@@ -111,10 +111,7 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
         base = load_training_model(cfg, base_path)
     else:
         device_map = {"": 0} if cuda_available() else {"": "cpu"}
-    if cfg.training.quantization == "fp8" and cuda_available():
-        from bioreview_assets.ml.training.fp8 import check_fp8_device
-
-        check_fp8_device("cuda:0")  # before loading a bf16 base that this GPU could not train in FP8
+        # An fp8-trained adapter is evaluated on the bf16 base (as an nf4-trained one is, unquantised).
         base = AutoModelForCausalLM.from_pretrained(
             str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
         )
