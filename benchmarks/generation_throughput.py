@@ -352,7 +352,7 @@ def run_sharded(model_dir: Path, requests, *, gpus: int, new_tokens: int, batch_
     per_shard = [sum(seconds[p.article_id] for batch in shard for p in batch) for shard in shards]
     generation = max(per_shard)
     made = new_tokens * len(requests)
-    name = f"(c) sharded: {gpus} workers ({backend.describe().get('device', '?')}), static cache"
+    name = f"(c) sharded: {gpus} workers ({backend.describe().get('device', '?')}), static"  # fits the 52-char column
     out = [Measurement(name, len(requests), wall, made, float("nan"),
                        f"batch {batch_size}; whole call incl. worker start + model load"),
            Measurement(name + " (generation)", len(requests), generation, made, float("nan"),
