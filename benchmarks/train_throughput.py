@@ -328,6 +328,26 @@ def summarise(name: str, step_times: list[float], tokens_per_step: int, warmup: 
 # ------------------------------------------------------------------------------------------------------ baseline
 
 
+def timed_steps(model, optimizer, rows, autocast) -> tuple[list[float], float]:
+    """One synchronised, timed step per row (forward with labels, backward, optimizer step); the last loss."""
+    import torch
+
+    times = []
+    for features in rows:
+        ids = torch.tensor([features.input_ids], device=device())
+        labels = torch.tensor([features.labels], device=device())
+        sync()
+        started = time.perf_counter()
+        with autocast:
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter() - started)
+    return times, loss.item()
+
+
 def run_baseline(config, rows, args) -> dict:
     """Plain PEFT QLoRA as the reference pipeline ran it (§2.2 PEFT path) with a hand-written step."""
     import torch
@@ -342,22 +362,10 @@ def run_baseline(config, rows, args) -> dict:
     reset_memory()
     cuda = torch.cuda.is_available()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-    times = []
-    for features in rows[: args.warmup + args.steps]:
-        ids = torch.tensor([features.input_ids], device=device())
-        labels = torch.tensor([features.labels], device=device())
-        sync()
-        started = time.perf_counter()
-        with autocast:
-            loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter() - started)
+    times, loss = timed_steps(model, optimizer, rows[: args.warmup + args.steps], autocast)
     result = summarise("baseline", times, args.seq, args.warmup, {
         "norm_dtype": str(model.get_base_model().model.norm.weight.dtype),
-        "loss": round(loss.item(), 4),
+        "loss": round(loss, 4),
     })
     del model, optimizer
     reset_memory()
@@ -404,21 +412,9 @@ def run_unsloth(config, rows, args) -> dict:
     FastLanguageModel.for_training(model)
     optimizer = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     reset_memory()
-    times, losses = [], []
-    for features in rows[: args.warmup + args.steps]:
-        ids = torch.tensor([features.input_ids], device=device())
-        labels = torch.tensor([features.labels], device=device())
-        sync()
-        started = time.perf_counter()
-        loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter() - started)
-        losses.append(loss.item())
+    times, loss = timed_steps(model, optimizer, rows[: args.warmup + args.steps], contextlib.nullcontext())
     result = summarise("unsloth", times, args.seq, args.warmup, {
-        "unsloth": getattr(unsloth, "__version__", "?"), "loss": round(losses[-1], 4),
+        "unsloth": getattr(unsloth, "__version__", "?"), "loss": round(loss, 4),
         "gradient_checkpointing": "unsloth",
     })
     del model, optimizer
