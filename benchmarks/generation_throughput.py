@@ -161,7 +161,8 @@ def make_tokenizer(vocab: int):
 def make_requests(n: int, prompt_len: int, vocab: int, seed: int = 0) -> list[GenerationRequest]:
     rng = random.Random(seed)
     # Distinct random prompts: no shared prefix, so nothing is cached between articles.
-    return [GenerationRequest(f"bench:{i}", [{"role": "user", "content": " ".join(
+    prefix = "bench" if seed == 0 else f"bench-s{seed}"  # ids stay unique when two seeds' articles are mixed
+    return [GenerationRequest(f"{prefix}:{i}", [{"role": "user", "content": " ".join(
         f"w{rng.randrange(vocab - 2)}" for _ in range(prompt_len))}]) for i in range(n)]
 
 
@@ -234,10 +235,39 @@ def reset_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, generate_kwargs) -> list[Measurement]:
-    """Time TransformersBackend.generate; a second batch (if any) gives the steady state after compilation."""
+class StepClock:
+    """A stopping criterion that never stops: it stamps each decode step on the host clock, per batch.
+
+    transformers 5.24 reads its stop flag one step late (DeferredStopCheck), so the host runs at most a step or two
+    ahead of the GPU and the spacing of these stamps over a whole batch is the decode time per step.
+    """
+
+    def __init__(self):
+        self.batches: list[list[float]] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if not self.batches or input_ids.shape[1] <= self._length:  # shorter than the last step: a new batch
+            self.batches.append([])
+        self._length = input_ids.shape[1]
+        self.batches[-1].append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def decode_ms_per_step(self, batch: int, skip: int = 20) -> float:
+        """Mean host time per decode step of one batch, leaving out its first steps (warm-up, graph capture)."""
+        stamps = self.batches[batch][skip:] if len(self.batches[batch]) > 2 * skip else self.batches[batch]
+        return (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1) * 1000
+
+
+def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, generate_kwargs
+             ) -> tuple[list[Measurement], dict[str, str]]:
+    """Time TransformersBackend.generate; a second batch (if any) gives the steady state after compilation.
+
+    Returns the measurements and each article's text (greedy outputs of two setups are compared on them).
+    """
     spec = SamplingSpec(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
-    backend = TransformersBackend(model, tokenizer, spec, batch_size=batch_size, generate_kwargs=generate_kwargs)
+    clock = StepClock()
+    backend = TransformersBackend(model, tokenizer, spec, batch_size=batch_size,
+                                  generate_kwargs={**generate_kwargs, "stopping_criteria": [clock]})
     stamps: list[float] = []
     results: list[GenerationResult] = []
 
@@ -257,15 +287,32 @@ def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, genera
     counts = {r.completion_tokens for r in results}
     if counts != {new_tokens}:
         raise RuntimeError(f"{name}: expected exactly {new_tokens} new tokens per article, got {sorted(counts)}")
+    # Where a batch's time goes: its decode steps at the clock's rate, and the rest (prefill, the first step).
+    ends = [started] + [stamps[min(i + batch_size, len(stamps)) - 1] for i in range(0, len(stamps), batch_size)]
+    timeline = []
+    for index in range(min(len(clock.batches), len(ends) - 1)):
+        per_step = clock.decode_ms_per_step(index)
+        rest = (ends[index + 1] - ends[index]) - per_step * len(clock.batches[index]) / 1000
+        timeline.append(f"batch {index + 1}: decode {per_step:.1f} ms/step, prefill and the rest {rest:.1f} s")
     out = [Measurement(name, len(requests), total, new_tokens * len(requests), peak_gib(),
-                       f"batch {batch_size}, all batches")]
+                       f"batch {batch_size}, all batches; " + "; ".join(timeline))]
     if len(requests) > batch_size:  # results of batch k arrive together: the gap between batches is one batch
         first_batch_end = stamps[batch_size - 1]
         out.append(Measurement(name + " (steady)", len(requests) - batch_size, stamps[-1] - first_batch_end,
                                new_tokens * (len(requests) - batch_size), peak_gib(),
                                f"batch {batch_size}, batches after the first (compilation excluded)"))
         out[0].note += f"; first batch {first_batch_end - started:.1f} s incl. warm-up/compile"
-    return out
+    return out, {r.article_id: r.text for r in results}
+
+
+def agreement(name: str, texts: dict[str, str], baseline_name: str, baseline: dict[str, str]) -> str:
+    """How many articles got the same greedy text from two setups (same prompts, same weights)."""
+    shared = sorted(set(texts) & set(baseline))
+    same = sum(texts[a] == baseline[a] for a in shared)
+    prefix = [len(os.path.commonprefix([texts[a], baseline[a]])) / max(len(baseline[a]), 1) for a in shared]
+    mean_prefix = sum(prefix) / len(prefix) if prefix else float("nan")
+    return (f"greedy outputs of {name} vs {baseline_name}: {same}/{len(shared)} articles identical; the common "
+            f"leading text is {mean_prefix:.0%} of the output on average (random weights make near-ties common)")
 
 
 def kernel_family(name: str) -> str:
@@ -542,6 +589,7 @@ def main() -> int:
         "compiled": (f"(b) ours: {name_dtype}, static cache, compiled", {"cache_implementation": "static"}),
     }
     chosen = [v for v in args.variants.split(",") if v]
+    texts: dict[str, dict[str, str]] = {}  # per variant: article id -> greedy text
 
     def run_variant(key: str, model) -> None:
         name, kwargs = variants[key]
@@ -553,14 +601,18 @@ def main() -> int:
             if key == "compiled" else requests
         log(f"running {name} on {len(reqs)} articles")
         try:
-            found = run_ours(name, model, tokenizer, reqs, new_tokens=args.new_tokens, batch_size=args.batch_size,
-                             generate_kwargs={"prefill_chunk_size": args.prefill_chunk, **kwargs})
+            found, texts[key] = run_ours(name, model, tokenizer, reqs, new_tokens=args.new_tokens,
+                                         batch_size=args.batch_size,
+                                         generate_kwargs={"prefill_chunk_size": args.prefill_chunk, **kwargs})
         except Exception as err:  # report and go on: the other setups are still worth measuring in this lease
             log(f"{name} FAILED: {type(err).__name__}: {str(err)[:800]}")
             return
         for m in found:
             log(m.line())
         measurements.extend(found)
+        if key != "static" and "static" in texts:  # the eager static-cache path is the bf16 reference for outputs
+            header.append(agreement(name, texts[key], variants["static"][0], texts["static"]))
+            log(header[-1])
         report()
         free()
 
@@ -575,9 +627,10 @@ def main() -> int:
         else:
             model = random_model(config, device, dtype)
             log(f"random model built: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-            log("saved the random weights (the reference loads them in 4-bit, the compiled run reloads them)")
+            if args.reference_articles > 0 or args.compare_no_fla or args.gpus > 1:
+                model.save_pretrained(folder)
+                tokenizer.save_pretrained(folder)
+                log("saved the random weights (the reference loads them in 4-bit; the child and shards load them)")
         header.append(f"linear attention{tag}: {linear_attention_kernels()}")
         log(header[-1])
         if args.profile_decode:
@@ -588,6 +641,11 @@ def main() -> int:
             free()
         for key in [k for k in chosen if k != "compiled"]:
             run_variant(key, model)
+        if "compiled" in chosen and device == "cpu":
+            log("skipping the compiled variant on CPU (HF auto-compiles only on CUDA)")
+        elif "compiled" in chosen:
+            # Last on the same weights: its backend switches the model's attention to the packed-GQA function.
+            run_variant("compiled", model)
         del model
         free()
         if args.reference_articles > 0:
@@ -600,14 +658,6 @@ def main() -> int:
                 report()
             except Exception as err:
                 log(f"reference FAILED: {type(err).__name__}: {str(err)[:800]}")
-            free()
-        if "compiled" in chosen and device == "cpu":
-            log("skipping the compiled variant on CPU (HF auto-compiles only on CUDA)")
-        elif "compiled" in chosen:
-            # Loaded the way the generations asset loads a merged model.
-            loaded = TransformersBackend.from_dirs(Path(folder), None, SamplingSpec(repetition_penalty=1.0), device=device).model
-            run_variant("compiled", loaded)
-            del loaded
             free()
         if args.compare_no_fla and not args.no_fla:
             header.extend(run_no_fla_child(args, Path(folder), measurements))

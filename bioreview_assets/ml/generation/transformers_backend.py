@@ -95,6 +95,10 @@ class TransformersBackend:
         self.enable_thinking = enable_thinking
         # Extra generate() options (e.g. cache_implementation="static", prefill_chunk_size) for GPU throughput.
         self.generate_kwargs = dict(generate_kwargs or {})
+        if self.may_compile_decode(self.generate_kwargs):
+            from bioreview_assets.ml.generation.decode_attention import use_packed_gqa_attention
+
+            use_packed_gqa_attention(self.model)  # compiled decode steps keep reading each K/V head once
         self.provenance = dict(provenance or {})
         self._progress: ProgressReporter | None = None  # set per generate() call
 
@@ -157,6 +161,11 @@ class TransformersBackend:
             provenance=provenance,
         )
 
+    @staticmethod
+    def may_compile_decode(generate_kwargs: dict[str, Any]) -> bool:
+        """Whether transformers may torch.compile the decode steps (on CUDA: a static cache, compilation not off)."""
+        return generate_kwargs.get("cache_implementation") == "static" and not generate_kwargs.get("disable_compile")
+
     def describe(self) -> dict[str, Any]:
         import torch
         import transformers
@@ -168,6 +177,7 @@ class TransformersBackend:
             "enable_thinking": self.enable_thinking,
             "sampling": self.sampling.describe(),
             "generate_kwargs": {k: str(v) for k, v in self.generate_kwargs.items()},
+            "attention": getattr(self.model.config, "_attn_implementation", None),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         }
 
