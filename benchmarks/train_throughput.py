@@ -804,6 +804,8 @@ def main() -> None:
                         help="quality guard: loss curves of --guard-variants on a small model over --guard-steps")
     parser.add_argument("--guard-variants", default="ours-bf16,ours-fp8,ours")
     parser.add_argument("--guard-steps", type=int, default=200)
+    parser.add_argument("--guard-learning-rate", type=float, default=1e-3,
+                        help="the guard's learning rate (1e-3 learns the chain in 200 steps; 2e-4 is the configs')")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one setup, result on stdout
     args = parser.parse_args()
     global UNSLOTH_PYTHONPATH
@@ -811,7 +813,7 @@ def main() -> None:
     if args.guard:
         args.shape = args.shape or "guard"
         args.seq, args.supervised = args.seq or 512, args.supervised or 256
-        args.warmup, args.steps, args.learning_rate = 0, args.guard_steps, 1e-3
+        args.warmup, args.steps, args.learning_rate = 0, args.guard_steps, args.guard_learning_rate
         args.profile = ""
     args.shape = args.shape or ("tiny" if args.tiny else "qwen3-8b")
     args.tiny = args.tiny or args.shape.startswith("tiny")

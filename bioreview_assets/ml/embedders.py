@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +201,15 @@ def _truncating_rust_tokenizer(model):
     return backend
 
 
+def tokeniser_threads() -> int:
+    """Threads that tokenise at once: the cores this process may use, at most 8 (short texts: more buys nothing)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
 @dataclass
 class Embedder:
     """A loaded sentence embedder: `.identity` pins what it computes, `.encode` returns unit float32 rows."""
@@ -245,18 +255,25 @@ class Embedder:
 
         sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
         1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
-        A worker thread tokenises chunk k+1 (the Rust call releases the GIL) while the model embeds chunk k, and
-        outputs stay on the device until the end, so the GPU computes one batch while the next is launched.
+        Worker threads tokenise the next chunks, one batch of texts per call (the Rust call releases the GIL), while
+        the model embeds the current chunk; outputs stay on the device until the end, so the GPU computes one batch
+        while the next is launched. Several threads, because with TOKENIZERS_PARALLELISM=false (our images set it:
+        forked workers) one encode_batch call runs on one core: on the H200's host that was 0.65 s of a 1.2 s cold
+        scoring run (benchmarks/results/score_throughput_h200.txt).
         """
         import torch
 
         chunk = _TOKENISE_CHUNK_BATCHES * self.batch_size
-        with ThreadPoolExecutor(max_workers=1) as worker, torch.inference_mode():
-            pending = [(start, worker.submit(self._tokenizer.encode_batch, texts[start:start + chunk]))
-                       for start in range(0, len(texts), chunk)]
+        piece = self.batch_size
+        with ThreadPoolExecutor(max_workers=tokeniser_threads()) as workers, torch.inference_mode():
+            pending = [
+                (start, [workers.submit(self._tokenizer.encode_batch, texts[at:at + piece])
+                         for at in range(start, min(start + chunk, len(texts)), piece)])
+                for start in range(0, len(texts), chunk)
+            ]
             out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
-            for start, encodings in pending:
-                tokens = _FlatTokens(encodings.result())
+            for start, parts in pending:
+                tokens = _FlatTokens([encoding for part in parts for encoding in part.result()])
                 self._embed_chunk(tokens, out[start:start + len(tokens.lengths)])
             return out.cpu().numpy()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class TransformersBackend:
         enable_thinking: bool = False,
         generate_kwargs: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
+        defer_stop_check: bool = True,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -96,10 +98,11 @@ class TransformersBackend:
         # Extra generate() options (e.g. cache_implementation="static", prefill_chunk_size) for GPU throughput.
         self.generate_kwargs = dict(generate_kwargs or {})
         if self.may_compile_decode(self.generate_kwargs):
-            from bioreview_assets.ml.generation.decode_attention import use_packed_gqa_attention
+            from bioreview_assets.ml.generation.decode_speed import use_packed_gqa_attention
 
             use_packed_gqa_attention(self.model)  # compiled decode steps keep reading each K/V head once
         self.provenance = dict(provenance or {})
+        self.defer_stop_check = defer_stop_check  # off only to measure what it saves (generation benchmark)
         self._progress: ProgressReporter | None = None  # set per generate() call
 
     @classmethod
@@ -178,6 +181,7 @@ class TransformersBackend:
             "sampling": self.sampling.describe(),
             "generate_kwargs": {k: str(v) for k, v in self.generate_kwargs.items()},
             "attention": getattr(self.model.config, "_attn_implementation", None),
+            "deferred_stop_check": self.defer_stop_check,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         }
 
@@ -244,7 +248,11 @@ class TransformersBackend:
         if self._progress is not None:
             kwargs["stopping_criteria"] = [_ProgressCriterion(self)]
         kwargs.update(self.generate_kwargs)
-        with torch.inference_mode():
+        from bioreview_assets.ml.generation.decode_speed import deferred_stop_check
+
+        # The host queues step k+1 while the GPU runs step k (decode_speed.py says what it saves).
+        deferred = deferred_stop_check() if self.defer_stop_check else contextlib.nullcontext()
+        with torch.inference_mode(), deferred:
             output = self.model.generate(
                 input_ids=batch["input_ids"].to(device),
                 attention_mask=batch["attention_mask"].to(device),
