@@ -114,7 +114,7 @@ def harness_style(model, articles, predictions, threshold: float) -> tuple[list[
 
 
 class _TimedTokenizer:
-    """The embedder's Rust tokenizer, adding the time of each encode_batch call (on the worker thread) to `parts`."""
+    """The embedder's Rust tokenizer, adding the time of each encode_batch call (on the worker threads) to `parts`."""
 
     def __init__(self, tokenizer, parts: dict):
         self._tokenizer, self._parts = tokenizer, parts
@@ -122,7 +122,7 @@ class _TimedTokenizer:
     def encode_batch(self, texts):
         t = time.perf_counter()
         out = self._tokenizer.encode_batch(texts)
-        self._parts["tokenise (worker thread)"] += time.perf_counter() - t
+        self._parts["tokenise (worker threads, summed)"] += time.perf_counter() - t
         return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -18,8 +17,10 @@ log = logging.getLogger(__name__)
 # GPU defaults, measured on one H100 (benchmarks/results/generation_throughput_h100.txt; Qwen3-8B shape, batch 64,
 # 4,096 prompt + 1,000 new tokens, transformers 5.24): a static KV cache gives 1.22 s/article against 2.27 for the
 # dynamic cache, which re-concatenates the whole cache at every step. Chunked prefill keeps a whole batch's prefill
-# activations small next to that cache. Compilation stays off: while compiling, transformers repeats K/V to every
-# query head (its pack_gqa decode path is eager-only), and without pack_gqa the same run took 4.55 s/article.
+# activations small next to that cache. Compilation stays off: on the H200 (batch 128) compiled decoding, with
+# decode_attention.py's packed-GQA attention, took 0.58-0.60 s/article after about 2 minutes of compilation against
+# 0.72 eager, so it pays only past ~8 batches; and its greedy outputs differ from the eager bf16 path's
+# (benchmarks/results/gen_compiled_h200.txt). A caller can still ask for it: a static cache without disable_compile.
 CUDA_GENERATE_DEFAULTS: dict[str, Any] = {
     "cache_implementation": "static",
     "prefill_chunk_size": 1024,
@@ -81,7 +82,6 @@ class TransformersBackend:
         enable_thinking: bool = False,
         generate_kwargs: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
-        defer_stop_check: bool = True,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -98,11 +98,10 @@ class TransformersBackend:
         # Extra generate() options (e.g. cache_implementation="static", prefill_chunk_size) for GPU throughput.
         self.generate_kwargs = dict(generate_kwargs or {})
         if self.may_compile_decode(self.generate_kwargs):
-            from bioreview_assets.ml.generation.decode_speed import use_packed_gqa_attention
+            from bioreview_assets.ml.generation.decode_attention import use_packed_gqa_attention
 
             use_packed_gqa_attention(self.model)  # compiled decode steps keep reading each K/V head once
         self.provenance = dict(provenance or {})
-        self.defer_stop_check = defer_stop_check  # off only to measure what it saves (generation benchmark)
         self._progress: ProgressReporter | None = None  # set per generate() call
 
     @classmethod
@@ -181,7 +180,6 @@ class TransformersBackend:
             "sampling": self.sampling.describe(),
             "generate_kwargs": {k: str(v) for k, v in self.generate_kwargs.items()},
             "attention": getattr(self.model.config, "_attn_implementation", None),
-            "deferred_stop_check": self.defer_stop_check,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         }
 
@@ -248,11 +246,7 @@ class TransformersBackend:
         if self._progress is not None:
             kwargs["stopping_criteria"] = [_ProgressCriterion(self)]
         kwargs.update(self.generate_kwargs)
-        from bioreview_assets.ml.generation.decode_speed import deferred_stop_check
-
-        # The host queues step k+1 while the GPU runs step k (decode_speed.py says what it saves).
-        deferred = deferred_stop_check() if self.defer_stop_check else contextlib.nullcontext()
-        with torch.inference_mode(), deferred:
+        with torch.inference_mode():
             output = self.model.generate(
                 input_ids=batch["input_ids"].to(device),
                 attention_mask=batch["attention_mask"].to(device),
