@@ -20,8 +20,13 @@ Measured on one H100 80GB (benchmarks/results/generation_throughput_h100.txt, to
     2.27 s/article (64 articles each); reference 208.6 s/article (measured on 1 article).
     transformers 5.17 (the machine's own): ours static 4.55 (no pack_gqa there: K/V repeated to all 32 heads),
     ours dynamic 1.90 s/article; reference 122.2 s/article (measured on 2 articles).
-    The compiled variant was not run (lease budget); under compilation transformers skips pack_gqa, so it
-    is expected to behave like the 5.17 static run.
+    The compiled variant was not run there.
+Measured on one H200 at batch 128 (benchmarks/results/gen_compiled_h200.txt, 128 articles, --variants
+static,compiled): static eager 0.72 s/article with decode at 65.6 ms/step of wall time for 37.2 ms/step of GPU
+work (host-bound); compiled 0.58-0.60 s/article after about 2 minutes of compilation (56-59 ms/step). Under
+compilation transformers skips pack_gqa, so the backend switches the model to decode_attention.packed_gqa_sdpa.
+Each setup's note gives, per batch, decode ms/step (host clock) and the rest (prefill and the first step), and
+the header says how many greedy outputs each setup shares with the eager static-cache one.
 
 Run (H100, about 8 minutes; bitsandbytes and transformers 5.24 carried as wheels into /tmp/site):
     PYTHONPATH=/tmp/site python3 benchmarks/generation_throughput.py --articles 64 --batch-size 64 \
