@@ -256,9 +256,23 @@ def chain_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     return rows
 
 
+GUARD_WINDOW, GUARD_LIMIT = 20, 0.01
+
+
+def guard_deviations(curves: dict[str, list[float]], window: int = GUARD_WINDOW
+                     ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Mean loss per `window` steps of each curve, and each curve's largest relative deviation from the first one's
+    means (over the windows both have)."""
+    means = {name: [sum(c[i:i + window]) / len(c[i:i + window]) for i in range(0, len(c), window)]
+             for name, c in curves.items()}
+    reference = next(iter(means.values()))
+    deviations = {name: max(abs(a - b) / b for a, b in zip(m, reference))
+                  for name, m in list(means.items())[1:]}
+    return means, deviations
+
+
 def run_guard(args, env: dict) -> None:
     """Loss curves of each --guard-variants setup from the same start and rows; the first one is the reference."""
-    window = 20
     curves = {}
     for variant in args.guard_variants.split(","):
         result = run_in_child(variant)
@@ -269,21 +283,17 @@ def run_guard(args, env: dict) -> None:
     if not curves:
         return
     reference_name, reference = next(iter(curves.items()))
-    means = {name: [sum(c[i:i + window]) / len(c[i:i + window]) for i in range(0, len(c), window)]
-             for name, c in curves.items()}
+    means, deviations = guard_deviations(curves)
     print(f"\nquality guard: shape {args.shape}, {args.steps} steps, seq {args.seq}, lr {args.learning_rate}; "
-          f"mean loss per {window} steps; reference {reference_name}")
+          f"mean loss per {GUARD_WINDOW} steps; reference {reference_name}")
     print(f"{'steps':>9} " + " ".join(f"{name:>12}" for name in means))
-    for i, start in enumerate(range(0, len(reference), window)):
-        print(f"{start + 1:>4}-{min(start + window, len(reference)):<4} "
+    for i, start in enumerate(range(0, len(reference), GUARD_WINDOW)):
+        print(f"{start + 1:>4}-{min(start + GUARD_WINDOW, len(reference)):<4} "
               + " ".join(f"{m[i]:>12.4f}" if i < len(m) else f"{'':>12}" for m in means.values()))
-    for name, m in means.items():
-        if name == reference_name:
-            continue
-        deviation = max(abs(a - b) / b for a, b in zip(m, means[reference_name]))
-        verdict = "PASS" if deviation <= 0.01 else "FAIL"
-        print(f"{name}: largest deviation of a {window}-step mean from {reference_name}: {deviation:.2%} "
-              f"(limit 1%) -> {verdict}")
+    for name, deviation in deviations.items():
+        verdict = "PASS" if deviation <= GUARD_LIMIT else "FAIL"
+        print(f"{name}: largest deviation of a {GUARD_WINDOW}-step mean from {reference_name}: {deviation:.2%} "
+              f"(limit {GUARD_LIMIT:.0%}) -> {verdict}")
 
 
 def tiny_tokenizer():

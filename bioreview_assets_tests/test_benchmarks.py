@@ -59,3 +59,18 @@ def test_training_step_under_torchrun(tmp_path):
     assert rank["rank"] == 0 and rank["world_size"] == 1 and rank["tokens_per_s"] > 0
     assert result["tokens_per_s_per_rank"] == [rank["tokens_per_s"]] == [result["tokens_per_s"]]
     assert "under torchrun with 1 rank(s)" in done.stdout and "  rank 0 " in done.stdout
+
+
+def test_guard_compares_window_means_against_the_first_curve():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_throughput", REPO_ROOT / "benchmarks/train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = [4.0] * 20 + [2.0] * 20
+    curves = {"bf16": reference, "close": [4.02] * 20 + [2.0] * 20, "far": [4.0] * 20 + [2.1] * 20}
+    means, deviations = module.guard_deviations(curves, window=20)
+    assert means["bf16"] == [4.0, 2.0]
+    assert deviations["close"] == pytest.approx(0.005) and deviations["close"] <= module.GUARD_LIMIT
+    assert deviations["far"] == pytest.approx(0.05) and deviations["far"] > module.GUARD_LIMIT
+    assert "bf16" not in deviations
