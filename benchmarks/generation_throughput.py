@@ -333,17 +333,28 @@ def kernel_family(name: str) -> str:
     return "other"
 
 
-def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, prefill_chunk: int) -> list[str]:
-    """Device time by kernel family of `steps` decode steps at `batch_size` (a prefill-only run is subtracted)."""
+def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, prefill_chunk: int,
+                   compiled: bool = False) -> list[str]:
+    """Device time by kernel family of `steps` decode steps at `batch_size` (a prefill-only run is subtracted).
+
+    compiled: the decode steps as transformers compiles them; an unprofiled run of the same length compiles them
+    first, and the static cache keeps its largest size, so the profiled runs replay the same graphs.
+    """
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     spec = SamplingSpec(max_new_tokens=1, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
-    kwargs = {"prefill_chunk_size": prefill_chunk, "cache_implementation": "static", "disable_compile": True}
+    kwargs = {"prefill_chunk_size": prefill_chunk, "cache_implementation": "static", "disable_compile": not compiled}
+
+    def backend_for(new_tokens: int) -> TransformersBackend:
+        return TransformersBackend(model, tokenizer, dataclasses.replace(spec, max_new_tokens=new_tokens),
+                                   batch_size=batch_size, generate_kwargs=kwargs)
+
+    if compiled:
+        backend_for(1 + steps).generate(requests[:batch_size], lambda result: None)
 
     def run(new_tokens: int) -> tuple[float, dict[str, float], dict[str, float]]:
-        backend = TransformersBackend(model, tokenizer, dataclasses.replace(spec, max_new_tokens=new_tokens),
-                                      batch_size=batch_size, generate_kwargs=kwargs)
+        backend = backend_for(new_tokens)
         sync()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             started = time.perf_counter()
@@ -363,7 +374,8 @@ def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, p
     wall_1, families_1, kernels_1 = run(1)
     wall_n, families_n, kernels_n = run(1 + steps)
     per_step = (wall_n - wall_1) / steps * 1000
-    lines = [f"decode profile, batch {batch_size}, {steps} steps (prefill-only run subtracted): "
+    lines = [f"decode profile{' (compiled)' if compiled else ''}, batch {batch_size}, {steps} steps "
+             f"(prefill-only run subtracted): "
              f"{per_step:.1f} ms/step wall (under the profiler)"]
     device_total = sum(families_n.values()) - sum(families_1.values())
     lines.append(f"  device time {device_total / steps / 1000:.1f} ms/step; by kernel family:")
@@ -525,6 +537,8 @@ def main() -> int:
     parser.add_argument("--variants", default="static,dynamic", help="comma list of: static, dynamic, compiled")
     parser.add_argument("--deadline", type=float, default=480.0, help="start no setup of ours after this many s")
     parser.add_argument("--out", type=Path, help="also write the printed report here")
+    parser.add_argument("--profile-compiled", action="store_true",
+                        help="with --profile-decode: profile the compiled decode steps (compiled first, unprofiled)")
     parser.add_argument("--profile-decode", type=int, default=0, metavar="STEPS",
                         help="profile STEPS decode steps of one batch (kernel families) before the setups")
     args = parser.parse_args()
@@ -642,7 +656,8 @@ def main() -> int:
         log(header[-1])
         if args.profile_decode:
             for line in profile_decode(model, tokenizer, requests, batch_size=args.batch_size,
-                                       steps=args.profile_decode, prefill_chunk=args.prefill_chunk):
+                                       steps=args.profile_decode, prefill_chunk=args.prefill_chunk,
+                                       compiled=args.profile_compiled):
                 log(line)
                 header.append(line)
             free()
