@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import AttentionInterface, Qwen3Config, Qwen3ForCausalLM
 
 from bioreview_assets.ml.generation.base import SamplingSpec
 from bioreview_assets.ml.generation.decode_attention import ATTENTION_NAME, packed_gqa_sdpa, use_packed_gqa_attention
@@ -59,13 +59,25 @@ def test_switched_model_decodes_exactly_what_sdpa_decodes():
     mask[0, :5] = 0
     options = dict(max_new_tokens=12, do_sample=False, cache_implementation="static", disable_compile=True,
                    pad_token_id=0)
+    query_lengths = []
+
+    def counting(module, query, *args, **kwargs):  # the registered function, counting what reaches it
+        query_lengths.append(query.shape[2])
+        return packed_gqa_sdpa(module, query, *args, **kwargs)
+
     with torch.inference_mode():
         before = model.generate(input_ids=ids, attention_mask=mask, **options)
         use_packed_gqa_attention(model)
         use_packed_gqa_attention(model)  # idempotent
         assert model.config._attn_implementation == ATTENTION_NAME
-        after = model.generate(input_ids=ids, attention_mask=mask, **options)
+        AttentionInterface.register(ATTENTION_NAME, counting)
+        try:
+            after = model.generate(input_ids=ids, attention_mask=mask, **options)
+        finally:
+            AttentionInterface.register(ATTENTION_NAME, packed_gqa_sdpa)
     assert torch.equal(before, after)
+    # Every layer's prefill (20 query tokens) and 11 decode steps of one query token went through it.
+    assert query_lengths.count(20) == 2 and query_lengths.count(1) == 2 * 11
 
 
 @pytest.mark.parametrize("generate_kwargs, switched", [
