@@ -243,8 +243,9 @@ def reset_peak() -> None:
 class StepClock:
     """A stopping criterion that never stops: it stamps each decode step on the host clock, per batch.
 
-    transformers 5.24 reads its stop flag one step late (DeferredStopCheck), so the host runs at most a step or two
-    ahead of the GPU and the spacing of these stamps over a whole batch is the decode time per step.
+    On CUDA transformers 5.24 reads its stop flag on the host after every step (its one-step-late DeferredStopCheck
+    is for mps only), so the host never runs more than a step ahead of the GPU and the spacing of these stamps over
+    a whole batch is the decode time per step.
     """
 
     def __init__(self):
@@ -606,7 +607,7 @@ def main() -> int:
                    {"cache_implementation": "static", "disable_compile": True}),
         "dynamic": (f"(b) ours: {name_dtype}, dynamic cache, eager", {"disable_compile": True}),
         # transformers compiles the decode steps ("reduce-overhead": CUDA graphs); the backend then switches the
-        # model to decode_speed.packed_gqa_sdpa, so compiled steps read each K/V head once.
+        # model to decode_attention.packed_gqa_sdpa, so compiled steps read each K/V head once.
         "compiled": (f"(b) ours: {name_dtype}, static cache, compiled", {"cache_implementation": "static"}),
     }
     chosen = [v for v in args.variants.split(",") if v]
