@@ -227,6 +227,17 @@ def test_failure_report_names_the_rank_that_failed_first(tmp_path):
                                  "training row fits max_length=8\nTraceback")
     assert "then: rank 0 (local rank 0) raised RuntimeError" in str(error)
 
+    # A rank that exits without a traceback, and the rank torchrun then stopped (SIGTERM) within the same second.
+    failures.write_text(json.dumps([
+        {"rank": 0, "local_rank": 0, "exitcode": -15, "message": "was killed by SIGTERM (no Python traceback)",
+         "traceback": None, "timestamp": 100},
+        {"rank": 1, "local_rank": 1, "exitcode": 17, "message": "exited with code 17 without a Python traceback",
+         "traceback": None, "timestamp": 100},
+    ]))
+    error = failure_error(2, failures, 1, [])
+    assert error.rank == 1 and error.failures[0].exitcode == 17
+    assert "then: rank 0 (local rank 0) was killed by SIGTERM" in str(error)
+
     missing = failure_error(2, tmp_path / "none.json", 2, ["usage: torchrun ...", "error: unrecognized arguments"])
     assert missing.rank is None and "torchrun exited 2 before any rank reported" in str(missing)
     assert "unrecognized arguments" in str(missing)

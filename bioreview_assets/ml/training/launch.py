@@ -68,6 +68,11 @@ class RankFailure:
     def from_peer(self) -> bool:
         return any(marker in self.message for marker in _PEER_ERRORS)
 
+    @property
+    def secondary(self) -> bool:
+        """Failed because another rank did: it lost its peers, or torchrun stopped it (SIGTERM) after a failure."""
+        return self.from_peer or self.exitcode == -signal.SIGTERM
+
     def describe(self) -> str:
         if self.traceback is None:
             return f"rank {self.rank} (local rank {self.local_rank}) {self.message}"
@@ -226,7 +231,8 @@ def failure_error(world_size: int, failures_file: Path, returncode: int, tail: l
         return DistributedTrainingError(
             f"torchrun exited {returncode} before any rank reported a failure; its last lines:\n" + "\n".join(tail), [])
     failures = [RankFailure(**entry) for entry in json.loads(failures_file.read_text())]
-    failures.sort(key=lambda f: (f.from_peer, f.timestamp, f.rank))
+    # Timestamps are whole seconds: the rank torchrun stopped after the failure often shares the failed rank's.
+    failures.sort(key=lambda f: (f.secondary, f.timestamp, f.rank))
     cause = failures[0]
     lines = [f"training failed on rank {cause.rank} of {world_size}: {cause.describe()}"]
     if cause.traceback:
