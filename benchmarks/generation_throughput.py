@@ -250,6 +250,7 @@ class StepClock:
 
     def __init__(self):
         self.batches: list[list[float]] = []
+        self._length = 0  # sequence length at the last step
 
     def __call__(self, input_ids, scores, **kwargs):
         if not self.batches or input_ids.shape[1] <= self._length:  # shorter than the last step: a new batch

@@ -829,8 +829,8 @@ def main() -> None:
     parser.add_argument("--guard-steps", type=int, default=200)
     parser.add_argument("--guard-learning-rate", type=float, default=2e-4,
                         help="the guard's learning rate: the configs' 2e-4 by default (loss 9.0 -> 4.2 in 200 steps); "
-                             "1e-3 learns the chain to ~0.03, where a relative 1%% is below the noise of any "
-                             "quantised path (benchmarks/results/train_fp8_h200.txt)")
+                             "1e-3 learns the chain to ~0.03, where the noise of any quantised path exceeds a "
+                             "relative 1%% (benchmarks/results/train_fp8_h200.txt)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one setup, result on stdout
     args = parser.parse_args()
     global UNSLOTH_PYTHONPATH
