@@ -365,16 +365,18 @@ def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, p
             wall = time.perf_counter() - started
         families: dict[str, float] = {}
         kernels: dict[str, float] = {}
+        host: dict[str, float] = {}
         for event in prof.key_averages():
             if event.device_type != DeviceType.CUDA:
+                host[event.key] = host.get(event.key, 0) + event.self_cpu_time_total
                 continue
             us = getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0)
             kernels[event.key] = kernels.get(event.key, 0) + us
             families[kernel_family(event.key)] = families.get(kernel_family(event.key), 0) + us
-        return wall, families, kernels
+        return wall, families, kernels, host
 
-    wall_1, families_1, kernels_1 = run(1)
-    wall_n, families_n, kernels_n = run(1 + steps)
+    wall_1, families_1, kernels_1, host_1 = run(1)
+    wall_n, families_n, kernels_n, host_n = run(1 + steps)
     per_step = (wall_n - wall_1) / steps * 1000
     lines = [f"decode profile{' (compiled)' if compiled else ''}, batch {batch_size}, {steps} steps "
              f"(prefill-only run subtracted): "
@@ -387,6 +389,11 @@ def profile_decode(model, tokenizer, requests, *, batch_size: int, steps: int, p
     lines.append("  top kernels (ms/step):")
     deltas = {k: (v - kernels_1.get(k, 0)) / steps / 1000 for k, v in kernels_n.items()}
     for name, ms in sorted(deltas.items(), key=lambda kv: -kv[1])[:10]:
+        lines.append(f"    {ms:8.2f}  {name[:110]}")
+    # Where the host's time goes between steps (a decode loop that waits on the host shows it here, not above).
+    host_deltas = {k: (v - host_1.get(k, 0)) / steps / 1000 for k, v in host_n.items()}
+    lines.append(f"  host (CPU) self time {sum(host_deltas.values()):.1f} ms/step; top ops (ms/step):")
+    for name, ms in sorted(host_deltas.items(), key=lambda kv: -kv[1])[:14]:
         lines.append(f"    {ms:8.2f}  {name[:110]}")
     return lines
 

@@ -96,15 +96,16 @@ def _category_counts(
     if n_tool == 0 or n_gt == 0:
         return {}
     counts: dict[str, list[int]] = {}
-    for concern in gt:
-        counts.setdefault(_category(concern), [0, 0, 0])[0] += 1
+    categories = [_category(concern) for concern in gt]
+    for category in categories:
+        counts.setdefault(category, [0, 0, 0])[0] += 1
     partner = {i: j for i, j, _ in pairs}
-    nearest = np.argmax(sim, axis=1)
+    nearest = np.argmax(sim, axis=1).tolist()
     for i in range(n_tool):
         # Matched: the partner's category. Unmatched: nearest reference by argmax (first index on ties),
         # however low the similarity (upstream W6; kept for parity).
-        j = partner.get(i, int(nearest[i]))
-        cell = counts[_category(gt[j])]
+        j = partner.get(i, nearest[i])
+        cell = counts[categories[j]]
         cell[1] += 1
         if i in partner:
             cell[2] += 1

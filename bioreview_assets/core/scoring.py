@@ -320,15 +320,17 @@ def _match_rows(similarities: SplitSimilarities, scores: Sequence[ArticleScore],
         by_gt = {j: (i, s) for i, j, s in score.pairs}
         matched_tool = {i for i, _, _ in score.pairs}
         base = {"matcher_id": matcher_id, "article_id": article.article_id, "source": article.source}
-        nearest_generated = np.argmax(sim, axis=0) if sim.size else None
-        best_reference = sim.max(axis=1) if sim.size else None
+        # As Python lists: the loops below read them per concern (a NumPy scalar per read is the slow part).
+        nearest_generated = np.argmax(sim, axis=0).tolist() if sim.size else None
+        best_reference = sim.max(axis=1).tolist() if sim.size else None
+        similarity = sim.tolist()
         for j, concern in enumerate(article.gt):
             if j in by_gt:
                 gen, value = by_gt[j]
             elif preds:
                 # Unmatched reference: show its most similar generated concern (first index on ties).
-                gen = int(nearest_generated[j])
-                value = float(sim[gen, j])
+                gen = nearest_generated[j]
+                value = similarity[gen][j]
             else:
                 gen, value = None, None
             rows.append({
@@ -350,7 +352,7 @@ def _match_rows(similarities: SplitSimilarities, scores: Sequence[ArticleScore],
                 "generated_index": i, "generated_text": pred.text,
                 "generated_category": pred.category, "generated_severity": pred.severity,
                 # Best similarity to any reference of the article: how close this unmatched concern came.
-                "similarity": float(best_reference[i]) if sim.shape[1] else None, "matched": False,
+                "similarity": best_reference[i] if sim.shape[1] else None, "matched": False,
             })
     return rows
 

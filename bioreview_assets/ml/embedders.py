@@ -255,7 +255,7 @@ class Embedder:
 
         sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
         1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
-        Worker threads tokenise the next chunks, one batch of texts per call (the Rust call releases the GIL), while
+        Worker threads tokenise the next chunks, one batch of texts per call (the Rust call releases the GIL) and turn it into arrays, while
         the model embeds the current chunk; outputs stay on the device until the end, so the GPU computes one batch
         while the next is launched. Several threads, because with TOKENIZERS_PARALLELISM=false (our images set it:
         forked workers) one encode_batch call runs on one core: on the H200's host that was 0.65 s of a 1.2 s cold
@@ -267,13 +267,13 @@ class Embedder:
         piece = self.batch_size
         with ThreadPoolExecutor(max_workers=tokeniser_threads()) as workers, torch.inference_mode():
             pending = [
-                (start, [workers.submit(self._tokenizer.encode_batch, texts[at:at + piece])
+                (start, [workers.submit(_tokenise, self._tokenizer, texts[at:at + piece])
                          for at in range(start, min(start + chunk, len(texts)), piece)])
                 for start in range(0, len(texts), chunk)
             ]
             out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
             for start, parts in pending:
-                tokens = _FlatTokens([encoding for part in parts for encoding in part.result()])
+                tokens = _FlatTokens.joined([part.result() for part in parts])
                 self._embed_chunk(tokens, out[start:start + len(tokens.lengths)])
             return out.cpu().numpy()
 
@@ -292,16 +292,33 @@ class Embedder:
             out[torch.from_numpy(rows).to(self.device)] = self.model(features)["sentence_embedding"].float()
 
 
+def _tokenise(tokenizer: Any, texts: list[str]) -> "_FlatTokens":
+    """One tokeniser call and its conversion to flat arrays, on a worker thread (off the thread that embeds)."""
+    return _FlatTokens(tokenizer.encode_batch(texts))
+
+
 class _FlatTokens:
     """Token ids of many texts in flat arrays, cut into padded batches without a Python loop per text."""
 
-    def __init__(self, encodings: list[Any]) -> None:
-        self.lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        self._starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+    def __init__(self, encodings: list[Any] | None = None) -> None:
+        encodings = encodings or []
+        ids = [e.ids for e in encodings]  # each .ids access builds a new Python list: take it once
+        self.lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         total = int(self.lengths.sum())
-        self._ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        self._ids = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
         self._types = np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64,
                                   count=total)
+        self._starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def joined(cls, pieces: list["_FlatTokens"]) -> "_FlatTokens":
+        """The pieces' texts in order, as one _FlatTokens."""
+        out = cls()
+        out.lengths = np.concatenate([p.lengths for p in pieces])
+        out._ids = np.concatenate([p._ids for p in pieces])
+        out._types = np.concatenate([p._types for p in pieces])
+        out._starts = np.concatenate([[0], np.cumsum(out.lengths)[:-1]]).astype(np.int64)
+        return out
 
     def padded(self, rows: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(input ids, attention mask, token type ids) of `rows`, right-padded to their longest text."""

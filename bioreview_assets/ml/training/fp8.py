@@ -56,30 +56,31 @@ def _quantize_scaled_rowwise_eager(x: torch.Tensor, column_scale: torch.Tensor) 
     return _quantize_rowwise_eager(x.float() * column_scale)
 
 
-_compiled: dict[str, object] = {}
-
-
-def _kernel(name: str, eager):
-    """The compiled (one fused kernel) form of a quantisation function on CUDA, compiled once per process."""
-    if name not in _compiled:
-        # Eager, quantisation is six passes over the tensor (abs, amax, casts, divide, clamp): at 16k tokens about a
-        # sixth of the FP8 step. Compiled, it is one reduction kernel reading the tensor and writing 1 byte/value.
-        _compiled[name] = torch.compile(eager, dynamic=True)
-    return _compiled[name]
-
-
 def quantize_rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(e4m3 tensor, fp32 scale per row) with x ~= q * scale; one fused kernel on CUDA."""
+    """(e4m3 tensor, fp32 scale per row) with x ~= q * scale; one Triton kernel on CUDA (fp8_kernels.py)."""
     if x.device.type != "cuda":
         return _quantize_rowwise_eager(x)
-    return _kernel("rowwise", _quantize_rowwise_eager)(x)
+    from .fp8_kernels import quantize_rowwise_triton
+
+    return quantize_rowwise_triton(x)
 
 
 def quantize_scaled_rowwise(x: torch.Tensor, column_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """quantize_rowwise(x * column_scale) without a separate pass for the product."""
     if x.device.type != "cuda":
         return _quantize_scaled_rowwise_eager(x, column_scale)
-    return _kernel("scaled_rowwise", _quantize_scaled_rowwise_eager)(x, column_scale)
+    from .fp8_kernels import quantize_rowwise_triton
+
+    return quantize_rowwise_triton(x, column_scale)
+
+
+def transposed(x: torch.Tensor) -> torch.Tensor:
+    """x.t().contiguous(); in square tiles by a Triton kernel on CUDA (fp8_kernels.py)."""
+    if x.device.type != "cuda":
+        return x.t().contiguous()
+    from .fp8_kernels import transpose_triton
+
+    return transpose_triton(x)
 
 
 class _LastInput:
@@ -137,7 +138,7 @@ class _FrozenFP8Matmul(torch.autograd.Function):
         q_g, scale_g = quantize_scaled_rowwise(flat, weight_scale.t())
         ones = torch.ones((1, weight.shape[1]), dtype=torch.float32, device=weight.device)
         # The (out, in) operand must be column-major: a transposed copy of the FP8 weight, one layer at a time.
-        grad_x = fp8_matmul(q_g, scale_g, weight.t().contiguous().t(), ones, grad_y.dtype)
+        grad_x = fp8_matmul(q_g, scale_g, transposed(weight).t(), ones, grad_y.dtype)
         return grad_x.view(ctx.input_shape), None, None
 
 

@@ -1,0 +1,114 @@
+"""The FP8 base's per-call kernels at a 16k-token step's shapes: torch eager, torch.compile and our Triton kernels.
+
+Row-wise e4m3 quantisation of activations and incoming gradients (ml/training/fp8.py quantize_rowwise and
+quantize_scaled_rowwise; about 15 calls per decoder layer per step) and the transposed FP8 weight copy of each
+linear's backward. Prints per shape: microseconds per call, effective GB/s (bytes the op must move), and agreement
+with the eager form (share of identical e4m3 bytes, largest relative scale difference); then the estimate per
+training step of the Qwen3-8B shape (36 layers; call counts below).
+
+Run (a CUDA GPU with FP8: Ada, Hopper):  python3 benchmarks/fp8_kernels.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# Qwen3-8B: hidden 4096, intermediate 12288, 8 KV heads x 128 = 1024. Quantisations per layer and step, by row length:
+# forward and the checkpoint's recompute each quantise the q/k/v input, the o input, the gate/up input (4096) and the
+# down input (12288); the backward quantises the gradient of each of the seven outputs.
+QUANT_CALLS = {("plain", 4096): 6, ("plain", 12288): 2,
+               ("scaled", 4096): 3, ("scaled", 1024): 2, ("scaled", 12288): 2}
+# One transposed weight copy per linear per backward, by (out, in).
+TRANSPOSES = {(4096, 4096): 2, (1024, 4096): 2, (12288, 4096): 2, (4096, 12288): 1}
+LAYERS = 36
+
+
+def time_us(fn, repeats: int) -> float:
+    """Median microseconds of fn() over `repeats` CUDA-event timed calls (after three warm-up calls)."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=16384)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("fp8_kernels: needs a CUDA GPU (the Triton kernels and FP8 run only there)")
+        return 1
+    from bioreview_assets.ml.training import fp8
+    from bioreview_assets.ml.training.fp8_kernels import quantize_rowwise_triton, transpose_triton
+
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.tokens} token rows, median of "
+          f"{args.repeats}")
+    compiled_plain = torch.compile(fp8._quantize_rowwise_eager, dynamic=True)  # the path before the Triton kernel
+    compiled_scaled = torch.compile(fp8._quantize_scaled_rowwise_eager, dynamic=True)
+    compiled_transpose = torch.compile(lambda w: w.t().contiguous(), dynamic=False)
+    step_ms: dict[str, float] = {"eager": 0.0, "compiled": 0.0, "triton": 0.0}
+    print("row-wise quantisation                 eager us  compiled us  triton us  triton GB/s  "
+          "same bytes (compiled, triton)  max scale rel diff")
+    for (kind, n), calls in QUANT_CALLS.items():
+        x = torch.randn(args.tokens, n, device="cuda", dtype=torch.bfloat16) * 3
+        column = torch.rand(1, n, device="cuda", dtype=torch.float32) + 0.5
+        if kind == "plain":
+            setups = {"eager": lambda: fp8._quantize_rowwise_eager(x), "compiled": lambda: compiled_plain(x),
+                      "triton": lambda: quantize_rowwise_triton(x)}
+        else:
+            setups = {"eager": lambda: fp8._quantize_scaled_rowwise_eager(x, column),
+                      "compiled": lambda: compiled_scaled(x, column),
+                      "triton": lambda: quantize_rowwise_triton(x, column)}
+        outputs = {name: fn() for name, fn in setups.items()}
+        q_ref, s_ref = outputs["eager"]
+        same = {name: (q.view(torch.uint8) == q_ref.view(torch.uint8)).float().mean().item()
+                for name, (q, _) in outputs.items()}
+        scale_diff = ((outputs["triton"][1] - s_ref).abs() / s_ref).max().item()
+        times = {name: time_us(fn, args.repeats) for name, fn in setups.items()}
+        for name in step_ms:
+            step_ms[name] += times[name] * calls * LAYERS / 1000
+        moved = args.tokens * n * 3 + args.tokens * 4  # bf16 in, e4m3 out, one fp32 scale per row
+        print(f"  {kind:<6} rows of {n:>5} (x{calls}/layer) {times['eager']:9.0f} {times['compiled']:12.0f} "
+              f"{times['triton']:10.0f} {moved / times['triton'] / 1e3:12.0f}  "
+              f"{same['compiled']:.6f}, {same['triton']:.6f} {scale_diff:19.2e}")
+    transpose_ms = {"eager": 0.0, "compiled": 0.0, "triton": 0.0}
+    print("transposed FP8 weight copy            eager us  compiled us  triton us  triton GB/s  identical")
+    for (out_features, in_features), calls in TRANSPOSES.items():
+        w = (torch.randn(out_features, in_features, device="cuda") * 50).clamp(-448, 448).to(fp8.FP8)
+        setups = {"eager": lambda: w.t().contiguous(), "compiled": lambda: compiled_transpose(w),
+                  "triton": lambda: transpose_triton(w)}
+        identical = all(torch.equal(fn().view(torch.uint8), w.t().contiguous().view(torch.uint8))
+                        for fn in setups.values())
+        times = {name: time_us(fn, args.repeats) for name, fn in setups.items()}
+        for name in transpose_ms:
+            transpose_ms[name] += times[name] * calls * LAYERS / 1000
+        print(f"  ({out_features:>5}, {in_features:>5}) (x{calls}/layer)        {times['eager']:9.0f} "
+              f"{times['compiled']:12.0f} {times['triton']:10.0f} {2 * w.numel() / times['triton'] / 1e3:12.0f}  "
+              f"{identical}")
+    print(f"per training step ({LAYERS} layers): quantisation eager {step_ms['eager']:.1f} ms, compiled "
+          f"{step_ms['compiled']:.1f} ms, triton {step_ms['triton']:.1f} ms; weight transposes eager "
+          f"{transpose_ms['eager']:.1f} ms, compiled {transpose_ms['compiled']:.1f} ms, triton "
+          f"{transpose_ms['triton']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Triton kernels for the FP8 base (CUDA only; fp8.py imports this module on a GPU): row-wise e4m3 quantisation.
+
+Why a hand kernel: torch.compile's fused form of the eager quantisation (fp8._quantize_rowwise_eager) is a looped
+reduction that reads each row twice; in a 16k-token step it ran about 540 times and took 180 ms of 1.76 s on an
+H200 (benchmarks/results/train_peers_h200.txt). One program per row here loads the row once into registers (rows
+are 1,024-12,288 values: at most 48 KiB), takes its absmax and writes the e4m3 values and the fp32 scale, so the
+kernel moves 3 bytes per bf16 value instead of 5. benchmarks/fp8_kernels.py measures both and checks agreement.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .fp8 import FP8, FP8_MAX
+
+
+@triton.jit
+def _rowwise_kernel(x_ptr, column_scale_ptr, q_ptr, scale_ptr, n_columns, x_row_stride, q_row_stride,
+                    HAS_COLUMN_SCALE: tl.constexpr, BLOCK: tl.constexpr, MAX: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    columns = tl.arange(0, BLOCK)
+    inside = columns < n_columns
+    x = tl.load(x_ptr + row * x_row_stride + columns, mask=inside, other=0.0).to(tl.float32)
+    if HAS_COLUMN_SCALE:
+        x = x * tl.load(column_scale_ptr + columns, mask=inside, other=0.0)
+    # The same operations as the eager form, in the same order: scale = max(absmax, 1e-12) / 448, q = x / scale.
+    # div_rn: IEEE division, as torch's (Triton's `/` on fp32 is the approximate one).
+    scale = tl.math.div_rn(tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12), MAX)
+    q = tl.minimum(tl.maximum(tl.math.div_rn(x, scale), -MAX), MAX)
+    tl.store(q_ptr + row * q_row_stride + columns, q.to(q_ptr.dtype.element_ty), mask=inside)
+    tl.store(scale_ptr + row, scale)
+
+
+def quantize_rowwise_triton(x: torch.Tensor, column_scale: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3 (rows x n), fp32 scale (rows x 1)) of a 2-D CUDA tensor, each row scaled by its absmax / 448.
+
+    column_scale: an optional fp32 factor per column (1 x n), applied before the absmax (the backward's W scale).
+    """
+    if x.dim() != 2 or x.stride(-1) != 1:
+        raise ValueError(f"quantize_rowwise_triton needs a 2-D tensor with contiguous rows, got shape "
+                         f"{tuple(x.shape)} strides {x.stride()}")
+    rows, n = x.shape
+    q = torch.empty((rows, n), dtype=FP8, device=x.device)
+    scale = torch.empty((rows, 1), dtype=torch.float32, device=x.device)
+    if rows == 0:
+        return q, scale
+    if column_scale is not None:
+        column_scale = column_scale.reshape(-1).to(torch.float32).contiguous()
+        if column_scale.numel() != n:
+            raise ValueError(f"column_scale has {column_scale.numel()} values for rows of {n}")
+    block = triton.next_power_of_2(n)
+    # Enough threads that each holds at most 32 fp32 values of its row.
+    warps = max(1, min(32, block // 1024)) if block >= 1024 else 1
+    _rowwise_kernel[(rows,)](x, column_scale if column_scale is not None else x, q, scale, n, x.stride(0),
+                             q.stride(0), HAS_COLUMN_SCALE=column_scale is not None, BLOCK=block, MAX=FP8_MAX,
+                             num_warps=warps)
+    return q, scale
+
+
+@triton.jit
+def _transpose_kernel(source_ptr, target_ptr, rows, columns, BLOCK: tl.constexpr):
+    tile_rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    tile_columns = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = (tile_rows[:, None] < rows) & (tile_columns[None, :] < columns)
+    tile = tl.load(source_ptr + tile_rows[:, None] * columns + tile_columns[None, :], mask=inside)
+    tl.store(target_ptr + tile_columns[:, None] * rows + tile_rows[None, :], tl.trans(tile), mask=tl.trans(inside))
+
+
+def transpose_triton(x: torch.Tensor) -> torch.Tensor:
+    """x.t().contiguous() of a contiguous 2-D CUDA tensor in square tiles.
+
+    torch's strided copy of a 1-byte dtype reads the source with a stride of a whole row: the FP8 weights' transposed
+    copies (one per linear per backward) took 40 ms of a step for about 4 ms of memory traffic.
+    """
+    if x.dim() != 2 or not x.is_contiguous():
+        raise ValueError(f"transpose_triton needs a contiguous 2-D tensor, got shape {tuple(x.shape)}")
+    rows, columns = x.shape
+    out = torch.empty((columns, rows), dtype=x.dtype, device=x.device)
+    block = 64
+    _transpose_kernel[(triton.cdiv(rows, block), triton.cdiv(columns, block))](x, out, rows, columns, BLOCK=block)
+    return out
