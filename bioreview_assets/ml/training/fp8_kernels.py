@@ -18,16 +18,18 @@ from .fp8 import FP8, FP8_MAX
 
 @triton.jit
 def _rowwise_kernel(x_ptr, column_scale_ptr, q_ptr, scale_ptr, n_columns, x_row_stride, q_row_stride,
-                    HAS_COLUMN_SCALE: tl.constexpr, BLOCK: tl.constexpr, MAX: tl.constexpr):
+                    HAS_COLUMN_SCALE: tl.constexpr, BLOCK: tl.constexpr, MAX: tl.constexpr,
+                    RECIPROCAL_MAX: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     columns = tl.arange(0, BLOCK)
     inside = columns < n_columns
     x = tl.load(x_ptr + row * x_row_stride + columns, mask=inside, other=0.0).to(tl.float32)
     if HAS_COLUMN_SCALE:
         x = x * tl.load(column_scale_ptr + columns, mask=inside, other=0.0)
-    # The same operations as the eager form, in the same order: scale = max(absmax, 1e-12) / 448, q = x / scale.
-    # div_rn: IEEE division, as torch's (Triton's `/` on fp32 is the approximate one).
-    scale = tl.math.div_rn(tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12), MAX)
+    # The eager form's operations as torch runs them: a division by the Python scalar 448 is a product with its fp32 reciprocal
+    # (ATen's div by a CPU scalar), the division by the scale tensor an IEEE division (div_rn; Triton's `/` on
+    # fp32 is the approximate one).
+    scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12) * RECIPROCAL_MAX
     q = tl.minimum(tl.maximum(tl.math.div_rn(x, scale), -MAX), MAX)
     tl.store(q_ptr + row * q_row_stride + columns, q.to(q_ptr.dtype.element_ty), mask=inside)
     tl.store(scale_ptr + row, scale)
@@ -56,6 +58,7 @@ def quantize_rowwise_triton(x: torch.Tensor, column_scale: torch.Tensor | None =
     warps = max(1, min(32, block // 1024)) if block >= 1024 else 1
     _rowwise_kernel[(rows,)](x, column_scale if column_scale is not None else x, q, scale, n, x.stride(0),
                              q.stride(0), HAS_COLUMN_SCALE=column_scale is not None, BLOCK=block, MAX=FP8_MAX,
+                             RECIPROCAL_MAX=1.0 / FP8_MAX,
                              num_warps=warps)
     return q, scale
 
