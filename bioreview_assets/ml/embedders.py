@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import itertools
@@ -201,6 +202,41 @@ def _truncating_rust_tokenizer(model):
     return backend
 
 
+# Whether the Rust tokenizer may use its own thread pool (rayon) in this process. Our images set
+# TOKENIZERS_PARALLELISM=false because a process forked after rayon has run deadlocks on its first parallel call;
+# so the pool is switched on only around the embedder's own calls, and never in a child forked after one.
+_RUST_POOL = {"used": False, "allowed": True}
+
+
+def _after_fork_in_child() -> None:
+    if _RUST_POOL["used"]:
+        _RUST_POOL["allowed"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def rust_tokeniser_pool():
+    """Yield True with TOKENIZERS_PARALLELISM=true inside (one tokeniser call then spreads over every core), or
+    False where that is unsafe (a child forked after this process used the pool); the variable is restored after.
+    """
+    if not _RUST_POOL["allowed"]:
+        yield False
+        return
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    _RUST_POOL["used"] = True
+    try:
+        yield True
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
 def tokeniser_threads() -> int:
     """Threads that tokenise at once: the cores this process may use, at most 8 (short texts: more buys nothing)."""
     try:
@@ -255,17 +291,21 @@ class Embedder:
 
         sentence-transformers tokenises per batch through transformers' Python wrapper: on an H100, 0.8 s of the
         1.0 s that 11,425 short texts took was that wrapper, not the model (benchmarks/results/score_*_h100.txt).
-        Worker threads tokenise the next chunks, one batch of texts per call (the Rust call releases the GIL) and turn it into arrays, while
-        the model embeds the current chunk; outputs stay on the device until the end, so the GPU computes one batch
-        while the next is launched. Several threads, because with TOKENIZERS_PARALLELISM=false (our images set it:
-        forked workers) one encode_batch call runs on one core: on the H200's host that was 0.65 s of a 1.2 s cold
-        scoring run (benchmarks/results/score_throughput_h200.txt).
+        Worker threads tokenise the next chunks, one batch of texts per call, and turn it into arrays, while the
+        model embeds the current chunk; outputs stay on the device until the end, so the GPU computes one batch
+        while the next is launched. With TOKENIZERS_PARALLELISM=false (our images set it: forked workers) one
+        encode_batch call runs on one core: on the H200's host that was 0.65 s of a 1.2 s cold scoring run
+        (benchmarks/results/score_throughput_h200.txt). So the calls run inside rust_tokeniser_pool, where one
+        call spreads over every core (on 2 cores here: 0.38 s against 0.76 for 11,425 texts; two Python threads
+        calling at once took 0.80, they contend); where the pool is unsafe, tokeniser_threads() threads call it.
         """
         import torch
 
         chunk = _TOKENISE_CHUNK_BATCHES * self.batch_size
         piece = self.batch_size
-        with ThreadPoolExecutor(max_workers=tokeniser_threads()) as workers, torch.inference_mode():
+        with (rust_tokeniser_pool() as pooled,
+              ThreadPoolExecutor(max_workers=1 if pooled else tokeniser_threads()) as workers,
+              torch.inference_mode()):
             pending = [
                 (start, [workers.submit(_tokenise, self._tokenizer, texts[at:at + piece])
                          for at in range(start, min(start + chunk, len(texts)), piece)])

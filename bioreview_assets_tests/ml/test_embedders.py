@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +53,33 @@ def test_encode_returns_unit_float32_rows(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
+@pytest.mark.parametrize("pool_allowed", [True, False])  # the Rust pool; or Python threads (a forked child)
 @pytest.mark.parametrize("chunk_batches", [8, 1])  # one tokenisation chunk; three chunks of one batch each
-def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, monkeypatch, chunk_batches):
+def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, monkeypatch, chunk_batches,
+                                                                           pool_allowed):
     monkeypatch.setattr(embedders, "_TOKENISE_CHUNK_BATCHES", chunk_batches)
+    monkeypatch.setitem(embedders._RUST_POOL, "allowed", pool_allowed)
     # Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
     texts = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
     texts += ["", "Ünïcödé — dose–response", "word " * 400]
     ours = minilm.encode(texts)
     reference = minilm.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_rust_tokeniser_pool_is_scoped_and_never_used_in_a_child_forked_after_it(monkeypatch):
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setitem(embedders._RUST_POOL, "used", False)
+    monkeypatch.setitem(embedders._RUST_POOL, "allowed", True)
+    with embedders.rust_tokeniser_pool() as pooled:
+        assert pooled and os.environ["TOKENIZERS_PARALLELISM"] == "true"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    child = os.fork()
+    if child == 0:  # rayon's threads do not survive a fork: its first parallel call there would hang
+        with embedders.rust_tokeniser_pool() as pooled:
+            os._exit(0 if not pooled and os.environ["TOKENIZERS_PARALLELISM"] == "false" else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_sanity_probe_passes_and_a_tighter_bound_fails_closed(minilm):
