@@ -26,12 +26,13 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
   unsloth       Unsloth's published QLoRA path, in its own process (--unsloth-pythonpath: its pinned libraries)
 
 Measured on one H200 (benchmarks/results/train_peers_h200.txt, train_fp8_h200.txt): Unsloth 2026.10.9 8,356 tok/s
-at 9.99 GiB; ours (NF4) 8,192 at 13.24; ours-fp8+sac+offload+hostemb 9,588 at 15.54; plain PEFT 5,128 at 46.77.
+at 9.99 GiB; ours (NF4) 8,192 at 13.24; ours+sac+offload+hostemb (NF4) 8,563 at 12.28; ours-fp8+sac+offload+hostemb
+10,225 at 15.54 allocated (17.71 reserved) with the Triton FP8 kernels (9,588 before them); plain PEFT 5,128 at 46.77.
 
 Quality guard (--guard): loss curves of --guard-variants (default ours-bf16, ours-fp8, ours) on a small Qwen3 shape
 trained for 200 steps from the same start on the same learnable rows (chain_features), with the largest deviation of
 a 20-step mean from the bf16 LoRA curve and PASS/FAIL at 1%. On the H200 at the configs' learning rate 2e-4 (the
-default): ours-fp8 0.73%, PASS.
+default): ours-fp8 0.66%, PASS (0.73% before the Triton kernels).
 
 Shapes (--shape): qwen3-8b (default), qwen3.5-9b (hybrid: 24 Gated DeltaNet + 8 full-attention layers, vocab 248,320,
 LoRA also on in_proj_qkv/in_proj_z/out_proj as in configs/models/qwen3.5-9b.yaml; needs flash-linear-attention for

@@ -11,6 +11,10 @@ per token row at every call. The input gradient grad_y @ W has W's per-output-ro
 dimension, so that scale is folded into grad_y before grad_y is quantised. Training on this base is guarded by the
 loss-curve comparison in benchmarks/train_throughput.py --guard (within 1% of the bf16 base over 200 steps).
 
+Kernels: the per-call row-wise quantisation and the transposed weight copy of the backward are Triton kernels
+(fp8_kernels.py: one read of each row; tiled transpose) on CUDA, with the same bytes and scales as the eager torch
+code that CPUs run; benchmarks/fp8_kernels.py measures eager, torch.compile and Triton side by side.
+
 Only on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper); anywhere else `quantization: fp8` is
 refused with the reason (the user's A100 pods keep nf4). CPUs run the same code through torch's reference
 _scaled_mm, for tests.
