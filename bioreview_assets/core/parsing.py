@@ -20,6 +20,7 @@ category because the model is told never to produce figure concerns.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections import Counter
@@ -207,7 +208,12 @@ def _parse_salvaged(text: str) -> ParseResult | None:
             concerns, dropped = _convert_items(value)
             if concerns:
                 return _result(concerns, dropped, "salvaged", f"complete array at char {start}")
+    # A truncated array is decoded item by item, from starts outside string literals: a "[" inside a cut-off
+    # concern's text (say "text": "[") would otherwise decode the rest of that item as items of its own.
+    in_string = _string_spans(text, starts[0]) if starts else []
     for start in starts:
+        if _inside(in_string, start):
+            continue
         items, stop = _decode_items_progressively(text, start)
         concerns, dropped = _convert_items(items)
         if concerns:
@@ -260,6 +266,19 @@ def _array_starts(text: str) -> list[int]:
     # Only "[" followed by an object, a string or "]" can open a concern array; requiring that keeps
     # pathological inputs such as "[[[[..." from costing one deep decode per bracket.
     return [m.start() for m in re.finditer(r'\[(?=\s*[{"\]])', text)]
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*(?:"|$)', re.DOTALL)
+
+
+def _string_spans(text: str, begin: int) -> list[tuple[int, int]]:
+    """(open quote, end) of each JSON string literal from begin on; the last may run to the end of a cut text."""
+    return [(m.start(), m.end()) for m in _STRING_LITERAL.finditer(text, begin)]
+
+
+def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
+    index = bisect.bisect_right(spans, (pos, float("inf"))) - 1  # the last literal opened at or before pos
+    return index >= 0 and spans[index][0] < pos < spans[index][1]
 
 
 def _decode_items_progressively(text: str, start: int) -> tuple[list[Any], str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bioreview_assets.core.parsing import (
@@ -310,6 +310,8 @@ def test_valid_array_survives_any_wrapping(items, fence, preamble, trailer, thin
 
 @settings(max_examples=150, deadline=None)
 @given(items=concern_items, cut=st.integers(min_value=1, max_value=400))
+# Found by hypothesis: the "[" inside the cut-off item's text was decoded as an array of its own (giving ", ").
+@example(items=[{"text": "[", "category": None, "severity": None}], cut=2)
 def test_truncated_array_salvages_exactly_the_complete_items(items, cut):
     encoded = [json.dumps(item, ensure_ascii=False) for item in items]
     full = "[" + ", ".join(encoded) + "]"
