@@ -12,11 +12,12 @@ Run (a CUDA GPU with FP8: Ada, Hopper):  python3 benchmarks/fp8_kernels.py
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cuda_timing import time_us  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 # Qwen3-8B: hidden 4096, intermediate 12288, 8 KV heads x 128 = 1024. Quantisations per layer and step, by row length:
 # forward and the checkpoint's recompute each quantise the q/k/v input, the o input, the gate/up input (4096) and the
@@ -26,23 +27,6 @@ QUANT_CALLS = {("plain", 4096): 6, ("plain", 12288): 2,
 # One transposed weight copy per linear per backward, by (out, in).
 TRANSPOSES = {(4096, 4096): 2, (1024, 4096): 2, (12288, 4096): 2, (4096, 12288): 1}
 LAYERS = 36
-
-
-def time_us(fn, repeats: int) -> float:
-    """Median microseconds of fn() over `repeats` CUDA-event timed calls (after three warm-up calls)."""
-    import torch
-
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> int:

@@ -9,7 +9,8 @@ vocab 151936) with random weights; every article has a 4,096-token prompt and ge
     It is slow, so only --reference-articles articles are timed (the printout says how many).
 (b) ours: TransformersBackend.generate (the same class the generations asset uses), bf16 merged weights,
     batches of --batch-size, chunked prefill (so the prefill of a whole batch fits next to its cache), with a
-    static KV cache (the backend's GPU default) or the dynamic one; `compiled` adds HF's auto torch.compile.
+    static KV cache (the backend's GPU default) or the dynamic one; `compiled` adds HF's auto torch.compile of the
+    decode steps with our Triton decode attention, `compiled-sdpa` the same with packed SDPA.
 
 Batch size from memory: KV cache per token = 2 (K,V) x 36 layers x 8 heads x 128 dims x 2 bytes = 144 KiB;
 per article (4,096 + 1,000 tokens) = 0.70 GiB; weights 15.3 GiB; so 64 articles need 44.8 GiB of cache and
@@ -21,10 +22,12 @@ Measured on one H100 80GB (benchmarks/results/generation_throughput_h100.txt, to
     transformers 5.17 (the machine's own): ours static 4.55 (no pack_gqa there: K/V repeated to all 32 heads),
     ours dynamic 1.90 s/article; reference 122.2 s/article (measured on 2 articles).
     The compiled variant was not run there.
-Measured on one H200 at batch 128 (benchmarks/results/gen_compiled_h200.txt, 128 articles, --variants
-static,compiled): static eager 0.72 s/article with decode at 65.6 ms/step of wall time for 37.2 ms/step of GPU
-work (host-bound); compiled 0.58-0.60 s/article after about 2 minutes of compilation (56-59 ms/step). Under
-compilation transformers skips pack_gqa, so the backend switches the model to decode_attention.packed_gqa_sdpa.
+Measured on one H200 at batch 128 (benchmarks/results/gen_compiled_h200.txt, 128 articles): static eager
+0.72 s/article with decode at 65.6 ms/step of wall time for 37.2 ms/step of GPU work (host-bound); `compiled`
+(decode steps compiled, attention by decode_kernel.py's Triton flash-decoding kernel) 0.40 s/article after about
+70 s of compilation (32.6 ms/step); `compiled-sdpa` (the same with packed SDPA over the whole cache) 0.60 s/article
+(58.6 ms/step). Under compilation transformers skips pack_gqa, so the backend switches the model to one of
+decode_attention.py's packed-GQA functions.
 Each setup's note gives, per batch, decode ms/step (host clock) and the rest (prefill and the first step), and
 the header says how many greedy outputs each setup shares with the eager static-cache one.
 
@@ -265,7 +268,7 @@ class StepClock:
         return (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1) * 1000
 
 
-def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, generate_kwargs
+def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, generate_kwargs, flash_decoding=None
              ) -> tuple[list[Measurement], dict[str, str]]:
     """Time TransformersBackend.generate; a second batch (if any) gives the steady state after compilation.
 
@@ -273,7 +276,7 @@ def run_ours(name, model, tokenizer, requests, *, new_tokens, batch_size, genera
     """
     spec = SamplingSpec(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.05, ignore_eos=True)
     clock = StepClock()
-    backend = TransformersBackend(model, tokenizer, spec, batch_size=batch_size,
+    backend = TransformersBackend(model, tokenizer, spec, batch_size=batch_size, flash_decoding=flash_decoding,
                                   generate_kwargs={**generate_kwargs, "stopping_criteria": [clock]})
     stamps: list[float] = []
     results: list[GenerationResult] = []
@@ -325,7 +328,7 @@ def agreement(name: str, texts: dict[str, str], baseline_name: str, baseline: di
 def kernel_family(name: str) -> str:
     lowered = name.lower()
     for family, needles in (
-        ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn", "softmax")),
+        ("attention", ("flash", "fmha", "attention", "sdpa", "cudnn", "softmax", "decode_kernel")),
         ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "matmul", "splitk")),
         ("copy / cache update", ("copy", "index_put", "scatter", "cat", "memcpy", "memset")),
         ("elementwise / reduce", ("elementwise", "reduce", "at::native")),
@@ -543,7 +546,7 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=1000)
     parser.add_argument("--prefill-chunk", type=int, default=1024)
     parser.add_argument("--reference-articles", type=int, default=2)
-    parser.add_argument("--variants", default="static,dynamic", help="comma list of: static, dynamic, compiled")
+    parser.add_argument("--variants", default="static,dynamic", help="comma list of: static, dynamic, compiled, compiled-sdpa")
     parser.add_argument("--deadline", type=float, default=480.0, help="start no setup of ours after this many s")
     parser.add_argument("--out", type=Path, help="also write the printed report here")
     parser.add_argument("--profile-compiled", action="store_true",
@@ -615,9 +618,15 @@ def main() -> int:
                    {"cache_implementation": "static", "disable_compile": True}),
         "dynamic": (f"(b) ours: {name_dtype}, dynamic cache, eager", {"disable_compile": True}),
         # transformers compiles the decode steps ("reduce-overhead": CUDA graphs); the backend then switches the
-        # model to decode_attention.packed_gqa_sdpa, so compiled steps read each K/V head once.
-        "compiled": (f"(b) ours: {name_dtype}, static cache, compiled", {"cache_implementation": "static"}),
+        # model to a packed-GQA attention, so compiled steps read each K/V head once: on CUDA decode_kernel's
+        # flash-decoding kernel (the filled cache positions only), with compiled-sdpa SDPA over the whole cache.
+        "compiled": (f"(b) ours: {name_dtype}, static cache, compiled, flash-decoding kernel",
+                     {"cache_implementation": "static"}),
+        "compiled-sdpa": (f"(b) ours: {name_dtype}, static cache, compiled, packed SDPA",
+                          {"cache_implementation": "static"}),
     }
+    flash_decoding = {"compiled": None, "compiled-sdpa": False}
+    compiled_keys = ("compiled", "compiled-sdpa")  # the kernel first: a run cut short keeps its figure
     chosen = [v for v in args.variants.split(",") if v]
     texts: dict[str, dict[str, str]] = {}  # per variant: article id -> greedy text
 
@@ -628,11 +637,11 @@ def main() -> int:
             return
         # The compiled variant gets a second batch, so its steady state excludes compilation.
         reqs = requests + make_requests(args.batch_size, args.prompt_tokens, shape["vocab_size"], seed=1) \
-            if key == "compiled" else requests
+            if key in compiled_keys else requests
         log(f"running {name} on {len(reqs)} articles")
         try:
             found, texts[key] = run_ours(name, model, tokenizer, reqs, new_tokens=args.new_tokens,
-                                         batch_size=args.batch_size,
+                                         batch_size=args.batch_size, flash_decoding=flash_decoding.get(key),
                                          generate_kwargs={"prefill_chunk_size": args.prefill_chunk, **kwargs})
         except Exception as err:  # report and go on: the other setups are still worth measuring in this lease
             log(f"{name} FAILED: {type(err).__name__}: {str(err)[:800]}")
@@ -642,6 +651,9 @@ def main() -> int:
         measurements.extend(found)
         if key != "static" and "static" in texts:  # the eager static-cache path is the bf16 reference for outputs
             header.append(agreement(name, texts[key], variants["static"][0], texts["static"]))
+            log(header[-1])
+        if key == "compiled-sdpa" and "compiled" in texts:  # what the kernel changes against compiled SDPA
+            header.append(agreement(variants["compiled"][0], texts["compiled"], name, texts[key]))
             log(header[-1])
         report()
         free()
@@ -670,13 +682,15 @@ def main() -> int:
                 log(line)
                 header.append(line)
             free()
-        for key in [k for k in chosen if k != "compiled"]:
+        for key in [k for k in chosen if k not in compiled_keys]:
             run_variant(key, model)
-        if "compiled" in chosen and device == "cpu":
-            log("skipping the compiled variant on CPU (HF auto-compiles only on CUDA)")
-        elif "compiled" in chosen:
-            # Last on the same weights: its backend switches the model's attention to the packed-GQA function.
-            run_variant("compiled", model)
+        for key in [k for k in compiled_keys if k in chosen]:
+            if device == "cpu":
+                log(f"skipping the {key} variant on CPU (HF auto-compiles only on CUDA)")
+            else:
+                # Last on the same weights: its backend switches the model's attention to a packed-GQA function.
+                torch._dynamo.reset()  # the other compiled variant's graphs hold the other attention function
+                run_variant(key, model)
         del model
         free()
         if args.reference_articles > 0:

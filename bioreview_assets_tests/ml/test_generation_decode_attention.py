@@ -93,3 +93,19 @@ def test_backend_switches_attention_only_when_decoding_may_compile(generate_kwar
     backend = TransformersBackend(model, _Tokenizer(), SamplingSpec(), generate_kwargs=generate_kwargs)
     assert (model.config._attn_implementation == ATTENTION_NAME) is switched
     assert backend.describe()["attention"] == model.config._attn_implementation
+
+
+def test_flash_decoding_is_refused_with_the_reason_where_it_cannot_run():
+    model = _tiny_model()  # on the CPU
+    with pytest.raises(RuntimeError, match="needs a CUDA model and Triton; the model is on cpu"):
+        use_packed_gqa_attention(model, flash_decoding=True)
+    assert model.config._attn_implementation == "sdpa"  # nothing switched
+
+
+def test_automatic_choice_on_a_cpu_model_is_packed_sdpa_and_can_switch_back_and_forth():
+    model = _tiny_model()
+    assert use_packed_gqa_attention(model) == ATTENTION_NAME
+    assert use_packed_gqa_attention(model, flash_decoding=False) == ATTENTION_NAME
+    model.set_attn_implementation("eager")
+    assert use_packed_gqa_attention(model) is None  # a non-sdpa model is left alone
+    assert model.config._attn_implementation == "eager"

@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 # GPU defaults, measured on one H100 (benchmarks/results/generation_throughput_h100.txt; Qwen3-8B shape, batch 64,
 # 4,096 prompt + 1,000 new tokens, transformers 5.24): a static KV cache gives 1.22 s/article against 2.27 for the
 # dynamic cache, which re-concatenates the whole cache at every step. Chunked prefill keeps a whole batch's prefill
-# activations small next to that cache. Compilation stays off: on the H200 (batch 128) compiled decoding, with
-# decode_attention.py's packed-GQA attention, took 0.58-0.60 s/article after about 2 minutes of compilation against
-# 0.72 eager, so it pays only past ~8 batches; and its greedy outputs differ from the eager bf16 path's
-# (benchmarks/results/gen_compiled_h200.txt). A caller can still ask for it: a static cache without disable_compile.
+# activations small next to that cache. Compilation stays off by default: on the H200 (batch 128) compiled decoding
+# with decode_kernel.py's Triton attention takes 0.40 s/article after compilation (first batch 121 s with it, then
+# 51 s a batch) against 0.72 eager, so it pays from the second batch of 128; but its greedy outputs are not the eager
+# bf16 path's (fused kernels round differently), and the generations' cache keys do not name the decode path, so
+# switching the default would change outputs under unchanged keys (benchmarks/results/gen_compiled_h200.txt).
+# A caller can ask for it: a static cache without disable_compile.
 CUDA_GENERATE_DEFAULTS: dict[str, Any] = {
     "cache_implementation": "static",
     "prefill_chunk_size": 1024,
@@ -82,7 +84,10 @@ class TransformersBackend:
         enable_thinking: bool = False,
         generate_kwargs: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
+        flash_decoding: bool | None = None,
     ):
+        """flash_decoding: for compiled decode steps, decode_kernel's Triton kernel (True), packed SDPA (False), or
+        the kernel where the model is on CUDA and Triton is importable (None); see use_packed_gqa_attention."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model.eval()
@@ -100,7 +105,8 @@ class TransformersBackend:
         if self.may_compile_decode(self.generate_kwargs):
             from bioreview_assets.ml.generation.decode_attention import use_packed_gqa_attention
 
-            use_packed_gqa_attention(self.model)  # compiled decode steps keep reading each K/V head once
+            # Compiled decode steps keep reading each K/V head once, and with the kernel only its filled positions.
+            use_packed_gqa_attention(self.model, flash_decoding)
         self.provenance = dict(provenance or {})
         self._progress: ProgressReporter | None = None  # set per generate() call
 
