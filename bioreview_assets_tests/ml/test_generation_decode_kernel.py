@@ -57,6 +57,15 @@ def test_a_hole_in_the_mask_and_groups_of_other_sizes():
     torch.testing.assert_close(out.float(), _reference(query, key, value, keep), atol=2e-2, rtol=2e-2)
 
 
+def test_a_mask_expanded_over_the_batch_is_read_by_its_own_strides():
+    query, key, value, _ = _case()
+    shared = torch.zeros(key.shape[2], dtype=torch.bool, device="cuda")
+    shared[100:650] = True
+    keep = shared.expand(query.shape[0], -1)  # stride 0 over rows
+    out = packed_decode_attention(query, key, value, keep, splits=2)
+    torch.testing.assert_close(out.float(), _reference(query, key, value, keep.contiguous()), atol=2e-2, rtol=2e-2)
+
+
 @pytest.mark.parametrize("splits", [1, 4])
 def test_a_row_with_nothing_kept_gives_zeros(splits):
     query, key, value, keep = _case()

@@ -108,11 +108,13 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     end = torch.where(keep, positions + 1, 0).amax(dim=1).to(torch.int32)
     partial = torch.empty((batch * kv_heads, splits, groups, head_dim), device=query.device, dtype=torch.float32)
     lse = torch.empty((batch * kv_heads, splits, groups), device=query.device, dtype=torch.float32)
+    # uint8, not bool: inductor cannot lower a bool -> uint8 view, and this copy is 1 byte per position. Its own
+    # strides are passed: a copy of an expanded mask (stride 0) is laid out anew.
+    keep_bytes = keep.to(torch.uint8)
     wrap_triton(_decode_kernel)[(batch * kv_heads, splits)](
-        # uint8, not bool: inductor cannot lower a bool -> uint8 view, and this copy is 1 byte per position.
-        query, key, value, keep.to(torch.uint8), first, end, partial, lse, scale * LOG2_E,
+        query, key, value, keep_bytes, first, end, partial, lse, scale * LOG2_E,
         query.stride(0), query.stride(1), query.stride(2), key.stride(0), key.stride(1), key.stride(2),
-        value.stride(0), value.stride(1), value.stride(2), keep.stride(0), keep.stride(1),
+        value.stride(0), value.stride(1), value.stride(2), keep_bytes.stride(0), keep_bytes.stride(1),
         kv_heads, groups, splits,
         GROUPS_PADDED=max(16, triton.next_power_of_2(groups)), HEAD_DIM=head_dim, BLOCK=block,
         num_warps=warps, num_stages=stages,
