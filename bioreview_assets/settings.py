@@ -181,6 +181,11 @@ class PromptConfig(_Strict):
     enable_thinking: bool = False
 
 
+# ModelConfig fields that do not determine the adapter (ModelConfig.config_hash): generation settings (the
+# generations' own key, ml/generation/serving.py, holds them), where pods run, and labels.
+GENERATION_AND_REPORTING_FIELDS = ("description", "generation", "gpu", "base_system", "probe_of", "probe_step")
+
+
 class ModelConfig(_Strict):
     """One fine-tunable model: base weights, corpus, prompt, training and generation settings."""
 
@@ -204,12 +209,16 @@ class ModelConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        """What determines the adapter: every field except how many ranks compute it (EXECUTION_FIELDS).
+        """What determines the adapter: the base, corpus, prompt and training fields, except how many ranks compute
+        it (EXECUTION_FIELDS).
 
-        A run on N GPUs trains the same effective batch in the same data order as one GPU, so its checkpoints keep
-        their identity and a resume with another N is refused by the checkpoint guard (not silently restarted).
+        It names the training run whose checkpoints a resume may continue (a run of another hash discards them), so
+        what only shapes generation, pods or reports (GENERATION_AND_REPORTING_FIELDS) is left out: editing
+        generation.batch_size mid-training must not throw away its checkpoints. A run on N GPUs trains the same
+        effective batch in the same data order as one GPU, so its checkpoints keep their identity and a resume with
+        another N is refused by the checkpoint guard (not silently restarted).
         """
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude=set(GENERATION_AND_REPORTING_FIELDS))
         for field in EXECUTION_FIELDS:
             data["training"].pop(field)
         return stable_hash(data)

@@ -153,6 +153,30 @@ def test_ranks_do_not_change_the_run_identity_and_size_the_pod():
     assert four.model_copy(update={"gpu": False}).gpus_needed("adapter") == 0
 
 
+def test_generation_and_labels_do_not_change_the_run_identity_but_training_inputs_do(tmp_path):
+    from bioreview_assets.ml.runtime_env import library_versions
+    from bioreview_assets.ml.training.checkpoints import CHECKPOINT_MARKER, prepare_checkpoints, run_identity
+
+    cfg = tiny_cfg()
+    edited = cfg.model_copy(update={
+        "description": "renamed", "gpu": False, "base_system": "other",
+        "generation": cfg.generation.model_copy(update={"batch_size": 3, "max_new_tokens": 17, "temperature": 0.7}),
+    })
+    assert edited.config_hash() == cfg.config_hash()
+    assert cfg.model_copy(update={"corpus": "other"}).config_hash() != cfg.config_hash()
+    assert cfg.model_copy(update={"prompt": cfg.prompt.model_copy(update={"token_budget": 999})}).config_hash() \
+        != cfg.config_hash()
+    # What it protects: checkpoints of a run survive a generation edit before the resume.
+    folder = tmp_path / "checkpoints"
+    ids = dict(prompt_hash="p", corpus_hash="c")
+    prepare_checkpoints(folder, run_identity(cfg, **ids), {}, allow_version_mismatch=False)
+    (folder / "checkpoint-4").mkdir()
+    marker = {"versions": library_versions(), "world_size": 1}
+    (folder / "checkpoint-4" / CHECKPOINT_MARKER).write_text(json.dumps(marker))
+    resumed = prepare_checkpoints(folder, run_identity(edited, **ids), {}, allow_version_mismatch=False)
+    assert (resumed.step, resumed.discarded) == (4, [])
+
+
 def _checkpoint(folder, step: int, world_size: int, strategy: str, identity: dict, versions: dict):
     from bioreview_assets.ml.training.checkpoints import CHECKPOINT_MARKER, RUN_FILE
 
