@@ -13,9 +13,9 @@ takes about 70 s with the kernel, so the backend's GPU default stays eager (see 
 
 from __future__ import annotations
 
-from typing import Any
-
+import importlib.util
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def packed_gqa_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mas
 
 
 def packed_gqa_flash_decoding(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
-    """transformers attention function: decode_kernel's Triton kernel for one-token queries on CUDA; sdpa otherwise."""
+    """transformers attention function: decode_kernel's Triton kernel for one-token queries with a boolean mask (what
+    sdpa_mask builds) on CUDA; sdpa otherwise."""
     return _packed_gqa_attention(module, query, key, value, attention_mask, flash_decoding=True, **kwargs)
 
 
@@ -83,23 +84,19 @@ def use_packed_gqa_attention(model: Any, flash_decoding: bool | None = None) -> 
     if getattr(model.config, "_attn_implementation", None) not in ("sdpa", ATTENTION_NAME, FLASH_DECODING_NAME):
         return None
     device = next(model.parameters()).device
+    triton_importable = importlib.util.find_spec("triton") is not None
+    kernel_runs_here = device.type == "cuda" and triton_importable
     if flash_decoding is None:
-        flash_decoding = device.type == "cuda" and _triton_importable()
+        flash_decoding = kernel_runs_here
         log.info("compiled decode steps use %s on %s", "the Triton flash-decoding kernel" if flash_decoding
                  else "packed SDPA (no CUDA device or no Triton)", device)
     if flash_decoding:
-        if device.type != "cuda" or not _triton_importable():
+        if not kernel_runs_here:
             raise RuntimeError(f"flash_decoding needs a CUDA model and Triton; the model is on {device}, Triton "
-                               f"{'is' if _triton_importable() else 'is not'} importable")
+                               f"{'is' if triton_importable else 'is not'} importable")
         from bioreview_assets.ml.generation.decode_kernel import remember_sm_count
 
         remember_sm_count(device)
     name = FLASH_DECODING_NAME if flash_decoding else ATTENTION_NAME
     model.set_attn_implementation(name)
     return name
-
-
-def _triton_importable() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
