@@ -161,6 +161,18 @@ class GenerationConfig(_Strict):
     # for a model that does not fit one GPU. On Kubernetes the generations pod asks for the most any model needs.
     gpus: Annotated[int, Field(ge=1)] = 1
     parallelism: Literal["data", "tensor"] = "data"
+    # transformers backend on CUDA: eager decode steps (the default), or compiled ones (torch.compile + CUDA graphs,
+    # attention by ml/generation/decode_kernel.py): 0.40 against 0.72 s/article at batch 128 on an H200 after about
+    # a minute of compilation, so worth it from the second batch. Its greedy outputs are not token-identical to
+    # eager ones (benchmarks/greedy_agreement.py measures by how much), so the generations' key names it.
+    decode: Literal["eager", "compiled"] = "eager"
+
+    @model_validator(mode="after")
+    def _check_decode(self) -> "GenerationConfig":
+        if self.decode == "compiled" and self.backend != "transformers":
+            raise ValueError(f"generation.decode: compiled is the transformers backend's compiled decode steps; the "
+                             f"{self.backend} backend decodes its own way: remove generation.decode")
+        return self
 
     @model_validator(mode="after")
     def _check_parallelism(self) -> "GenerationConfig":
@@ -206,6 +218,13 @@ class ModelConfig(_Strict):
     def _api_models_are_not_trained(self) -> "ModelConfig":
         if self.base.kind == "api" and (self.finetune or self.generation.backend != "openai"):
             raise ValueError("base.kind=api needs finetune: false and generation.backend: openai")
+        return self
+
+    @model_validator(mode="after")
+    def _compiled_decode_needs_a_gpu(self) -> "ModelConfig":
+        if self.generation.decode == "compiled" and not self.gpu:
+            raise ValueError(f"model {self.name!r}: generation.decode: compiled needs CUDA, but gpu: false runs it "
+                             f"on CPUs: set generation.decode: eager (or gpu: true)")
         return self
 
     def config_hash(self) -> str:

@@ -21,6 +21,7 @@ from bioreview_assets.ml.generation.serving import generation_key
 from bioreview_assets.ml.generation.sharding import ShardCommand, ShardedTransformersBackend, ShardFailed, deal
 from bioreview_assets.ml.generation.transformers_backend import Prompt, TransformersBackend, plan_batches
 from bioreview_assets.ml.generation.vllm_backend import VLLMBackend
+from bioreview_assets.settings import BaseModelSource, ModelConfig
 from bioreview_assets.store.generation_log import GenerationLog
 from bioreview_assets_tests.ml.conftest import tiny_model_config
 
@@ -67,6 +68,35 @@ def test_generation_config_validates_gpus_and_parallelism() -> None:
     # The GPU count is not part of a generation's content key: a partition resumes its log on another GPU count.
     weights = {"kind": "base", "base": "h"}
     assert generation_key(one, weights, "p") == generation_key(four, weights, "p")
+
+
+def test_compiled_decode_is_validated_keyed_and_passed_to_the_backend(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ValueError, match="the vllm backend decodes its own way"):
+        tiny_model_config("vllm", decode="compiled")
+    with pytest.raises(ValueError, match="generation.decode: compiled needs CUDA, but gpu: false"):
+        ModelConfig(name="cpu-model", base=BaseModelSource(kind="tiny_random", seed=0), gpu=False,
+                    generation={"decode": "compiled"})
+    eager, compiled = tiny_model_config("transformers"), tiny_model_config("transformers", decode="compiled")
+    weights = {"kind": "base", "base": "h"}
+    # Eager keys are the keys of every generation made before the field existed (their logs stay resumable);
+    # compiled decoding rounds differently, so its outputs get a key of their own.
+    assert "decode" not in generation_key(eager, weights, "p")["generation"]
+    assert generation_key(compiled, weights, "p")["generation"]["decode"] == "compiled"
+    assert generation_key(eager, weights, "p") != generation_key(compiled, weights, "p")
+    assert eager.config_hash() == compiled.config_hash()  # a decode change never discards training checkpoints
+
+    seen = {}
+    monkeypatch.setattr(TransformersBackend, "from_dirs", classmethod(lambda cls, *a, **k: seen.update(k) or "b"))
+    assert make_backend(compiled, tmp_path, None) == "b" and seen["compiled_decode"] is True
+    make_backend(eager, tmp_path, None)
+    assert seen["compiled_decode"] is False
+    sharded = make_backend(tiny_model_config("transformers", decode="compiled", gpus=2), tmp_path, None)
+    assert sharded.compiled_decode is True
+
+
+def test_compiled_decode_is_refused_on_a_cpu_before_loading(tmp_path) -> None:
+    with pytest.raises(ValueError, match="generation.decode: compiled compiles the decode steps over a static CUDA"):
+        TransformersBackend.from_dirs(tmp_path / "never-read", None, SPEC, device="cpu", compiled_decode=True)
 
 
 def test_make_backend_shards_the_transformers_backend_for_gpus_above_one(tmp_path) -> None:

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_thinking=bool(spec["enable_thinking"]),
         generate_kwargs=spec.get("generate_kwargs") or None,
         dtype=spec.get("dtype"),
+        compiled_decode=bool(spec.get("compiled_decode")),
     )
     lines = Path(args.batches).read_text(encoding="utf-8").split("\n")  # not splitlines: see sharding._LineReader
     batches = [[Prompt(p["article_id"], p["ids"]) for p in json.loads(line)] for line in lines if line.strip()]

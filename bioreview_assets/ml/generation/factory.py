@@ -33,6 +33,7 @@ def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path |
             enable_thinking=cfg.prompt.enable_thinking,
             # A model trained in fp32 (training.bf16: false) is served in fp32; otherwise bf16 where it is native.
             dtype=None if cfg.training.bf16 else "float32",
+            compiled_decode=gen.decode == "compiled",
         )
         adapter = Path(adapter_dir) if adapter_dir else None
         if gen.gpus > 1:  # one worker process per GPU, each on its share of the batches (sharding.py)

@@ -82,6 +82,10 @@ def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str) 
     """Everything that determines an article's generated text (the resume log of a partition is kept per key)."""
     gen = cfg.generation
     settings = gen.model_dump(mode="json", exclude=set(NOT_CONTENT | _SAMPLING_FIELDS))
+    if settings["decode"] == "eager":
+        # Eager decoding is what every key made before the field existed generated with: leaving the default out
+        # keeps those keys (and their resumable outputs) valid, while compiled decoding gets keys of its own.
+        del settings["decode"]
     return {
         "weights": weights,
         "prompt_hash": prompt_hash,

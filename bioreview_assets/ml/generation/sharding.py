@@ -248,6 +248,7 @@ class ShardedTransformersBackend:
         enable_thinking: bool = False,
         dtype: str | None = None,
         generate_kwargs: dict[str, Any] | None = None,
+        compiled_decode: bool = False,
         python: Path | None = None,
     ):
         if gpus < 2:
@@ -262,6 +263,7 @@ class ShardedTransformersBackend:
         self.enable_thinking = enable_thinking
         self.dtype = dtype
         self.generate_kwargs = dict(generate_kwargs or {})
+        self.compiled_decode = compiled_decode
         self.python = Path(python) if python else Path(sys.executable)
         self.shards: list[dict[str, Any]] = []  # per started shard: rank, device, articles, the worker's describe()
 
@@ -300,6 +302,7 @@ class ShardedTransformersBackend:
             "enable_thinking": self.enable_thinking,
             "dtype": self.dtype,
             "generate_kwargs": self.generate_kwargs,
+            "compiled_decode": self.compiled_decode,
         }
         self.shards = []
         with tempfile.TemporaryDirectory(prefix="bioreview-shards-") as tmp:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # 51 s a batch) against 0.72 eager, so it pays from the second batch of 128; but its greedy outputs are not the eager
 # bf16 path's (fused kernels round differently), and the generations' cache keys do not name the decode path, so
 # switching the default would change outputs under unchanged keys (benchmarks/results/gen_compiled_h200.txt).
-# A caller can ask for it: a static cache without disable_compile.
+# A model config asks for it with generation.decode: compiled (from_dirs' compiled_decode), which its generations'
+# key names; benchmarks/greedy_agreement.py measures how its greedy outputs differ from the eager ones.
 CUDA_GENERATE_DEFAULTS: dict[str, Any] = {
     "cache_implementation": "static",
     "prefill_chunk_size": 1024,
@@ -123,14 +124,23 @@ class TransformersBackend:
         merge_adapter: bool = True,
         generate_kwargs: dict[str, Any] | None = None,
         dtype: str | None = None,
+        compiled_decode: bool = False,
+        flash_decoding: bool | None = None,
     ) -> "TransformersBackend":
-        """Load a merged model folder, or a base folder plus a PEFT LoRA adapter folder (dtype None: see below)."""
+        """Load a merged model folder, or a base folder plus a PEFT LoRA adapter folder (dtype None: see below).
+
+        compiled_decode (generation.decode: compiled): let transformers torch.compile the decode steps over the static
+        cache (CUDA only: refused elsewhere rather than silently run eager); flash_decoding picks their attention.
+        """
         import torch
         from transformers import AutoModelForCausalLM
 
         from bioreview_assets.ml.training.speed import cpu_has_native_bf16
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if compiled_decode and not device.startswith("cuda"):
+            raise ValueError(f"generation.decode: compiled compiles the decode steps over a static CUDA KV cache; "
+                             f"this process generates on {device!r}: set generation.decode: eager for CPU runs")
         # bf16 on GPU and on CPUs with native bf16 matmuls (what the model was trained in there). Measured on the
         # 2-core avx512_bf16 CPU, SmolLM2-135M, 30 prompts of 440 tokens: prefill 8 s in bf16 against 69 s in fp32,
         # decode 80 ms/step against 1.8 s. fp32 only on CPUs that would emulate bf16.
@@ -140,7 +150,8 @@ class TransformersBackend:
             dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_native_bf16() else torch.float32
         tokenizer = load_generation_tokenizer(model_dir)
         if device.startswith("cuda"):
-            generate_kwargs = {**CUDA_GENERATE_DEFAULTS, **(generate_kwargs or {})}
+            compile_choice = {"disable_compile": False} if compiled_decode else {}
+            generate_kwargs = {**CUDA_GENERATE_DEFAULTS, **compile_choice, **(generate_kwargs or {})}
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map=device)
         if adapter_dir is not None:
             from bioreview_assets.ml.lora_targets import load_adapter_checked
@@ -167,6 +178,7 @@ class TransformersBackend:
             enable_thinking=enable_thinking,
             generate_kwargs=generate_kwargs,
             provenance=provenance,
+            flash_decoding=flash_decoding,
         )
 
     @staticmethod
