@@ -39,22 +39,16 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def merged_model(gguf_dir: Path, adapter_dir: Path | None, out: Path) -> Path:
     """The GGUF base dequantised into a plain Llama model (as ml/models.py converts it), the adapter merged, bf16."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=GGUF_FILE)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = LlamaForCausalLM(config)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
+    from bioreview_assets.ml.models import dequantised_gguf_model
+
+    model, tokenizer = dequantised_gguf_model(gguf_dir, GGUF_FILE)
     if adapter_dir is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=GGUF_FILE)
     model.to(torch.bfloat16).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

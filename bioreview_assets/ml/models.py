@@ -6,6 +6,7 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bioreview_assets import env
 from bioreview_assets.settings import BaseModelSource, ModelConfig
@@ -313,10 +314,17 @@ def _convert_gguf_package(source: BaseModelSource, out: Path) -> None:
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / source.gguf_file).exists():
         raise ModelWeightsUnavailable(f"{folder} has no {source.gguf_file}")
+    model, tokenizer = dequantised_gguf_model(folder, source.gguf_file)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def dequantised_gguf_model(folder: Path, gguf_file: str) -> tuple[Any, Any]:
+    """(a plain Llama model holding the GGUF file's dequantised weights, its tokenizer): what can be saved and trained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=source.gguf_file)
-    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=source.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file)
     # save_pretrained refuses a gguf-loaded model: copy its (dequantised) weights into a fresh model.
     config = loaded.config
     # The weights are dequantised now: a leftover gguf quantization_config would make transformers treat the folder
@@ -326,5 +334,4 @@ def _convert_gguf_package(source: BaseModelSource, out: Path) -> None:
     model = LlamaForCausalLM(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    return model, tokenizer
