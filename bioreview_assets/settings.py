@@ -164,7 +164,8 @@ class GenerationConfig(_Strict):
     # transformers backend on CUDA: eager decode steps (the default), or compiled ones (torch.compile + CUDA graphs,
     # attention by ml/generation/decode_kernel.py): 0.40 against 0.72 s/article at batch 128 on an H200 after about
     # a minute of compilation, so worth it from the second batch. Its greedy outputs are not token-identical to
-    # eager ones (benchmarks/greedy_agreement.py measures by how much), so the generations' key names it.
+    # eager ones, though no further from them than eager outputs at another batch size are, with the same F1
+    # (benchmarks/results/greedy_agreement_h200.txt); since outputs change, the generations' key names it.
     decode: Literal["eager", "compiled"] = "eager"
 
     @model_validator(mode="after")
