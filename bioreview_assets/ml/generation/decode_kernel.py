@@ -52,12 +52,15 @@ def _decode_kernel(q_ptr, k_ptr, v_ptr, keep_ptr, first_ptr, end_ptr, out_ptr, l
     running_max = tl.full([GROUPS_PADDED], float("-inf"), tl.float32)
     running_sum = tl.zeros([GROUPS_PADDED], tl.float32)
     acc = tl.zeros([GROUPS_PADDED, HEAD_DIM], tl.float32)
+    # Inductor passes Python floats as fp64 tensors, while its mutation analysis traces them as plain floats (which
+    # have no .to: it then assumes every input is mutated); tl.full takes both.
+    scale = tl.full([], scale_log2, tl.float32)
     for block_start in range(start, stop, BLOCK):
         position = block_start + tl.arange(0, BLOCK)
         inside = position < stop
         keep = tl.load(keep_ptr + row * keep_stride_b + position * keep_stride_l, mask=inside, other=0) != 0
         k = tl.load(k_base + position[:, None] * k_stride_l + dim[None, :], mask=inside[:, None], other=0.0)
-        scores = tl.dot(q, tl.trans(k)) * scale_log2.to(tl.float32)  # inductor passes Python floats as fp64
+        scores = tl.dot(q, tl.trans(k)) * scale
         scores = tl.where(keep[None, :], scores, float("-inf"))
         new_max = tl.maximum(running_max, tl.max(scores, 1))
         # A block with nothing kept leaves new_max at -inf: subtract 0 then, so exp2 gives 0 and no NaN.
