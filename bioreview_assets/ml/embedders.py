@@ -301,15 +301,17 @@ class Embedder:
         """
         import torch
 
-        chunk = _TOKENISE_CHUNK_BATCHES * self.batch_size
         piece = self.batch_size
+        # The first chunk is one batch, so the model starts after one tokeniser call rather than after a whole
+        # chunk's (on the H200 the model waited 60 ms of a 280 ms encode for its first chunk).
+        starts = [0, *range(piece, len(texts), _TOKENISE_CHUNK_BATCHES * piece)]
         with (rust_tokeniser_pool() as pooled,
               ThreadPoolExecutor(max_workers=1 if pooled else tokeniser_threads()) as workers,
               torch.inference_mode()):
             pending = [
                 (start, [workers.submit(_tokenise, self._tokenizer, texts[at:at + piece])
-                         for at in range(start, min(start + chunk, len(texts)), piece)])
-                for start in range(0, len(texts), chunk)
+                         for at in range(start, end, piece)])
+                for start, end in zip(starts, [*starts[1:], len(texts)])
             ]
             out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
             for start, parts in pending:

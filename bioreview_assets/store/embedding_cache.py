@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import fsspec
@@ -91,14 +92,22 @@ class EmbeddingCache:
         if missing:
             self._ensure_identity_file(folder, embedder.identity)
             items = list(missing.items())
-            for start in range(0, len(items), self.shard_rows):
-                chunk = items[start:start + self.shard_rows]
-                emb = np.asarray(embedder.encode([t for _, t in chunk]), dtype=np.float32)
-                if emb.ndim != 2 or emb.shape[0] != len(chunk):
-                    raise ValueError(f"embedder returned shape {emb.shape} for {len(chunk)} texts")
-                chunk_keys = [k for k, _ in chunk]
-                self._write_shard(folder, chunk_keys, emb)
-                vectors.add(chunk_keys, emb)
+            # A worker thread writes each shard while the embedder computes the next (pyarrow's writes leave the
+            # GIL), so a GPU does not wait for the disk. Vectors join the in-memory index only once their shard is
+            # stored, and this call returns only when every shard is: a failed write fails the call and leaves no
+            # vector that a later call would take for cached.
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                written = []
+                for start in range(0, len(items), self.shard_rows):
+                    chunk = items[start:start + self.shard_rows]
+                    emb = np.asarray(embedder.encode([t for _, t in chunk]), dtype=np.float32)
+                    if emb.ndim != 2 or emb.shape[0] != len(chunk):
+                        raise ValueError(f"embedder returned shape {emb.shape} for {len(chunk)} texts")
+                    chunk_keys = [k for k, _ in chunk]
+                    written.append((chunk_keys, emb, writer.submit(self._write_shard, folder, chunk_keys, emb)))
+                for chunk_keys, emb, write in written:
+                    write.result()
+                    vectors.add(chunk_keys, emb)
         if not keys:
             return np.asarray(embedder.encode([]), dtype=np.float32)
         return vectors.rows(keys)

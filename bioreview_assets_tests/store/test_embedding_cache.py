@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,36 @@ def test_large_misses_are_written_in_shard_sized_batches(tmp_path):
     cache.encode(emb, [f"t{k}" for k in range(5)])
     assert [len(c) for c in emb.calls] == [2, 2, 1]
     assert len(shards(tmp_path, emb)) == 3
+
+
+def test_shards_are_written_while_the_next_is_embedded_and_a_failed_write_caches_nothing(tmp_path, monkeypatch):
+    cache, emb = EmbeddingCache(str(tmp_path), shard_rows=2), FakeEmbedder()
+    events, write = [], cache._write_shard
+
+    def slow_write(folder, keys, vectors):
+        events.append(("write starts", keys[0]))
+        time.sleep(0.2)  # the next shard's encode runs meanwhile
+        write(folder, keys, vectors)
+        events.append(("write ends", keys[0]))
+
+    monkeypatch.setattr(cache, "_write_shard", slow_write)
+    recorded = emb.encode
+    monkeypatch.setattr(emb, "encode", lambda texts: events.append(("encode", text_key(texts[0]))) or recorded(texts))
+    cache.encode(emb, ["a", "b", "c"])
+    a, c = text_key("a"), text_key("c")
+    assert events.index(("encode", c)) < events.index(("write ends", a))  # overlapped
+    assert len(shards(tmp_path, emb)) == 2  # and both on disk when encode returned
+
+    def failing_write(folder, keys, vectors):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache, "_write_shard", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        cache.encode(emb, ["d"])
+    before = len(emb.calls)
+    monkeypatch.setattr(cache, "_write_shard", write)
+    cache.encode(emb, ["d"])  # not served from memory: the failed shard was never stored
+    assert len(emb.calls) == before + 1 and len(shards(tmp_path, emb)) == 3
 
 
 def test_identities_do_not_share_entries(tmp_path):
