@@ -145,8 +145,9 @@ def timed_parts(embedder, cache: EmbeddingCache) -> tuple[dict, callable]:
 
     def timed_write(*a, **k):
         t = time.perf_counter()
-        write(*a, **k)
+        shard = write(*a, **k)
         parts["shard writes (worker thread, overlaps encoding)"] += time.perf_counter() - t
+        return shard
 
     embedder.encode, cache._write_shard = timed_encode, timed_write
     if tokenizer is not None:

@@ -106,8 +106,11 @@ class EmbeddingCache:
                     chunk_keys = [k for k, _ in chunk]
                     written.append((chunk_keys, emb, writer.submit(self._write_shard, folder, chunk_keys, emb)))
                 for chunk_keys, emb, write in written:
-                    write.result()
+                    shard = write.result()
                     vectors.add(chunk_keys, emb)
+                    # Marked here, not by the writer: a shard stored after an earlier one failed stays unmarked,
+                    # so the next call reads it from disk instead of embedding its texts again.
+                    self._loaded_shards[folder].add(shard)
         if not keys:
             return np.asarray(embedder.encode([]), dtype=np.float32)
         return vectors.rows(keys)
@@ -130,7 +133,8 @@ class EmbeddingCache:
             loaded.add(path)
         return vectors
 
-    def _write_shard(self, folder: str, keys: list[str], emb: np.ndarray) -> None:
+    def _write_shard(self, folder: str, keys: list[str], emb: np.ndarray) -> str:
+        """Store one shard atomically; returns its path."""
         dim = emb.shape[1]
         table = pa.table({
             "key": pa.array(keys, type=pa.string()),
@@ -141,7 +145,7 @@ class EmbeddingCache:
         # float32 vectors do not compress and sha256 keys never repeat: plain encoding writes ~5x faster.
         self._atomic_write(f"{folder}/.{name}{_PARTIAL_SUFFIX}", final, lambda h: pq.write_table(
             table, h, compression="none", use_dictionary=False, write_statistics=False))
-        self._loaded_shards[folder].add(final)
+        return final
 
     def _ensure_identity_file(self, folder: str, identity: dict[str, Any]) -> None:
         # Human-readable record of what the hashed folder name stands for.

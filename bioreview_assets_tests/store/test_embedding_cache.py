@@ -88,8 +88,9 @@ def test_shards_are_written_while_the_next_is_embedded_and_a_failed_write_caches
     def slow_write(folder, keys, vectors):
         events.append(("write starts", keys[0]))
         time.sleep(0.2)  # the next shard's encode runs meanwhile
-        write(folder, keys, vectors)
+        shard = write(folder, keys, vectors)
         events.append(("write ends", keys[0]))
+        return shard
 
     monkeypatch.setattr(cache, "_write_shard", slow_write)
     recorded = emb.encode
@@ -109,6 +110,19 @@ def test_shards_are_written_while_the_next_is_embedded_and_a_failed_write_caches
     monkeypatch.setattr(cache, "_write_shard", write)
     cache.encode(emb, ["d"])  # not served from memory: the failed shard was never stored
     assert len(emb.calls) == before + 1 and len(shards(tmp_path, emb)) == 3
+
+    def first_write_fails(folder, keys, vectors):
+        if keys[0] == text_key("e"):
+            raise OSError("disk full")
+        return write(folder, keys, vectors)
+
+    monkeypatch.setattr(cache, "_write_shard", first_write_fails)
+    with pytest.raises(OSError, match="disk full"):
+        cache.encode(emb, ["e", "f", "g"])  # shards [e, f] (fails) and [g] (stored)
+    monkeypatch.setattr(cache, "_write_shard", write)
+    before = len(emb.calls)
+    cache.encode(emb, ["e", "f", "g"])  # the stored shard is read back from disk: only e and f are embedded again
+    assert emb.calls[before:] == [["e", "f"]]
 
 
 def test_identities_do_not_share_entries(tmp_path):
