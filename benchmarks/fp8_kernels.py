@@ -2,7 +2,8 @@
 
 Row-wise e4m3 quantisation of activations and incoming gradients (ml/training/fp8.py quantize_rowwise and
 quantize_scaled_rowwise; about 15 calls per decoder layer per step) and the transposed FP8 weight copy of each
-linear's backward. Prints per shape: microseconds per call, effective GB/s (bytes the op must move), and agreement
+linear's backward; and (quantization: nf4-fp8) the rebuild of each linear's e4m3 weight from NF4 (bitsandbytes'
+dequantisation, then the row-wise kernel) that every forward, recompute and backward of that setup pays. Prints per shape: microseconds per call, effective GB/s (bytes the op must move), and agreement
 with the eager form (share of identical e4m3 bytes, largest relative scale difference); then the estimate per
 training step of the Qwen3-8B shape (36 layers; call counts below).
 
@@ -26,6 +27,8 @@ QUANT_CALLS = {("plain", 4096): 6, ("plain", 12288): 2,
                ("scaled", 4096): 3, ("scaled", 1024): 2, ("scaled", 12288): 2}
 # One transposed weight copy per linear per backward, by (out, in).
 TRANSPOSES = {(4096, 4096): 2, (1024, 4096): 2, (12288, 4096): 2, (4096, 12288): 1}
+# nf4-fp8: one e4m3 weight rebuilt from NF4 per linear in the forward, the recompute and the backward, by (out, in).
+NF4_REBUILDS = {(4096, 4096): 2 * 3, (1024, 4096): 2 * 3, (12288, 4096): 2 * 3, (4096, 12288): 3}
 LAYERS = 36
 
 
@@ -91,7 +94,39 @@ def main() -> int:
           f"{step_ms['compiled']:.1f} ms, triton {step_ms['triton']:.1f} ms; weight transposes eager "
           f"{transpose_ms['eager']:.1f} ms, compiled {transpose_ms['compiled']:.1f} ms, triton "
           f"{transpose_ms['triton']:.1f} ms")
+    nf4_rebuilds(args)
     return 0
+
+
+def nf4_rebuilds(args) -> None:
+    """Microseconds per e4m3 weight rebuilt from NF4 (quantization: nf4-fp8), and the sum per training step."""
+    import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        print(f"NF4 -> e4m3 weight rebuild: not measured, bitsandbytes is not importable here ({err})")
+        return
+    from bioreview_assets.ml.training.fp8 import NF4FP8FrozenLinear, quantize_rowwise
+
+    print("NF4 -> e4m3 weight rebuild            dequantise us  quantise us  rebuild us  GB/s  "
+          "e4m3 error vs bf16 (rel.)")
+    step_ms = 0.0
+    for (out_features, in_features), calls in NF4_REBUILDS.items():
+        linear = torch.nn.Linear(in_features, out_features, bias=False, device="cuda", dtype=torch.bfloat16)
+        nf4 = NF4FP8FrozenLinear.from_linear(linear)
+        weight = nf4.dequantized_weight()
+        dequantise = time_us(lambda: nf4.dequantized_weight(), args.repeats)
+        quantise = time_us(lambda: quantize_rowwise(weight), args.repeats)
+        rebuild = time_us(nf4.fp8_weight, args.repeats)
+        q, scale = nf4.fp8_weight()
+        error = ((q.float() * scale - linear.weight.float()).norm() / linear.weight.float().norm()).item()
+        # NF4 bytes and absmax in, bf16 out and in again, e4m3 out: what the two kernels must move.
+        moved = linear.weight.numel() * (0.5 + 2 + 2 + 1)
+        step_ms += rebuild * calls * LAYERS / 1000
+        print(f"  ({out_features:>5}, {in_features:>5}) (x{calls}/layer)        {dequantise:12.0f} {quantise:12.0f} "
+              f"{rebuild:11.0f} {moved / rebuild / 1e3:5.0f}  {error:.4f}")
+    print(f"per training step ({LAYERS} layers): NF4 -> e4m3 rebuilds {step_ms:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
   ours-fp8      ours on an FP8 (e4m3, row-wise scaled) copy of the frozen base, FP8 matmuls for the forward and the
                 input gradient (quantization: fp8, Hopper or newer; ml/training/fp8.py); "+hostemb" keeps the
                 input embeddings in pinned host memory (training.input_embeddings_on_host)
+  ours-nf4fp8   the FP8 matmuls of ours-fp8 on the NF4 base of ours (quantization: nf4-fp8): each call rebuilds the
+                e4m3 weight it multiplies from NF4, so the base takes NF4's 3.8 GiB instead of e4m3's 7.6
   unsloth       Unsloth's published QLoRA path, in its own process (--unsloth-pythonpath: its pinned libraries)
 
 Measured on one H200 (benchmarks/results/train_peers_h200.txt, train_fp8_h200.txt): Unsloth 2026.10.9 8,356 tok/s
@@ -521,6 +523,7 @@ OURS = {
     "ours-bf16": ("none", "auto", "fused"),
     "ours-nf4lin": ("nf4-keep-linear-attention", "auto", "fused"),
     "ours-fp8": ("fp8", "auto", "fused"),
+    "ours-nf4fp8": ("nf4-fp8", "auto", "fused"),
 }
 
 
@@ -559,9 +562,11 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     quantization, liger, lora_forward = OURS[base]
     nf4 = quantization.startswith("nf4")
     keep_bf16 = ("linear_attn",) if quantization == "nf4-keep-linear-attention" else ()
-    training = training_config(args, quantization="nf4" if nf4 else quantization, liger=liger,
+    training = training_config(args, quantization="nf4" if quantization.startswith("nf4-keep") else quantization,
+                               liger=liger,
                                sac_layers=sac_layers, offload=offload, host_embeddings=host_embeddings)
-    model = build_model(config, nf4=nf4, keep_bf16=keep_bf16)  # fp8: a bf16 base, converted by build_trainer
+    # fp8: a bf16 base, nf4-fp8: the NF4 one; build_trainer converts either to its FP8 linears.
+    model = build_model(config, nf4=nf4, keep_bf16=keep_bf16)
     prepare_for_kbit_free(model)
     applied = apply_liger(model, liger)
     check_no_upcast(model, compute_dtype())

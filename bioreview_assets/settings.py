@@ -69,7 +69,8 @@ class TrainingConfig(_Strict):
     """SFT hyper-parameters (reference values, PIPELINE.md §2.7)."""
 
     # fp8: e4m3 base with FP8 matmuls (ml/training/fp8.py), GPUs of compute capability 8.9+ only (not A100s).
-    quantization: Literal["nf4", "fp8", "none"] = "nf4"
+    # nf4-fp8: the base stored in NF4 as under nf4 (half fp8's bytes), multiplied in FP8 as under fp8 (8.9+ only).
+    quantization: Literal["nf4", "fp8", "nf4-fp8", "none"] = "nf4"
     # Modules kept unquantised under nf4: transformers reads each entry as a regex from the start of the module name
     # (up to a dot) or as a suffix, e.g. ".*linear_attn" keeps the Gated DeltaNet projections of Qwen3.5 in bf16.
     quantization_skip_modules: list[str] = Field(default_factory=list)
@@ -124,9 +125,9 @@ class TrainingConfig(_Strict):
         if self.strategy == "fsdp" and self.gpus == 1:
             raise ValueError("training.strategy=fsdp shards the base model across ranks: it needs training.gpus > 1 "
                              "(one GPU trains without a strategy)")
-        if self.strategy == "fsdp" and self.quantization == "fp8":
-            raise ValueError("training.quantization=fp8 keeps the frozen base in FP8 buffers that FSDP does not shard: "
-                             "use strategy ddp, or quantization nf4 with fsdp")
+        if self.strategy == "fsdp" and self.quantization in ("fp8", "nf4-fp8"):
+            raise ValueError(f"training.quantization={self.quantization} keeps the frozen base in buffers that FSDP "
+                             "does not shard: use strategy ddp, or quantization nf4 with fsdp")
         if self.strategy == "fsdp" and (self.selective_checkpointing_layers != 0 or self.activation_offloading):
             raise ValueError("training.strategy=fsdp checkpoints whole decoder layers through FSDP: "
                              "selective_checkpointing_layers and activation_offloading work with ddp only")

@@ -60,7 +60,7 @@ def card_data(inputs: CardInputs):
     from huggingface_hub import EvalResult, ModelCardData
 
     tags = list(CARD_TAGS)
-    if inputs.training.get("quantization") == "nf4":
+    if inputs.training.get("quantization") in ("nf4", "nf4-fp8"):
         tags.insert(2, "qlora")
     results = []
     for row in inputs.scores:

@@ -8,6 +8,7 @@ import torch
 from bioreview_assets.ml.training.fp8 import (
     FP8FrozenLinear,
     FP8Unsupported,
+    NF4FP8FrozenLinear,
     check_fp8_device,
     convert_base_linears_to_fp8,
     quantize_rowwise,
@@ -48,6 +49,52 @@ def test_fp8_linear_forward_and_input_gradient_match_the_bf16_linear():
     assert relative_error(x.grad, x_ref.grad) < 0.06
     assert not any(p.requires_grad for p in fp8.parameters())  # frozen: nothing for the optimizer
     assert fp8.weight_fp8.dtype == torch.float8_e4m3fn and fp8.weight_fp8.element_size() == 1
+
+
+def test_nf4_stored_linear_multiplies_its_nf4_weight_in_fp8_and_keeps_half_a_byte_a_weight():
+    import bitsandbytes.functional as bnb_functional
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 192, bias=True)
+    nf4 = NF4FP8FrozenLinear.from_linear(linear)
+    assert nf4.weight_nf4.dtype == torch.uint8 and nf4.weight_nf4.numel() == 256 * 192 // 2  # two weights a byte
+    assert not any(p.requires_grad for p in nf4.parameters()) and not list(nf4.parameters())  # frozen: no parameter
+    # The weight it multiplies is NF4's (bitsandbytes' own dequantisation), not the original: a reference linear on
+    # that weight agrees to e4m3's rounding, the original only to NF4's coarser one.
+    nf4_weight = bnb_functional.dequantize_4bit(nf4.weight_nf4, nf4.quant_state)
+    on_nf4 = torch.nn.Linear(256, 192, bias=True)
+    with torch.no_grad():
+        on_nf4.weight.copy_(nf4_weight)
+        on_nf4.bias.copy_(linear.bias)
+    x = torch.randn(3, 40, 256, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y, y_ref = nf4(x), on_nf4(x_ref)
+    assert y.shape == (3, 40, 192)
+    assert 0 < relative_error(y, y_ref) < 0.06
+    assert relative_error(y, y_ref) < relative_error(y, linear(x)) - 0.02
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_ref.backward(grad)
+    assert relative_error(x.grad, x_ref.grad) < 0.06
+
+
+def test_nf4_fp8_takes_the_bytes_of_a_bitsandbytes_nf4_linear_as_they_are():
+    import bitsandbytes as bnb
+
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(128, 64, bias=False)
+    linear4bit = bnb.nn.Linear4bit(128, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4",
+                                   compress_statistics=True, quant_storage=torch.uint8)
+    linear4bit.weight = bnb.nn.Params4bit(dense.weight.data, requires_grad=False, quant_type="nf4",
+                                          compress_statistics=True, quant_storage=torch.uint8,
+                                          module=linear4bit)._quantize("cpu")
+    nf4 = NF4FP8FrozenLinear.from_linear(linear4bit)
+    assert nf4.weight_nf4.data_ptr() == linear4bit.weight.data.data_ptr()  # no copy, no second rounding
+    torch.testing.assert_close(nf4.dequantized_weight(torch.float32),
+                               bnb.functional.dequantize_4bit(linear4bit.weight.data, linear4bit.weight.quant_state))
+    assert 0 < relative_error(nf4.dequantized_weight(torch.float32), dense.weight) < 0.15  # NF4's rounding
+    with pytest.raises(ValueError, match="storage must be 'e4m3' or 'nf4'"):
+        convert_base_linears_to_fp8(torch.nn.Sequential(), "int4")
 
 
 def test_a_gpu_without_fp8_matmuls_is_refused_with_what_to_use(monkeypatch):
@@ -98,6 +145,38 @@ def test_build_trainer_trains_on_an_fp8_base(tiny_env, tmp_path):  # noqa: F811
     assert sum(isinstance(m, FP8FrozenLinear) for m in trainer.model.modules()) == 14
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_build_trainer_trains_on_an_nf4_base_with_fp8_matmuls(tiny_env, tmp_path):  # noqa: F811
+    import bitsandbytes as bnb
+
+    from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
+    from bioreview_assets.ml.training import build_trainer, load_training_model
+    from bioreview_assets.ml.training.features import featurize_rows
+
+    cfg = tiny_cfg(quantization="nf4-fp8", max_steps=2, gradient_accumulation_steps=1, save_steps=10, eval_subset=0)
+    train, _ = corpus(2, 0)
+    features, _ = featurize_rows(load_tokenizer(cfg), train, cfg.training.max_length)
+    base = load_training_model(cfg, resolve_base_model(cfg))
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in base.modules()) == 14  # loaded as nf4 loads it
+    trainer = build_trainer(base, load_tokenizer(cfg), cfg.training, features, [], tmp_path)
+    assert sum(isinstance(m, NF4FP8FrozenLinear) for m in trainer.model.modules()) == 14
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in trainer.model.modules())
+    lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    result = trainer.train()
+    assert result.global_step == 2 and result.training_loss > 0
+    moved = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p.cpu(), lora[n])]
+    assert moved  # the LoRA weights learnt through the FP8 input gradients
+
+
+def test_fp8_bases_are_refused_under_fsdp():
+    from pydantic import ValidationError
+
+    from bioreview_assets.settings import TrainingConfig
+
+    for quantization in ("fp8", "nf4-fp8"):
+        with pytest.raises(ValidationError, match=f"quantization={quantization} keeps the frozen base"):
+            TrainingConfig(quantization=quantization, gpus=2, strategy="fsdp", gradient_accumulation_steps=2)
 
 
 def test_projections_reading_one_input_quantise_it_once(monkeypatch):

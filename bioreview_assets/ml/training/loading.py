@@ -23,20 +23,20 @@ if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs ar
 log = logging.getLogger(__name__)
 
 def load_training_model(cfg: ModelConfig, base_path: Path):
-    """The base model for training: NF4 + double quantisation (nf4), or plain weights (none; fp8 converts them later)."""
+    """The base for training: NF4 + double quantisation (nf4, nf4-fp8), or plain weights (none; fp8 converts them later)."""
     from transformers import AutoModelForCausalLM
 
     dtype = compute_dtype(cfg.training)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation()}
     fsdp = cfg.training.strategy == "fsdp"
-    if cfg.training.quantization == "nf4":
+    if cfg.training.quantization in ("nf4", "nf4-fp8"):
         kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules,
                                                    quant_storage=dtype if fsdp else None)
     device_map = training_device_map(cfg)
-    if cfg.training.quantization == "fp8" and cuda_available():
+    if cfg.training.quantization in ("fp8", "nf4-fp8") and cuda_available():
         from bioreview_assets.ml.training.fp8 import check_fp8_device
 
-        check_fp8_device("cuda")  # this rank's GPU, before loading a bf16 base that it could not train in FP8
+        check_fp8_device("cuda")  # this rank's GPU, before loading a base that it could not train in FP8
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     except ValueError as err:
@@ -48,7 +48,7 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
         kwargs["attn_implementation"] = "eager"
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     prepare_for_kbit_free(model)
-    if cfg.training.quantization == "nf4":
+    if cfg.training.quantization in ("nf4", "nf4-fp8"):
         keep_nf4_training_layout_on_cpu(model)
     check_no_upcast(model, dtype)
     speed_kernels(model.config, "cuda" if cuda_available() else "cpu")  # warns once when a fast kernel is missing
@@ -111,7 +111,7 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
         base = load_training_model(cfg, base_path)
     else:
         device_map = {"": 0} if cuda_available() else {"": "cpu"}
-        # An fp8-trained adapter is evaluated on the bf16 base (as an nf4-trained one is, unquantised).
+        # An fp8- or nf4-fp8-trained adapter is evaluated on the bf16 base (as an nf4-trained one is, unquantised).
         base = AutoModelForCausalLM.from_pretrained(
             str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
         )

@@ -158,10 +158,11 @@ def build_trainer(
     # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
     trainer.remove_callback(PrinterCallback)
     check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
-    if training.quantization == "fp8":
-        from bioreview_assets.ml.training.fp8 import convert_base_linears_to_fp8
+    if training.quantization in ("fp8", "nf4-fp8"):
+        from bioreview_assets.ml.training.fp8 import STORAGE, convert_base_linears_to_fp8
 
-        convert_base_linears_to_fp8(trainer.model)  # after LoRA wraps the bf16 base, before the optimizer exists
+        # After LoRA wraps the base (bf16 for fp8, NF4 for nf4-fp8), before the optimizer exists.
+        convert_base_linears_to_fp8(trainer.model, STORAGE[training.quantization])
     if training.input_embeddings_on_host and cuda_available():
         from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
 
