@@ -99,7 +99,7 @@ def main() -> int:
 
 
 def nf4_rebuilds(args) -> None:
-    """Microseconds per e4m3 weight rebuilt from NF4 (quantization: nf4-fp8), and the sum per training step."""
+    """Microseconds per e4m3 weight rebuilt from NF4 (quantization: nf4-fp8): two-step torch path vs one Triton kernel."""
     import torch
 
     try:
@@ -107,26 +107,35 @@ def nf4_rebuilds(args) -> None:
     except ImportError as err:
         print(f"NF4 -> e4m3 weight rebuild: not measured, bitsandbytes is not importable here ({err})")
         return
-    from bioreview_assets.ml.training.fp8 import NF4FP8FrozenLinear, quantize_rowwise
+    from bioreview_assets.ml.training.fp8 import FP8, FP8_MAX, NF4FP8FrozenLinear, quantize_rowwise, transposed
 
-    print("NF4 -> e4m3 weight rebuild            dequantise us  quantise us  rebuild us  GB/s  "
-          "e4m3 error vs bf16 (rel.)")
-    step_ms = 0.0
+    def two_step(nf4, transpose):  # bitsandbytes' dequantisation, then the Triton row-wise kernel (and transpose)
+        q = quantize_rowwise(nf4.dequantized_weight(nf4.quant_state.dtype))[0]
+        return transposed(q) if transpose else q
+
+    print("NF4 -> e4m3 weight rebuild      two-step us  (transposed)  triton us  (transposed)  triton GB/s  "
+          "identical to bnb + eager  e4m3 error vs bf16")
+    step_ms = {"two-step": 0.0, "triton": 0.0}
     for (out_features, in_features), calls in NF4_REBUILDS.items():
         linear = torch.nn.Linear(in_features, out_features, bias=False, device="cuda", dtype=torch.bfloat16)
         nf4 = NF4FP8FrozenLinear.from_linear(linear)
-        weight = nf4.dequantized_weight()
-        dequantise = time_us(lambda: nf4.dequantized_weight(), args.repeats)
-        quantise = time_us(lambda: quantize_rowwise(weight), args.repeats)
-        rebuild = time_us(nf4.fp8_weight, args.repeats)
-        q, scale = nf4.fp8_weight()
-        error = ((q.float() * scale - linear.weight.float()).norm() / linear.weight.float().norm()).item()
-        # NF4 bytes and absmax in, bf16 out and in again, e4m3 out: what the two kernels must move.
-        moved = linear.weight.numel() * (0.5 + 2 + 2 + 1)
-        step_ms += rebuild * calls * LAYERS / 1000
-        print(f"  ({out_features:>5}, {in_features:>5}) (x{calls}/layer)        {dequantise:12.0f} {quantise:12.0f} "
-              f"{rebuild:11.0f} {moved / rebuild / 1e3:5.0f}  {error:.4f}")
-    print(f"per training step ({LAYERS} layers): NF4 -> e4m3 rebuilds {step_ms:.1f} ms")
+        eager = (nf4.dequantized_weight(nf4.quant_state.dtype).float() / nf4.weight_scale).clamp(
+            -FP8_MAX, FP8_MAX).to(FP8)
+        identical = (torch.equal(nf4.fp8_weight().view(torch.uint8), eager.view(torch.uint8))
+                     and torch.equal(nf4.fp8_weight(transpose=True).view(torch.uint8),
+                                     eager.t().contiguous().view(torch.uint8)))
+        times = {(name, transpose): time_us(lambda: fn(transpose), args.repeats)
+                 for name, fn in (("two-step", lambda t: two_step(nf4, t)), ("triton", lambda t: nf4.fp8_weight(t)))
+                 for transpose in (False, True)}
+        error = ((eager.float() * nf4.weight_scale - linear.weight.float()).norm() / linear.weight.float().norm()).item()
+        for name in step_ms:  # a third of the rebuilds (the backward's) are transposed
+            step_ms[name] += (times[name, False] * calls * 2 / 3 + times[name, True] * calls / 3) * LAYERS / 1000
+        moved = linear.weight.numel() * 1.5  # half a byte in, one out (the absmax tables are 1/64 of that)
+        print(f"  ({out_features:>5}, {in_features:>5}) (x{calls}/layer) {times['two-step', False]:11.0f} "
+              f"{times['two-step', True]:13.0f} {times['triton', False]:10.0f} {times['triton', True]:13.0f} "
+              f"{moved / times['triton', False] / 1e3:12.0f}  {str(identical):<24}  {error:.4f}")
+    print(f"per training step ({LAYERS} layers): NF4 -> e4m3 rebuilds two-step {step_ms['two-step']:.1f} ms, "
+          f"triton {step_ms['triton']:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ class _FrozenFP8Matmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         weight, weight_scale = ctx.saved_tensors
-        return _input_gradient(grad_y, weight, weight_scale, ctx.input_shape), None, None
+        # The (out, in) operand must be column-major: a transposed copy of the FP8 weight, one layer at a time.
+        return _input_gradient(grad_y, transposed(weight), weight_scale, ctx.input_shape), None, None
 
 
 def _forward_product(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
@@ -150,16 +151,15 @@ def _forward_product(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
-def _input_gradient(grad_y: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+def _input_gradient(grad_y: torch.Tensor, weight_t: torch.Tensor, weight_scale: torch.Tensor,
                     input_shape: torch.Size) -> torch.Tensor:
-    """grad_y @ (weight * weight_scale) in FP8: the input gradient of a frozen e4m3 weight."""
+    """grad_y @ (W * weight_scale) in FP8 for a frozen e4m3 W given as its transposed (in, out) contiguous copy."""
     flat = grad_y.reshape(-1, grad_y.shape[-1])
     # s_W (per output row of W) runs along this matmul's reduction, so it is folded into grad_y first; the second
     # operand's scale is then 1.
     q_g, scale_g = quantize_scaled_rowwise(flat, weight_scale.t())
-    ones = torch.ones((1, weight.shape[1]), dtype=torch.float32, device=weight.device)
-    # The (out, in) operand must be column-major: a transposed copy of the FP8 weight, one layer at a time.
-    grad_x = fp8_matmul(q_g, scale_g, transposed(weight).t(), ones, grad_y.dtype)
+    ones = torch.ones((1, weight_t.shape[0]), dtype=torch.float32, device=weight_t.device)
+    grad_x = fp8_matmul(q_g, scale_g, weight_t.t(), ones, grad_y.dtype)  # weight_t.t(): (out, in), column-major
     return grad_x.view(input_shape)
 
 
@@ -168,15 +168,15 @@ class _FrozenNF4FP8Matmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, packed_weight, linear):
-        weight, weight_scale = linear.fp8_weight()
         ctx.linear = linear  # not a saved tensor: activation offloading has nothing of it to move
         ctx.input_shape = x.shape
-        return _forward_product(x, weight, weight_scale)
+        return _forward_product(x, linear.fp8_weight(), linear.weight_scale)
 
     @staticmethod
     def backward(ctx, grad_y):
-        weight, weight_scale = ctx.linear.fp8_weight()
-        return _input_gradient(grad_y, weight, weight_scale, ctx.input_shape), None, None
+        linear = ctx.linear
+        return _input_gradient(grad_y, linear.fp8_weight(transpose=True), linear.weight_scale,
+                               ctx.input_shape), None, None
 
 
 class FP8FrozenLinear(torch.nn.Module):
@@ -208,7 +208,13 @@ class FP8FrozenLinear(torch.nn.Module):
 
 
 class NF4FP8FrozenLinear(torch.nn.Module):
-    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8."""
+    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8.
+
+    Each call rebuilds the e4m3 weight it multiplies: NF4 -> the compute dtype exactly as bitsandbytes dequantises,
+    then e4m3 with the weight's row scales (fixed: the weight is frozen, so they are computed once here). On CUDA one
+    Triton kernel does both, and writes the backward's transposed copy directly (fp8_kernels.nf4_to_e4m3_triton);
+    CPUs run bitsandbytes' dequantisation and the eager quantisation, with the same bytes.
+    """
 
     def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
         super().__init__()
@@ -216,6 +222,10 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         self.register_buffer("weight_nf4", packed_weight)
         self.quant_state = quant_state  # absmax, its own quantisation state and the NF4 code, on the weight's device
         self.register_buffer("bias", bias)
+        with torch.no_grad():
+            _, scale = quantize_rowwise(self.dequantized_weight(quant_state.dtype))
+        self.register_buffer("weight_scale", scale)  # fp32 (out, 1): row absmax / 448 of the dequantised weight
+        self._offset = float(quant_state.offset) if quant_state.nested else 0.0  # read once, not synced per call
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Module) -> "NF4FP8FrozenLinear":
@@ -235,13 +245,21 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         return cls(packed, state, bias)
 
     def dequantized_weight(self, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        """bitsandbytes' own dequantisation of the NF4 weight, (out, in)."""
         import bitsandbytes.functional as bnb_functional
 
         return bnb_functional.dequantize_4bit(self.weight_nf4, self.quant_state).to(dtype)
 
-    def fp8_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weight as e4m3 (out, in) with one fp32 scale per output row, rebuilt from NF4 for this call."""
-        return quantize_rowwise(self.dequantized_weight(self.quant_state.dtype))
+    def fp8_weight(self, transpose: bool = False) -> torch.Tensor:
+        """The e4m3 weight for this call, (out, in), or (in, out) contiguous when transpose; scales: weight_scale."""
+        if self.weight_nf4.device.type == "cuda":
+            from .fp8_kernels import nf4_to_e4m3_triton
+
+            return nf4_to_e4m3_triton(self.weight_nf4, self.quant_state, self._offset, self.weight_scale,
+                                      transpose=transpose)
+        weight = self.dequantized_weight(self.quant_state.dtype).float()
+        q = (weight / self.weight_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+        return q.t().contiguous() if transpose else q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _FrozenNF4FP8Matmul.apply(x, self.weight_nf4, self)
