@@ -136,6 +136,14 @@ def nf4_rebuilds(args) -> None:
               f"{moved / times['triton', False] / 1e3:12.0f}  {str(identical):<24}  {error:.4f}")
     print(f"per training step ({LAYERS} layers): NF4 -> e4m3 rebuilds two-step {step_ms['two-step']:.1f} ms, "
           f"triton {step_ms['triton']:.1f} ms")
+    from bioreview_assets.ml.training.fp8_kernels import nf4_to_e4m3_triton
+
+    linear = torch.nn.Linear(4096, 12288, bias=False, device="cuda", dtype=torch.bfloat16)
+    nf4 = NF4FP8FrozenLinear.from_linear(linear)
+    tiles = {rows: [time_us(lambda: nf4_to_e4m3_triton(nf4.weight_nf4, nf4.quant_state, nf4._offset,
+                                                       nf4.weight_scale, transpose=t, block_rows=rows),
+                            args.repeats) for t in (False, True)] for rows in (32, 64, 128, 256)}
+    print("  (12288, 4096) by tile rows: " + ", ".join(f"{rows}: {a:.0f} / {b:.0f} us" for rows, (a, b) in tiles.items()))
 
 
 if __name__ == "__main__":

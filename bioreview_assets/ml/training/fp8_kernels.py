@@ -93,39 +93,44 @@ def transpose_triton(x: torch.Tensor) -> torch.Tensor:
 def _nf4_to_e4m3_kernel(packed_ptr, absmax_ptr, absmax2_ptr, code2_ptr, offset, code_ptr, scale_ptr, out_ptr,
                         rows, columns, NESTED: tl.constexpr, BLOCKSIZE: tl.constexpr, BLOCKSIZE2: tl.constexpr,
                         TO_BF16: tl.constexpr, TO_FP16: tl.constexpr, TRANSPOSE: tl.constexpr,
-                        BLOCK: tl.constexpr, MAX: tl.constexpr):
-    tile_rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    tile_columns = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    inside = (tile_rows[:, None] < rows) & (tile_columns[None, :] < columns)
-    flat = tile_rows[:, None] * columns + tile_columns[None, :]
-    # bitsandbytes packs two weights a byte in row-major order, the first in the high nibble.
-    byte = tl.load(packed_ptr + flat // 2, mask=inside, other=0).to(tl.int32)
-    nibble = tl.where(flat % 2 == 0, byte >> 4, byte & 15)
-    block = flat // BLOCKSIZE
+                        BLOCK_ROWS: tl.constexpr, MAX: tl.constexpr):
+    # A tile of BLOCK_ROWS weight rows x one NF4 block of columns (columns is a multiple of BLOCKSIZE), so each tile
+    # row has one absmax.
+    tile_rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    first_column = tl.program_id(1) * BLOCKSIZE
+    row_inside = tile_rows < rows
+    block = (tile_rows * columns + first_column) // BLOCKSIZE
     if NESTED:
         # Double quantisation: each block's absmax is an 8-bit code with one fp32 absmax per BLOCKSIZE2 blocks and
         # a global offset; rounded as bitsandbytes computes it (a product, then a sum: no fused multiply-add).
-        absmax_code = tl.load(absmax_ptr + block, mask=inside, other=0).to(tl.int32)
+        absmax_code = tl.load(absmax_ptr + block, mask=row_inside, other=0).to(tl.int32)
         absmax = libdevice.add_rn(libdevice.mul_rn(tl.load(code2_ptr + absmax_code),
-                                                   tl.load(absmax2_ptr + block // BLOCKSIZE2, mask=inside,
+                                                   tl.load(absmax2_ptr + block // BLOCKSIZE2, mask=row_inside,
                                                            other=0.0)), offset)
     else:
-        absmax = tl.load(absmax_ptr + block, mask=inside, other=0.0)
-    weight = libdevice.mul_rn(tl.load(code_ptr + nibble), absmax)
+        absmax = tl.load(absmax_ptr + block, mask=row_inside, other=0.0)
+    # bitsandbytes packs two weights a byte in row-major order, the first in the high nibble.
+    pairs = tl.arange(0, BLOCKSIZE // 2)
+    byte = tl.load(packed_ptr + (tile_rows[:, None] * columns + first_column) // 2 + pairs[None, :],
+                   mask=row_inside[:, None], other=0).to(tl.int32)
+    values = tl.interleave(tl.load(code_ptr + (byte >> 4)), tl.load(code_ptr + (byte & 15)))
+    weight = libdevice.mul_rn(values, tl.broadcast_to(absmax[:, None], (BLOCK_ROWS, BLOCKSIZE)))
     if TO_BF16:  # the dequantised weight in the compute dtype, as bitsandbytes writes it
         weight = weight.to(tl.bfloat16).to(tl.float32)
     if TO_FP16:
         weight = weight.to(tl.float16).to(tl.float32)
-    scale = tl.load(scale_ptr + tile_rows, mask=tile_rows < rows, other=1.0)
+    scale = tl.load(scale_ptr + tile_rows, mask=row_inside, other=1.0)
     q = tl.minimum(tl.maximum(tl.math.div_rn(weight, scale[:, None]), -MAX), MAX).to(out_ptr.dtype.element_ty)
+    tile_columns = first_column + tl.arange(0, BLOCKSIZE)
+    inside = row_inside[:, None] & (tile_columns[None, :] < columns)
     if TRANSPOSE:
         tl.store(out_ptr + tile_columns[:, None] * rows + tile_rows[None, :], tl.trans(q), mask=tl.trans(inside))
     else:
-        tl.store(out_ptr + flat, q, mask=inside)
+        tl.store(out_ptr + tile_rows[:, None] * columns + tile_columns[None, :], q, mask=inside)
 
 
 def nf4_to_e4m3_triton(packed: torch.Tensor, quant_state, offset: float, row_scale: torch.Tensor, *,
-                       transpose: bool = False) -> torch.Tensor:
+                       transpose: bool = False, block_rows: int = 128) -> torch.Tensor:
     """The e4m3 bytes of a bitsandbytes NF4 weight divided by its fp32 row scales: (out, in), or (in, out) if transpose.
 
     One pass: reads half a byte a weight (and the small absmax tables), writes one. Byte for byte what
@@ -135,16 +140,18 @@ def nf4_to_e4m3_triton(packed: torch.Tensor, quant_state, offset: float, row_sca
     if quant_state.quant_type != "nf4":
         raise ValueError(f"nf4_to_e4m3_triton: expected an NF4 quant state, got {quant_state.quant_type!r}")
     rows, columns = quant_state.shape
+    if columns % quant_state.blocksize or rows * columns >= 2**31:
+        raise ValueError(f"nf4_to_e4m3_triton: a ({rows}, {columns}) weight needs in_features a multiple of the NF4 "
+                         f"block size {quant_state.blocksize} and fewer than 2**31 weights")
     out = torch.empty((columns, rows) if transpose else (rows, columns), dtype=FP8, device=packed.device)
     nested = bool(quant_state.nested)
     absmax2 = quant_state.state2.absmax if nested else quant_state.absmax
     code2 = quant_state.state2.code if nested else quant_state.code
-    block = 64
-    _nf4_to_e4m3_kernel[(triton.cdiv(rows, block), triton.cdiv(columns, block))](
+    _nf4_to_e4m3_kernel[(triton.cdiv(rows, block_rows), columns // quant_state.blocksize)](
         packed, quant_state.absmax, absmax2, code2, offset, quant_state.code, row_scale, out, rows, columns,
         NESTED=nested, BLOCKSIZE=quant_state.blocksize,
         BLOCKSIZE2=quant_state.state2.blocksize if nested else 1,
         TO_BF16=quant_state.dtype == torch.bfloat16, TO_FP16=quant_state.dtype == torch.float16,
-        TRANSPOSE=transpose, BLOCK=block, MAX=FP8_MAX,
+        TRANSPOSE=transpose, BLOCK_ROWS=block_rows, MAX=FP8_MAX,
     )
     return out
