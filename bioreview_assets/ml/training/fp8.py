@@ -17,9 +17,10 @@ code that CPUs run; benchmarks/fp8_kernels.py measures eager, torch.compile and 
 
 NF4 storage (`quantization: nf4-fp8`): the same FP8 matmuls on a base kept in bitsandbytes NF4 (about 0.53 bytes a
 weight with double quantisation, against 1 for e4m3: 3.8 GiB instead of 7.6 for Qwen3-8B's decoder). Each call
-dequantises the one weight it multiplies and quantises it row-wise to e4m3 (two passes over 6.8 B weights per matmul
-pass of the step: a few milliseconds at HBM speed, against the ~200 ms the FP8 matmuls save over bf16 ones), so FP8
-speed comes at QLoRA's memory. Its weights carry NF4's rounding and then e4m3's.
+rebuilds the one e4m3 weight it multiplies from NF4 (one Triton kernel, byte for byte bitsandbytes' dequantisation
+then the row-wise quantisation; the backward's transposed copy is written directly). On an H200 the rebuilds take
+64 ms of a 1.6 s step and the setup is still faster than the e4m3-stored base (our reading: the rebuilt weight is
+still in L2 when the GEMM reads it, and no transposed copy is made), at 3.3 GiB less (benchmarks/results/train_nf4fp8_h200.txt). Its weights carry NF4's rounding, then e4m3's.
 
 Only on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper); anywhere else `quantization: fp8` (or
 nf4-fp8) is refused with the reason (the user's A100 pods keep nf4). CPUs run the same code through torch's
