@@ -96,7 +96,8 @@ class TrainingConfig(_Strict):
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
     # GPU memory/speed trade-offs (ml/training/speed.py): keep the attention outputs of this many checkpointed layers
-    # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory.
+    # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory (and, with
+    # selective checkpointing, the kept attention outputs: ml/training/kept_offload.py).
     selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     activation_offloading: bool = False
     # The frozen input-embedding table (1.16 GiB for Qwen3-8B) in pinned host memory: its lookup is a gather of the

@@ -261,17 +261,20 @@ def selective_checkpointing_layers(training: TrainingConfig) -> int | None:
 
 
 def use_activation_offloading(training: TrainingConfig) -> bool:
-    """trl's activation offloading of the checkpointed layer inputs to pinned host memory (GPU only)."""
+    """trl's activation offloading of the checkpointed layer inputs to pinned host memory (GPU only); with selective
+    checkpointing the kept attention outputs go there too (kept_offload.py)."""
     return training.activation_offloading and cuda_available()
 
 
-def selective_checkpointing_callback(n_layers: int | None = None):
+def selective_checkpointing_callback(n_layers: int | None = None, *, offload_kept: bool = False):
     """A TrainerCallback that switches checkpointed layers (the first n_layers; None = all) to trl's SAC policy.
 
     The policy saves the attention op's outputs and recomputes everything else: the backward then skips the
     attention forward (about 6% of an 8B step at 16k) for one hidden-state-sized tensor per layer. trl's own switch
     (gradient_checkpointing_kwargs={"selective": True}) wraps gradient_checkpointing_enable, which transformers
     5.24's Trainer no longer calls (it calls activation_checkpointing_enable), so it is set on the layers instead.
+    offload_kept (activation_offloading on a GPU): the kept outputs wait for the backward in pinned host memory
+    (kept_offload.py) instead of on the GPU.
     """
     from functools import partial
 
@@ -282,7 +285,13 @@ def selective_checkpointing_callback(n_layers: int | None = None):
         _build_policy_fn,
     )
 
-    context_fn = partial(create_selective_checkpoint_contexts, _build_policy_fn(_aten_attention_ops()))
+    if offload_kept:
+        from bioreview_assets.ml.training.kept_offload import AttentionOps, HostOffloader, keep_outputs_context
+
+        offloader = HostOffloader()
+        context_fn = keep_outputs_context(AttentionOps(), offloader)
+    else:
+        context_fn = partial(create_selective_checkpoint_contexts, _build_policy_fn(_aten_attention_ops()))
 
     class SelectiveCheckpointing(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -292,8 +301,8 @@ def selective_checkpointing_callback(n_layers: int | None = None):
             chosen = layers if n_layers is None else layers[:n_layers]
             for layer in chosen:
                 layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False, context_fn=context_fn)
-            log.info("selective activation checkpointing on %d of %d layers (attention outputs kept)",
-                     len(chosen), len(layers))
+            log.info("selective activation checkpointing on %d of %d layers (attention outputs kept%s)",
+                     len(chosen), len(layers), " in pinned host memory" if offload_kept else "")
 
     return SelectiveCheckpointing()
 

@@ -132,10 +132,11 @@ def build_trainer(
 ):
     """SFTTrainer over pre-tokenised rows with our labels, wrapping the model in LoRA."""
     sac_layers = selective_checkpointing_layers(training)
+    activation_offloading = use_activation_offloading(training)
     callbacks = list(callbacks or [])
     if sac_layers != 0:
-        callbacks.append(selective_checkpointing_callback(sac_layers))
-    activation_offloading = use_activation_offloading(training)
+        # With offloading on, what the layers keep goes to host memory too (kept_offload.py).
+        callbacks.append(selective_checkpointing_callback(sac_layers, offload_kept=activation_offloading))
     overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
