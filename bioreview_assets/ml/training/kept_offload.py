@@ -69,7 +69,8 @@ class HostOffloader:
     """Copies kept tensors to pinned host memory on one side stream and back on another, ahead of their use."""
 
     def __init__(self, device: torch.device | str | None = None, min_bytes: int = MIN_OFFLOAD_BYTES):
-        self.device = torch.device(device or "cuda")
+        # The rank's own GPU, named with its index: the backward's recompute runs on autograd's device thread.
+        self.device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
         self.min_bytes = min_bytes
         self.to_host = torch.cuda.Stream(self.device)
         self.to_device = torch.cuda.Stream(self.device)
