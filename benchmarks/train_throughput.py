@@ -16,6 +16,7 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
   ours-addmm    ours without the recompute early stop of the last projection
   ours+sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB); "+sacN" keeps them in N layers,
                 "+offload" moves checkpointed layer inputs to pinned host memory (trl's activation offloading)
+                and, since session 10 (after 05aa3bd), the attention outputs "+sac" keeps (kept_offload.py)
   ours-noliger  ours without Liger
   ours-bf16     ours on a bf16 base (LoRA without quantisation): what NF4 dequantisation costs
 
