@@ -31,8 +31,9 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
 Measured on one H200 (benchmarks/results/train_peers_h200.txt, train_fp8_h200.txt): Unsloth 2026.10.9 8,356 tok/s
 at 9.99 GiB; ours (NF4) 8,192 at 13.24; ours+sac+offload+hostemb (NF4) 8,563 at 12.28; ours-fp8+sac+offload+hostemb
 10,225 at 15.54 allocated (17.71 reserved) with the Triton FP8 kernels (9,588 before them); plain PEFT 5,128 at 46.77.
-Session 10 (train_nf4fp8_h200.txt): ours-nf4fp8+sac16+offload+hostemb 9,996 at 9.79 beside Unsloth's 8,427 at 9.99 in
-one run (1.19x); ours-nf4fp8+sac+offload+hostemb 10,583 at 12.28 beside ours-fp8+sac+offload+hostemb 10,301 at 15.62.
+Session 10 (train_nf4fp8_h200.txt): ours-nf4fp8+sac+offload+hostemb (kept attention outputs in host memory) 10,067
+at 8.05 beside Unsloth's 8,116 at 9.99 in one run (1.24x); before that offload, 10,583 at 12.28 beside
+ours-fp8+sac+offload+hostemb 10,301 at 15.62, and ours-nf4fp8+sac16+offload+hostemb 9,996 at 9.79 (Unsloth 8,427).
 
 Quality guard (--guard): loss curves of --guard-variants (default ours-bf16, ours-fp8, ours) on a small Qwen3 shape
 trained for 200 steps from the same start on the same learnable rows (chain_features), with the largest deviation of

@@ -11,6 +11,9 @@ of our own (not torch's private SAC classes): the forward one runs every op and 
 a mover; the recompute one returns what the mover gives back for those ops and runs every other op again. The saved
 outputs are never changed in place (attention outputs feed the output projection), so no version check is made.
 
+Measured on an H200 (benchmarks/results/train_nf4fp8_h200.txt, Qwen3-8B shape, nf4-fp8, 16k tokens): every layer
+keeping its attention output at 8.05 GiB allocated instead of 12.28, 1.065x the tokens/s of keeping none.
+
 Movers: HostOffloader on CUDA (streams, pinned memory, prefetch of the previous layer's entry when one is fetched);
 KeepOnDevice elsewhere (the tensors stay where they are: the same protocol, for CPU tests).
 """
