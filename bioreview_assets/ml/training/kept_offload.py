@@ -122,12 +122,16 @@ class HostOffloader:
         return outputs
 
 
-class _KeepOutputs(TorchDispatchMode):
-    """Forward: runs every op; hands the kept ops' outputs to the mover, in order."""
+class _KeptOpsMode(TorchDispatchMode):
+    """A dispatch mode of one checkpointed region: the ops to keep, the mover and the region's kept entries."""
 
     def __init__(self, ops, mover, kept: list):
         super().__init__()
         self.ops, self.mover, self.kept = ops, mover, kept
+
+
+class _KeepOutputs(_KeptOpsMode):
+    """Forward: runs every op; hands the kept ops' outputs to the mover, in order."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -138,12 +142,8 @@ class _KeepOutputs(TorchDispatchMode):
         return out
 
 
-class _ReuseOutputs(TorchDispatchMode):
+class _ReuseOutputs(_KeptOpsMode):
     """Recompute: the kept ops return what the mover gives back (in forward order); every other op runs again."""
-
-    def __init__(self, ops, mover, kept: list):
-        super().__init__()
-        self.ops, self.mover, self.kept = ops, mover, kept
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in self.ops:
