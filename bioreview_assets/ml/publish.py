@@ -171,7 +171,7 @@ def inference_requirements(meta: dict, quantization: str) -> str:
     if torch_version:
         lines.append(f"torch>={torch_version}")
     lines.append("safetensors")
-    if quantization == "nf4" and versions.get("bitsandbytes"):
+    if quantization in ("nf4", "nf4-fp8") and versions.get("bitsandbytes"):
         lines.append(f"bitsandbytes=={versions['bitsandbytes']}  # to load the base in NF4 as in training")
     return "\n".join(lines) + "\n"
 

@@ -97,6 +97,47 @@ def test_nf4_fp8_takes_the_bytes_of_a_bitsandbytes_nf4_linear_as_they_are():
         convert_base_linears_to_fp8(torch.nn.Sequential(), "int4")
 
 
+def test_nf4_fp8_leaves_the_linears_the_skip_list_kept_in_bf16_and_refuses_unfit_weights():
+    import bitsandbytes as bnb
+    from peft import LoraConfig, get_peft_model
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quantized = bnb.nn.Linear4bit(128, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4",
+                                               compress_statistics=True, quant_storage=torch.uint8)
+            self.quantized.weight = bnb.nn.Params4bit(torch.randn(64, 128), requires_grad=False, quant_type="nf4",
+                                                      compress_statistics=True, quant_storage=torch.uint8,
+                                                      module=self.quantized)._quantize("cpu")
+            self.skipped = torch.nn.Linear(64, 64)  # what the nf4 loader leaves for quantization_skip_modules
+
+        def forward(self, x):
+            return self.skipped(self.quantized(x))
+
+    model = get_peft_model(Block(), LoraConfig(r=2, target_modules=["quantized", "skipped"]))
+    assert convert_base_linears_to_fp8(model, "nf4") == 1
+    assert isinstance(model.base_model.model.quantized.base_layer, NF4FP8FrozenLinear)
+    assert type(model.base_model.model.skipped.base_layer) is torch.nn.Linear  # still bf16, as asked
+    assert model(torch.randn(3, 128)).shape == (3, 64)
+    only_skipped = get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)), LoraConfig(r=2, target_modules=["0"]))
+    with pytest.raises(RuntimeError, match="quantization_skip_modules keeps in bf16"):
+        convert_base_linears_to_fp8(only_skipped, "nf4")
+    with pytest.raises(ValueError, match="multiple of the block size 64"):
+        NF4FP8FrozenLinear.from_linear(torch.nn.Linear(96, 32))
+
+
+def test_fp8_bases_are_not_broadcast_by_ddp_every_step_and_nf4_fp8_publishes_its_bitsandbytes_pin():
+    from bioreview_assets.ml.publish import inference_requirements
+    from bioreview_assets.ml.training.trainer import parallel_settings
+
+    for quantization, broadcast in (("fp8", False), ("nf4-fp8", False), ("nf4", None)):
+        cfg = tiny_cfg(quantization=quantization, gpus=2, gradient_accumulation_steps=2)
+        assert parallel_settings(cfg.training, True, ["Qwen3DecoderLayer"]).get("ddp_broadcast_buffers") is broadcast
+    meta = {"library_versions": {"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"}}
+    assert "bitsandbytes==0.50.2" in inference_requirements(meta, "nf4-fp8")  # evaluated on the NF4 base
+    assert "bitsandbytes" not in inference_requirements(meta, "fp8")
+
+
 def test_a_gpu_without_fp8_matmuls_is_refused_with_what_to_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")

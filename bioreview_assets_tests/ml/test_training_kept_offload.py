@@ -61,6 +61,31 @@ def test_with_no_op_to_keep_everything_is_recomputed_as_plain_checkpointing_does
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
+def test_ops_returning_lists_are_kept_too():
+    def split_layer(x, weight):
+        first, second = torch.split(x @ weight, [8, 8], dim=-1)  # aten.split_with_sizes returns Tensor[]
+        return torch.tanh(first) * second
+
+    class ListMover(KeepOnDevice):
+        kinds: list = []
+
+        def offload(self, outputs):
+            self.kinds.append(type(outputs))
+            return [x.clone() for x in outputs]
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, requires_grad=True)
+    weight = torch.randn(16, 16, requires_grad=True)
+    split_layer(x, weight).sum().backward()
+    reference = (x.grad.clone(), weight.grad.clone())
+    x.grad = weight.grad = None
+    mover = ListMover()
+    context_fn = keep_outputs_context(AttentionOps({torch.ops.aten.split_with_sizes.default}), mover)
+    checkpoint(split_layer, x, weight, use_reentrant=False, context_fn=context_fn).sum().backward()
+    assert mover.kinds == [list]
+    torch.testing.assert_close((x.grad, weight.grad), reference, rtol=0, atol=0)
+
+
 def test_a_recompute_without_a_kept_entry_says_so():
     mode = _ReuseOutputs(AttentionOps({CPU_ATTENTION}), KeepOnDevice(), [])
     q = torch.randn(1, 1, 4, 8)

@@ -220,6 +220,13 @@ class NF4FP8FrozenLinear(torch.nn.Module):
     def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
         super().__init__()
         self.out_features, self.in_features = quant_state.shape
+        if (packed_weight.dtype != torch.uint8 or not packed_weight.is_contiguous()
+                or packed_weight.numel() * 2 != self.out_features * self.in_features
+                or self.in_features % quant_state.blocksize):
+            raise ValueError(
+                f"nf4-fp8 base: a ({self.out_features}, {self.in_features}) weight needs its NF4 bytes as one "
+                f"contiguous uint8 tensor of {self.out_features * self.in_features // 2} (got {packed_weight.dtype}, "
+                f"{packed_weight.numel()}) and in_features a multiple of the block size {quant_state.blocksize}")
         self.register_buffer("weight_nf4", packed_weight)
         self.quant_state = quant_state  # absmax, its own quantisation state and the NF4 code, on the weight's device
         self.register_buffer("bias", bias)
@@ -276,8 +283,9 @@ STORAGE = {"fp8": "e4m3", "nf4-fp8": "nf4"}  # training.quantization -> how the 
 def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
     """Replace the frozen base linear of every LoRA layer in the decoder by an FP8 one; return how many.
 
-    storage "e4m3": FP8FrozenLinear from a plain nn.Linear. storage "nf4": NF4FP8FrozenLinear, from the NF4
-    Linear4bit that the nf4 loader made (its bytes are kept) or from a plain nn.Linear.
+    storage "e4m3": FP8FrozenLinear from a plain nn.Linear. storage "nf4": NF4FP8FrozenLinear from the NF4
+    Linear4bit that the nf4 loader made (its bytes are kept); a plain nn.Linear there is one the loader left in bf16
+    (quantization_skip_modules) and stays so.
     Runs after peft has wrapped the model, so peft never sees an FP8 weight (it would cast the LoRA weights to the
     base weight's dtype). lm_head and embeddings stay in the compute dtype. The replaced weight is freed layer by layer.
     """
@@ -285,7 +293,7 @@ def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
 
     if storage not in ("e4m3", "nf4"):
         raise ValueError(f"FP8 base: storage must be 'e4m3' or 'nf4', got {storage!r}")
-    converted = 0
+    converted = kept_bf16 = 0
     for module in model.modules():
         if not isinstance(module, LoraLayer):
             continue
@@ -296,16 +304,22 @@ def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
                 raise TypeError(f"FP8 base: expected a plain nn.Linear under LoRA, got {type(base).__name__}")
             module.base_layer = FP8FrozenLinear.from_linear(base)
         else:
-            if type(base).__name__ not in ("Linear", "Linear4bit"):
-                raise TypeError(f"nf4-fp8 base: expected nn.Linear or an NF4 Linear4bit under LoRA, "
+            if type(base) is torch.nn.Linear:
+                kept_bf16 += 1  # left out of NF4 by quantization_skip_modules: it stays as the user asked
+                continue
+            if type(base).__name__ != "Linear4bit":
+                raise TypeError(f"nf4-fp8 base: expected an NF4 Linear4bit (or a skipped nn.Linear) under LoRA, "
                                 f"got {type(base).__name__}")
             module.base_layer = NF4FP8FrozenLinear.from_linear(base)
         del base
         converted += 1
     if not converted:
-        raise RuntimeError("FP8 base: no LoRA layer found to convert (wrap the model in LoRA first)")
+        raise RuntimeError("FP8 base: every LoRA base is a linear that quantization_skip_modules keeps in bf16: "
+                           "nothing to multiply in FP8 (use quantization: none)" if kept_bf16 else
+                           "FP8 base: no LoRA layer found to convert (wrap the model in LoRA first)")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    log.info("FP8 base: %d frozen linears stored in %s, multiplied in e4m3 with row-wise scales", converted,
-             "NF4" if storage == "nf4" else "e4m3")
+    log.info("FP8 base: %d frozen linears stored in %s, multiplied in e4m3 with row-wise scales%s", converted,
+             "NF4" if storage == "nf4" else "e4m3",
+             f"; {kept_bf16} skipped by quantization_skip_modules stay bf16" if kept_bf16 else "")
     return converted

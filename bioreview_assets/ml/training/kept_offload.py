@@ -24,7 +24,7 @@ import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 
 MIN_OFFLOAD_BYTES = 1 << 20  # smaller outputs (log-sum-exp of a short row, RNG seeds) stay on the GPU
 
@@ -135,10 +135,8 @@ class _KeepOutputs(_KeptOpsMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func in self.ops:
-            detached = tuple(x.detach() if isinstance(x, torch.Tensor) else x for x in out) \
-                if isinstance(out, tuple) else out.detach()
-            self.kept.append(self.mover.offload(detached))
+        if func in self.ops:  # a tensor, or a tuple / list of them with ints and None (tree_map walks any of those)
+            self.kept.append(self.mover.offload(tree_map_only(torch.Tensor, torch.Tensor.detach, out)))
         return out
 
 

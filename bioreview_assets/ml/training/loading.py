@@ -106,12 +106,12 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
 
     base_path = resolve_base_model(cfg)
     if quantized is None:
-        quantized = cfg.training.quantization == "nf4"
+        quantized = cfg.training.quantization in ("nf4", "nf4-fp8")  # the NF4 base the adapter trained against
     if quantized:
         base = load_training_model(cfg, base_path)
     else:
         device_map = {"": 0} if cuda_available() else {"": "cpu"}
-        # An fp8- or nf4-fp8-trained adapter is evaluated on the bf16 base (as an nf4-trained one is, unquantised).
+        # An fp8-trained adapter is evaluated on the bf16 base (its e4m3 copy exists only for training's matmuls).
         base = AutoModelForCausalLM.from_pretrained(
             str(base_path), dtype=compute_dtype(cfg.training), device_map=device_map
         )

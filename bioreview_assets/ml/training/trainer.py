@@ -95,6 +95,10 @@ def parallel_settings(training: TrainingConfig, cuda: bool, layer_classes: list[
         # Every LoRA weight gets a gradient each step: the search for unused ones would be an extra pass per step.
         "ddp_find_unused_parameters": False,
     }
+    if training.quantization in ("fp8", "nf4-fp8"):
+        # The frozen base lives in buffers (fp8.py) that DDP would broadcast from rank 0 before every forward
+        # (7.6 GiB e4m3 / 3.8 GiB NF4 for an 8B); every rank built the same bytes, and nothing changes them.
+        settings["ddp_broadcast_buffers"] = False
     if training.strategy == "fsdp":
         if not layer_classes:
             raise ValueError("strategy fsdp: the model has no decoder layer class to wrap (no checkpointable layers)")
