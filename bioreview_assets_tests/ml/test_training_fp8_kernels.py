@@ -1,4 +1,5 @@
-"""The FP8 base's Triton kernels against the eager torch code (CUDA with Triton only; CI has neither, the H200 runs it)."""
+"""The FP8 base's Triton kernels against the eager torch code (CUDA with Triton only; CI has neither, the H200
+runs it)."""
 
 import pytest
 import torch

@@ -20,7 +20,8 @@ weight with double quantisation, against 1 for e4m3: 3.8 GiB instead of 7.6 for 
 rebuilds the one e4m3 weight it multiplies from NF4 (one Triton kernel, byte for byte bitsandbytes' dequantisation
 then the row-wise quantisation; the backward's transposed copy is written directly). On an H200 the rebuilds take
 64 ms of a 1.6 s step and the setup is still faster than the e4m3-stored base (our reading: the rebuilt weight is
-still in L2 when the GEMM reads it, and no transposed copy is made), at 3.3 GiB less (benchmarks/results/train_nf4fp8_h200.txt). Its weights carry NF4's rounding, then e4m3's.
+still in L2 when the GEMM reads it, and no transposed copy is made), at 3.3 GiB less
+(benchmarks/results/train_nf4fp8_h200.txt). Its weights carry NF4's rounding, then e4m3's.
 
 Only on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper); anywhere else `quantization: fp8` (or
 nf4-fp8) is refused with the reason (the user's A100 pods keep nf4). CPUs run the same code through torch's
@@ -168,7 +169,7 @@ class _FrozenNF4FP8Matmul(torch.autograd.Function):
     """y = x @ W^T for a frozen NF4 W multiplied in FP8: saves no tensor; backward rebuilds the e4m3 weight."""
 
     @staticmethod
-    def forward(ctx, x, packed_weight, linear):
+    def forward(ctx, x, linear):
         ctx.linear = linear  # not a saved tensor: activation offloading has nothing of it to move
         ctx.input_shape = x.shape
         return _forward_product(x, linear.fp8_weight(), linear.weight_scale)
@@ -177,7 +178,7 @@ class _FrozenNF4FP8Matmul(torch.autograd.Function):
     def backward(ctx, grad_y):
         linear = ctx.linear
         return _input_gradient(grad_y, linear.fp8_weight(transpose=True), linear.weight_scale,
-                               ctx.input_shape), None, None
+                               ctx.input_shape), None
 
 
 class FP8FrozenLinear(torch.nn.Module):
@@ -270,7 +271,7 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         return q.t().contiguous() if transpose else q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _FrozenNF4FP8Matmul.apply(x, self.weight_nf4, self)
+        y = _FrozenNF4FP8Matmul.apply(x, self)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:

@@ -131,7 +131,7 @@ def _nf4_to_e4m3_kernel(packed_ptr, absmax_ptr, absmax2_ptr, code2_ptr, offset, 
 
 def nf4_to_e4m3_triton(packed: torch.Tensor, quant_state, offset: float, row_scale: torch.Tensor, *,
                        transpose: bool = False, block_rows: int = 128) -> torch.Tensor:
-    """The e4m3 bytes of a bitsandbytes NF4 weight divided by its fp32 row scales: (out, in), or (in, out) if transpose.
+    """The e4m3 bytes of an NF4 weight divided by its fp32 row scales: (out, in), or (in, out) if transpose.
 
     One pass: reads half a byte a weight (and the small absmax tables), writes one. Byte for byte what
     dequantize_4bit followed by the eager quantisation with the same scales gives (benchmarks/fp8_kernels.py and

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs ar
 log = logging.getLogger(__name__)
 
 def load_training_model(cfg: ModelConfig, base_path: Path):
-    """The base for training: NF4 + double quantisation (nf4, nf4-fp8), or plain weights (none; fp8 converts them later)."""
+    """The base for training: NF4 + double quantisation (nf4, nf4-fp8), or plain weights (none; fp8 converts them
+    later)."""
     from transformers import AutoModelForCausalLM
 
     dtype = compute_dtype(cfg.training)
