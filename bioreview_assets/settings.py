@@ -16,6 +16,7 @@ from bioreview_assets.config.k8s import K8sConfig
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
+from bioreview_assets.core.quantization import FP8_MATMULS
 from bioreview_assets.core.sampling import DEFAULT_SAMPLING
 
 REPO_ROOT = env.REPO_ROOT
@@ -126,7 +127,7 @@ class TrainingConfig(_Strict):
         if self.strategy == "fsdp" and self.gpus == 1:
             raise ValueError("training.strategy=fsdp shards the base model across ranks: it needs training.gpus > 1 "
                              "(one GPU trains without a strategy)")
-        if self.strategy == "fsdp" and self.quantization in ("fp8", "nf4-fp8"):
+        if self.strategy == "fsdp" and self.quantization in FP8_MATMULS:
             raise ValueError(f"training.quantization={self.quantization} keeps the frozen base in buffers that FSDP "
                              "does not shard: use strategy ddp, or quantization nf4 with fsdp")
         if self.strategy == "fsdp" and (self.selective_checkpointing_layers != 0 or self.activation_offloading):

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from bioreview_assets import settings
+from bioreview_assets.core.quantization import NF4_STORED
 from bioreview_assets.reporting.model_card import CardInputs, hub_base_model, render_model_card
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.atomic import atomic_dir
@@ -171,7 +172,7 @@ def inference_requirements(meta: dict, quantization: str) -> str:
     if torch_version:
         lines.append(f"torch>={torch_version}")
     lines.append("safetensors")
-    if quantization in ("nf4", "nf4-fp8") and versions.get("bitsandbytes"):
+    if quantization in NF4_STORED and versions.get("bitsandbytes"):
         lines.append(f"bitsandbytes=={versions['bitsandbytes']}  # to load the base in NF4 as in training")
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from bioreview_assets.core.quantization import NF4_STORED
+
 CARD_TAGS = ["peft", "lora", "trl", "sft", "bioreview", "biomedical", "peer-review"]
 SCORE_NOTE = (
     "F1, recall and precision are micro-averaged over reference concerns, with 95% bootstrap intervals over "
@@ -60,7 +62,7 @@ def card_data(inputs: CardInputs):
     from huggingface_hub import EvalResult, ModelCardData
 
     tags = list(CARD_TAGS)
-    if inputs.training.get("quantization") in ("nf4", "nf4-fp8"):
+    if inputs.training.get("quantization") in NF4_STORED:
         tags.insert(2, "qlora")
     results = []
     for row in inputs.scores:

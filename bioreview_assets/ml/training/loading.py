@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bioreview_assets.core.quantization import FP8_MATMULS, NF4_STORED
 from bioreview_assets.ml.kernels import speed_kernels
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.speed import (
@@ -30,11 +31,11 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
     dtype = compute_dtype(cfg.training)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation()}
     fsdp = cfg.training.strategy == "fsdp"
-    if cfg.training.quantization in ("nf4", "nf4-fp8"):
+    if cfg.training.quantization in NF4_STORED:
         kwargs["quantization_config"] = nf4_config(dtype, cfg.training.quantization_skip_modules,
                                                    quant_storage=dtype if fsdp else None)
     device_map = training_device_map(cfg)
-    if cfg.training.quantization in ("fp8", "nf4-fp8") and cuda_available():
+    if cfg.training.quantization in FP8_MATMULS and cuda_available():
         from bioreview_assets.ml.training.fp8 import check_fp8_device
 
         check_fp8_device("cuda")  # this rank's GPU, before loading a base that it could not train in FP8
@@ -49,7 +50,7 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
         kwargs["attn_implementation"] = "eager"
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     prepare_for_kbit_free(model)
-    if cfg.training.quantization in ("nf4", "nf4-fp8"):
+    if cfg.training.quantization in NF4_STORED:
         keep_nf4_training_layout_on_cpu(model)
     check_no_upcast(model, dtype)
     speed_kernels(model.config, "cuda" if cuda_available() else "cpu")  # warns once when a fast kernel is missing
@@ -107,7 +108,7 @@ def load_adapter_model(cfg: ModelConfig, adapter_dir: Path, *, quantized: bool |
 
     base_path = resolve_base_model(cfg)
     if quantized is None:
-        quantized = cfg.training.quantization in ("nf4", "nf4-fp8")  # the NF4 base the adapter trained against
+        quantized = cfg.training.quantization in NF4_STORED  # the NF4 base the adapter trained against
     if quantized:
         base = load_training_model(cfg, base_path)
     else:
