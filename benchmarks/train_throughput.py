@@ -35,7 +35,8 @@ Session 10 (train_nf4fp8_h200.txt): ours-nf4fp8+sac+offload+hostemb (kept attent
 at 8.05 beside Unsloth's 8,116 at 9.99 in one run (1.24x); before that offload, 10,583 at 12.28 beside
 ours-fp8+sac+offload+hostemb 10,301 at 15.62, and ours-nf4fp8+sac16+offload+hostemb 9,996 at 9.79 (Unsloth 8,427).
 Session 11 (same file, section 6; kept outputs fetched into the compute stream's memory, 64-row NF4 rebuild tiles):
-ours-nf4fp8+sac+offload+hostemb 10,466 at 8.05 allocated / 10.09 reserved beside Unsloth's 8,227 at 9.99 / 10.48 (1.27x).
+ours-nf4fp8+sac+offload+hostemb 10,466 at 8.05 allocated / 10.09 reserved beside Unsloth's 8,227 at 9.99 / 10.48 (1.27x;
+1.23-1.27x over five invocations on two leases, median 1.267x).
 
 Quality guard (--guard): loss curves of --guard-variants (default ours-bf16, ours-fp8, ours) on a small Qwen3 shape
 trained for 200 steps from the same start on the same learnable rows (chain_features), with the largest deviation of
