@@ -42,6 +42,10 @@ class FakeAPI:
                     api.max_in_flight = max(api.max_in_flight, api.in_flight)
                     status, headers = api.script.pop(0) if api.script else (200, {})
                 time.sleep(api.delay)
+                # Out of flight before the reply is sent: once it is, the client may start its next request while
+                # this thread has not yet run the lines below (counting it then overstated the client's concurrency).
+                with api.lock:
+                    api.in_flight -= 1
                 if status == 200:
                     user = body["messages"][-1]["content"]
                     payload = {"choices": [{"message": {"role": "assistant", "content": f'[{{"text": "{user}"}}]'},
@@ -57,8 +61,6 @@ class FakeAPI:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                with api.lock:
-                    api.in_flight -= 1
 
             def log_message(self, *args):  # keep pytest output clean
                 pass
