@@ -1,4 +1,4 @@
-"""`bioreview` command: demo, sample-data, sql, report, score, publish (thin wrappers over the code the assets use)."""
+"""`bioreview` command: doctor, demo, sample-data, sql, report, score, publish (thin wrappers over the code the assets use)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,28 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from bioreview_assets import settings
+    from bioreview_assets.doctor.diagnose import blocking
+    from bioreview_assets.doctor.report import examine, format_findings
+
+    project = settings.load_project()
+    models = args.models or (settings.all_model_names() if args.all else list(project.demo_models))
+    findings = examine(models)
+    print(f"bioreview doctor: {', '.join(models)}")
+    print(format_findings(findings))
+    return 1 if blocking(findings) else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bioreview_assets.demo import run_demo
     from bioreview_assets.resources import StorageResource
     from bioreview_assets.summary import print_demo_summary
 
+    # The doctor first: a machine that cannot run the demo says so in seconds, not after an hour.
+    if _cmd_doctor(argparse.Namespace(models=None, all=False)) != 0:
+        print("bioreview demo: the doctor found blocking problems (above); nothing was run", file=sys.stderr)
+        return 1
     results = run_demo()
     print_demo_summary(StorageResource().store(), results)
     return 0
@@ -105,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="folder for {train,val,test}.jsonl")
     sample.add_argument("--seed", type=int, default=None)
     sample.set_defaults(func=_cmd_sample_data)
+    doctor = sub.add_parser("doctor", help="check this machine against the model configs it will run (exit 1 on a "
+                                           "blocking problem)")
+    doctor.add_argument("models", nargs="*", help="model configs to check (default: the project's demo_models)")
+    doctor.add_argument("--all", action="store_true", help="every configured model")
+    doctor.set_defaults(func=_cmd_doctor)
     demo = sub.add_parser("demo", help="materialise the embedded default systems and print a summary")
     demo.set_defaults(func=_cmd_demo)
     sql = sub.add_parser("sql", help="run SQL over the catalog views (built in memory: never blocks a writer)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -100,8 +102,12 @@ def show_progress() -> None:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run_demo(plan: list[Step] | None = None) -> list[tuple[Step, dg.ExecuteInProcessResult]]:
+def run_demo(plan: list[Step] | None = None, observe: Callable[[Step], contextlib.AbstractContextManager] | None = None,
+             stop_on_failure: bool = True) -> list[tuple[Step, dg.ExecuteInProcessResult]]:
     """Run the plan against the persistent instance (DAGSTER_HOME) so `make ui` shows the history.
+
+    `observe(step)`, when given, is a context manager around each step (benchmarks/graph_gpu.py measures GPU memory);
+    with stop_on_failure false a failed step is recorded in its result and the plan goes on.
 
     Each step runs under its stage's named job (jobs.STAGES: train_model, generate, score...), so the Runs page says
     what ran instead of `__ephemeral_asset_job__`; every run is tagged bioreview/demo and bioreview/pipeline.
@@ -118,13 +124,15 @@ def run_demo(plan: list[Step] | None = None) -> list[tuple[Step, dg.ExecuteInPro
         t0 = time.monotonic()
         job = job_for(step.assets)
         print(f"[{index}/{len(plan)}] {step.label} ({job}) ...", flush=True)
-        result = defs.resolve_job_def(job).execute_in_process(
-            partition_key=step.partition,
-            asset_selection=[dg.AssetKey(name) for name in step.assets],
-            instance=instance,
-            run_config=QUIET,
-            tags={"bioreview/demo": "true", "bioreview/pipeline": "demo", "bioreview/step": step.label},
-        )
+        with observe(step) if observe else contextlib.nullcontext():
+            result = defs.resolve_job_def(job).execute_in_process(
+                partition_key=step.partition,
+                asset_selection=[dg.AssetKey(name) for name in step.assets],
+                instance=instance,
+                run_config=QUIET,
+                tags={"bioreview/demo": "true", "bioreview/pipeline": "demo", "bioreview/step": step.label},
+                raise_on_error=stop_on_failure,
+            )
         elapsed = time.monotonic() - t0
         rate = index / (time.monotonic() - started)
         print(f"[{index}/{len(plan)}] {step.label} done in {elapsed:.1f}s ({rate * 60:.1f} steps/min)", flush=True)

@@ -48,6 +48,15 @@ def _local_dir_hint(repo_id: str, revision: str | None, key: str) -> str:
     )
 
 
+def weights_problem(spec: EmbedderSpec) -> str | None:
+    """Why the embedder's weights cannot be loaded here (None: they are found); loads nothing (`bioreview doctor`)."""
+    try:
+        _resolve_dir(spec)
+    except EmbedderUnavailable as err:
+        return str(err)
+    return None
+
+
 def _resolve_dir(spec: EmbedderSpec) -> tuple[Path, str, str | None]:
     """(model folder, where it came from, hub commit if from the hub cache); resolution: path > package > hub cache."""
     if spec.path is not None:
