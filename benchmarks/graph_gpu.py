@@ -108,8 +108,10 @@ def chain_configs(chain: str, work: Path, args: argparse.Namespace) -> Path:
             training.update(max_length=4096, quantization="none", bf16=False, optim="adamw_torch")
             model["prompt"]["token_budget"] = 3500
             model["gpu"] = False
+        # The transformers backend keeps a dense KV cache: 16 prompts of 15k tokens (36 GiB of cache) fit an 80 GB
+        # card beside the bf16 weights, the config's 64 (vLLM's paged batch) would not (the doctor says so).
         model["generation"] = {"backend": "transformers", "max_new_tokens": args.new_tokens, "temperature": 0.0,
-                               "repetition_penalty": 1.05, "batch_size": model["generation"]["batch_size"]}
+                               "repetition_penalty": 1.05, "batch_size": args.gen_batch}
         (models_dir / "qwen3-8b-shape.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
         names = ["qwen3-8b-shape"]
     else:
@@ -191,7 +193,15 @@ def run_chain_inside(chain: str) -> int:
                     print("    " + (error.to_string() if error else str(event.message))[-3000:].replace("\n", "\n    "))
     print(json.dumps({"chain": chain, "steps": meter.rows,
                       "failed": [s.label for s, r in results if not r.success]}))
-    print_demo_summary(StorageResource().store(), results)
+    store = StorageResource().store()
+    for meta_path in sorted(Path(store.root, "adapter").glob("*/adapter_meta.json")):
+        meta = json.loads(meta_path.read_text())
+        keys = ("model", "device", "gpu", "quantization", "selective_checkpointing_layers", "activation_offloading",
+                "liger_kernels", "speed_kernels", "train_rows", "train_tokens_total", "global_step", "max_steps",
+                "resumed_from_step", "steps_this_run", "tokens_per_s", "peak_gpu_memory_gib", "final_train_loss",
+                "final_val_loss", "train_time_s")
+        print("adapter_meta: " + json.dumps({k: meta.get(k) for k in keys}))
+    print_demo_summary(store, results)
     return 0 if all(r.success for _, r in results) else 1
 
 
@@ -224,7 +234,10 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=8)
     parser.add_argument("--save-steps", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=256, help="chain a: random weights ramble to the limit")
-    parser.add_argument("--lengthen", type=int, default=6, help="chain a: sections of this many articles per paper")
+    parser.add_argument("--lengthen", type=int, default=48,
+                        help="chain a: sections of this many articles per paper (48: about 15k tokens of the tiny "
+                             "tokenizer, the config's prompt budget)")
+    parser.add_argument("--gen-batch", type=int, default=16, help="chain a: generation.batch_size")
     parser.add_argument("--smollm-epochs", type=float, default=3)
     parser.add_argument("--smollm-lr", type=float, default=1e-3)
     parser.add_argument("--no-interrupt", action="store_true")
