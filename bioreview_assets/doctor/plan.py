@@ -20,6 +20,10 @@ GIB = 1024**3
 STORAGE_BYTES = {"nf4": 0.53, "nf4-fp8": 0.53, "fp8": 1.0, "none": 2.0}
 # CUDA context, cuBLAS workspaces and allocator slack, measured as the gap of small runs (about 1 GiB on Hopper).
 RUNTIME_OVERHEAD_GIB = 1.0
+# The transformers backend's static KV cache held 15% more than its payload at batch 64 and 128 (H100, H200) (68.5 and
+# 121.8 GiB measured for Qwen3-8B, 4,096-token prompts, 1,000 new tokens: generation_throughput_h100.txt and
+# gen_compiled_h200.txt in benchmarks/results/).
+KV_CACHE_OVERHEAD = 1.15
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def generation_peak_gib(arch: Architecture, *, batch_size: int, prompt_tokens: i
     """Planned peak of the transformers backend at this batch (GiB): bf16 weights, KV cache, one prefill chunk."""
     weights = (arch.linear_params + arch.embedding_params) * 2
     kv = batch_size * (prompt_tokens + new_tokens) * arch.full_attention_layers * 2 * arch.kv_heads * arch.head_dim * 2
+    kv *= KV_CACHE_OVERHEAD
     prefill = prefill_chunk * (arch.intermediate * 3 + arch.vocab) * 2
     return (weights + kv + prefill) / GIB + RUNTIME_OVERHEAD_GIB
 
