@@ -329,6 +329,15 @@ class ProjectConfig(_Strict):
     eval_max_articles: int | None = None
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    @model_validator(mode="after")
+    def _known_baselines(self) -> "ProjectConfig":
+        from bioreview_assets.core.baselines import BASELINES
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown} (known: {', '.join(BASELINES)})")
+        return self
+
 
 def stable_hash(payload: Any) -> str:
     """Short sha256 of a JSON-serialisable payload (sorted keys), used as a content/config hash."""

@@ -246,6 +246,28 @@ def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
     }
 
 
+def fold_by_cluster(article_scores: Sequence[ArticleScore], clusters: Sequence[str]) -> list[ArticleScore]:
+    """Sum the counts of scores that belong together (the reviewer units of one article), in first-seen order.
+
+    The folded scores keep counts and soft credit only (no pairs or breakdowns): what a bootstrap over clusters needs.
+    Micro metrics of the folded list equal those of the unfolded one.
+    """
+    scores = list(article_scores)
+    if len(scores) != len(clusters):
+        raise ValueError(f"{len(scores)} scores but {len(clusters)} cluster labels")
+    folded: dict[str, list] = {}
+    for score, cluster in zip(scores, clusters):
+        cell = folded.setdefault(cluster, [score.source, 0, 0, 0, []])
+        if cell[0] != score.source:
+            raise ValueError(f"cluster {cluster!r} spans two sources ({cell[0]!r}, {score.source!r})")
+        cell[1] += score.n_gt
+        cell[2] += score.n_tool
+        cell[3] += score.n_matched
+        cell[4].append(score.soft_credit)
+    return [ArticleScore(article_id=cluster, source=src, n_gt=g, n_tool=t, n_matched=m, soft_credit=py312_sum(soft),
+                         pairs=()) for cluster, (src, g, t, m, soft) in folded.items()]
+
+
 def harness_choice_indices(seed: int, n_items: int, n_draws: int) -> np.ndarray:
     """What `rng = random.Random(seed)` then n_draws x `rng.choice(range(n_items))` returns, computed in bulk.
 

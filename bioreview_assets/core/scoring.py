@@ -15,6 +15,7 @@ from bioreview_assets.core.diagnostics import (
     NullPairing,
     SimWithMask,
     count_oracle,
+    grouped_null_pairing,
     null_pairing,
     null_sims,
     row_best,
@@ -25,7 +26,7 @@ from bioreview_assets.core.diagnostics import (
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.matcher_spec import MatcherSpec, short_hash
 from bioreview_assets.core.matching import category_mask, cosine, jaccard_matrix
-from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, score_article
+from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, fold_by_cluster, score_article
 from bioreview_assets.core.schema import ScorableConcern
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -77,6 +78,9 @@ class SplitSimilarities:
     null_sims: tuple[SimWithMask, ...]  # article i vs its null partner's references
     null_status: str
     unknown_prediction_ids: tuple[str, ...]
+    # Scored units that belong together (the reviewer units of one article): the null never pairs two units of one
+    # cluster and the bootstrap resamples clusters. None: every article is its own cluster.
+    clusters: tuple[str, ...] | None = None
 
     @functools.cached_property
     def fingerprints(self) -> dict[str, str]:
@@ -188,8 +192,15 @@ def score_split(
     embedder_identity: Mapping[str, Any] | None = None,
     null_seed: int = 42,
     bootstrap_seed: int = 42,
+    clusters: Sequence[str] | None = None,
 ) -> SplitScore:
-    """Embed the split once, match every article, and return metrics, per-article rows, match rows and histograms."""
+    """Embed the split once, match every article, and return metrics, per-article rows, match rows and histograms.
+
+    `clusters` (one label per article, e.g. the article of each reviewer unit of the reviewer ceiling): the null
+    pairs units of different clusters only and the bootstrap resamples clusters.
+    """
+    if clusters is not None and len(clusters) != len(articles):
+        raise ValueError(f"{len(clusters)} cluster labels for {len(articles)} articles")
     ids = [a.article_id for a in articles]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -204,7 +215,12 @@ def score_split(
     source = _SimilaritySource(spec, articles, preds, encode)
     own = [source.pair(i, i) for i in range(len(articles))]
     pairing, null_status = None, "computed"
-    if len(articles) >= 2:
+    if clusters is not None:
+        if len(set(clusters)) >= 2:
+            pairing = grouped_null_pairing(ids, [a.source for a in articles], clusters, null_seed)
+        else:
+            null_status = "not computed: a shuffled null needs at least two clusters"
+    elif len(articles) >= 2:
         pairing = null_pairing(ids, [a.source for a in articles], null_seed)
     else:
         null_status = "not computed: a shuffled null needs at least two articles"
@@ -220,6 +236,7 @@ def score_split(
         null_sims=tuple(null_sims(pairing, source.pair)) if pairing is not None else (),
         null_status=null_status,
         unknown_prediction_ids=tuple(sorted(set(predictions) - split_ids)),
+        clusters=tuple(clusters) if clusters is not None else None,
     )
     return _score(similarities, spec, bootstrap_n, bootstrap_seed)
 
@@ -244,12 +261,14 @@ def _score(similarities: SplitSimilarities, spec: MatcherSpec, bootstrap_n: int,
         null = score_null(similarities.null_pairing, similarities.null_sims, threshold, spec.algorithm)
     metrics = aggregate(scores)
     oracle = count_oracle(scores)
+    resampled = scores if similarities.clusters is None else fold_by_cluster(scores, similarities.clusters)
     metrics.update(
         matcher=identity,
         matcher_id=identity["hash"],
         configured_threshold=spec.threshold,
         effective_threshold=threshold,
-        ci=bootstrap_ci(scores, n=bootstrap_n, seed=bootstrap_seed) if bootstrap_n and scores else None,
+        ci=bootstrap_ci(resampled, n=bootstrap_n, seed=bootstrap_seed) if bootstrap_n and scores else None,
+        **({"n_clusters": len(resampled)} if similarities.clusters is not None else {}),
         null_f1=null.f1 if null is not None else None,
         null=null.summary() if null is not None else {"status": similarities.null_status},
         count_oracle_f1=oracle["f1"],

@@ -56,7 +56,7 @@ def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
     return similarity
 
 
-def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int):
+def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int, clusters=None):
     """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named).
 
     `embedders` gives `encoder(matcher_name) -> (encode, identity)` (the EmbedderResource).
@@ -65,6 +65,6 @@ def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstra
 
     spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
-        return score_split(refs, predictions, None, spec, bootstrap_n)
+        return score_split(refs, predictions, None, spec, bootstrap_n, clusters=clusters)
     encode, identity = embedders.encoder(matcher_name)
-    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)
+    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity, clusters=clusters)

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEED = 20261125
+# Share of an article's flaws that a second reviewer raises too, in other words (articles with >= 2 reviewers). Real
+# reviewers overlap: Liang et al. (NEJM AI 2024) measured 28.58% human-human overlap; at this rate about 30% of a
+# sample reviewer's scorable concerns are raised by another reviewer as well (test_generator measures it).
+SECOND_REVIEWER_RATE = 0.2
 SPLIT_SIZES = {"train": 120, "val": 30, "test": 30}
 # Realistic proportions (v4 totals: f1000 39 %, elife 26 %, plos 25 %, nature 7 %, peerj 3.5 %).
 SOURCE_WEIGHTS = {"f1000": 0.36, "elife": 0.26, "plos": 0.24, "nature": 0.08, "peerj": 0.06}
@@ -201,6 +205,7 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
             "source": source,
             "article_doi": doi,
         })
+    concerns += _second_reviewers(article_id, reviewers, concerns, flaws, per_reviewer, topic)
     concerns.sort(key=lambda c: (c["reviewer_num"], int(c["concern_id"].rsplit("C", 1)[1])))
     title = f"{topic['gene']} controls {topic['outcome']} in the {topic['tissue']} of {topic['organism']}"
     abstract = (
@@ -227,6 +232,31 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
         "extraction_manifest_id": "em-sample-v1",
         "schema_version": "1.1",
     }
+
+
+def _second_reviewers(article_id: str, reviewers: int, concerns: list[dict], flaws: list[Flaw],
+                      per_reviewer: dict[int, int], topic: dict) -> list[dict]:
+    """The same flaw raised again by another reviewer of the article, in another of its phrasings.
+
+    Drawn from a generator of its own (seeded by the article id), so every earlier draw, concern and id of the sample
+    stays as it was: the overlap only adds concerns.
+    """
+    if reviewers < 2:
+        return []
+    rng = random.Random(f"second-reviewer:{article_id}")
+    added = []
+    for flaw, first in zip(flaws, list(concerns)):
+        other_phrasings = [p for p in flaw.concerns if _fill(p, topic) != first["concern_text"]]
+        if not other_phrasings or rng.random() >= SECOND_REVIEWER_RATE:
+            continue
+        reviewer = rng.choice([r for r in range(1, reviewers + 1) if r != first["reviewer_num"]])
+        per_reviewer[reviewer] = per_reviewer.get(reviewer, 0) + 1
+        first["raised_by_multiple"] = True
+        added.append({**first, "concern_id": f"{article_id}:R{reviewer}C{per_reviewer[reviewer]}",
+                      "reviewer_num": reviewer, "concern_text": _fill(rng.choice(other_phrasings), topic),
+                      "raised_by_multiple": True,
+                      "extraction_trace_id": str(uuid.UUID(int=rng.getrandbits(128)))})
+    return added
 
 
 def _rename_sections(rng: random.Random, source: str, sections: dict[str, list[str]]) -> dict[str, str]:
