@@ -317,4 +317,49 @@ def write_sample(out_dir: Path, seed: int = SEED, compress: bool = False) -> dic
     return written
 
 
+MATCHER_PAIRS_FILE = "matcher_pairs.jsonl.gz"
+MATCHER_PAIR_TOPICS = 20
+
+
+def matcher_pairs(seed: int = SEED, n_topics: int = MATCHER_PAIR_TOPICS) -> list[dict]:
+    """Labelled "same concern?" pairs the generator implies, for validating a matcher (annotator `sample-generator`).
+
+    Per random topic (an article's gene, organism, ...): every flaw's two phrasings form a positive pair (two reviewers
+    raising one flaw in other words); two different flaws of the same category form a hard negative (same topic, same
+    category, different issue); and as many flaws of different categories form plain negatives. Figure flaws are left
+    out (the scorer never sees them).
+    """
+    rng = random.Random(f"matcher-pairs:{seed}")
+    flaws = [f for f in FLAWS if not f.figure]
+    rows = []
+
+    def add(a: str, b: str, label: bool, kind: str, topic: dict) -> None:
+        rows.append({"text_a": _fill(a, topic), "text_b": _fill(b, topic), "label": label,
+                     "annotator": "sample-generator", "kind": kind})
+
+    for _ in range(n_topics):
+        topic = _topic(rng)
+        for flaw in flaws:
+            if len(flaw.concerns) >= 2:
+                a, b = rng.sample(flaw.concerns, 2)
+                add(a, b, True, "positive", topic)
+        same_category = [(x, y) for i, x in enumerate(flaws) for y in flaws[i + 1:] if x.category == y.category]
+        for x, y in same_category:
+            add(rng.choice(x.concerns), rng.choice(y.concerns), False, "hard_negative", topic)
+        for _ in range(len(same_category)):
+            x, y = rng.sample(flaws, 2)
+            while x.category == y.category:
+                x, y = rng.sample(flaws, 2)
+            add(rng.choice(x.concerns), rng.choice(y.concerns), False, "negative", topic)
+    return rows
+
+
+def write_matcher_pairs(out_dir: Path, seed: int = SEED) -> Path:
+    """Write the generator's labelled pairs as gzipped JSONL (byte-identical across regenerations)."""
+    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in matcher_pairs(seed)).encode()
+    path = out_dir / MATCHER_PAIRS_FILE
+    path.write_bytes(gzip.compress(payload, mtime=0))
+    return path
+
+
 BUNDLED_DIR = Path(__file__).parent / "data"

@@ -1,0 +1,58 @@
+"""Matcher validation: P/R/F1 of "same concern" at the threshold, the curve, kappa, the labelled-pairs file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bioreview_assets.core.matcher_validation import (
+    LabelledPair, agreement, cohen_kappa, consensus, parse_labelled_pairs, prf_at, validate_matcher,
+)
+
+
+def test_kappa_on_a_hand_labelled_toy_set():
+    # Ten pairs. Ann says same on 1-5, Bob on 1-4 and 6. Agree on 8 of 10: po = 0.8.
+    # pA(yes) = 0.5, pB(yes) = 0.5 -> chance = 0.5*0.5 + 0.5*0.5 = 0.5 -> kappa = (0.8 - 0.5) / 0.5 = 0.6.
+    ann = [True] * 5 + [False] * 5
+    bob = [True] * 4 + [False, True] + [False] * 4
+    assert cohen_kappa(ann, bob) == pytest.approx(0.6)
+    assert cohen_kappa(ann, ann) == pytest.approx(1.0)
+    assert cohen_kappa(ann, [not x for x in ann]) == pytest.approx(-1.0)
+    pairs = [LabelledPair(f"concern a{i}", f"concern b{i}", lab, who)
+             for who, labels in (("ann", ann), ("bob", bob)) for i, lab in enumerate(labels)]
+    (row,) = agreement(pairs)
+    assert row["annotators"] == ["ann", "bob"] and row["n_pairs"] == 10
+    assert row["kappa"] == pytest.approx(0.6) and row["observed_agreement"] == pytest.approx(0.8)
+    kept, ties = consensus(pairs)
+    assert ties == 2 and len(kept) == 8  # the two disagreements are 1-1 ties
+
+
+def test_prf_and_best_threshold_by_hand():
+    sims = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    labels = [True, True, False, True, False, False]
+    at = prf_at(np.array(sims), np.array(labels), 0.65)  # called same: 0.9, 0.8, 0.7 -> tp 2, fp 1, fn 1
+    assert (at["tp"], at["fp"], at["fn"]) == (2, 1, 1)
+    assert at["precision"] == pytest.approx(2 / 3) and at["recall"] == pytest.approx(2 / 3)
+    result = validate_matcher(sims, labels, 0.65, [0.55, 0.65, 0.75, 0.85], n_bootstrap=200)
+    # 0.55: tp 3 fp 1 -> P 0.75 R 1 F1 6/7; 0.75: tp 2 fp 0 -> P 1 R 2/3 F1 0.8; 0.85: F1 0.5.
+    assert [round(r["f1"], 4) for r in result["curve"]] == [round(6 / 7, 4), round(2 / 3, 4), 0.8, 0.5]
+    assert result["best_threshold"] == 0.55
+    lo, hi = result["ci"]["f1"]
+    assert lo <= result["f1"] <= hi
+    with pytest.raises(ValueError, match="both"):
+        validate_matcher([0.9], [True], 0.5, [0.5])
+
+
+def test_labelled_pairs_from_csv_and_jsonl():
+    csv_text = ("text_a,text_b,label,annotator\n"
+                "\"Too few mice.\",\"The sample is small.\",1,ann\n"
+                "\"Too few mice.\",\"Define ROS.\",no,ann\n"
+                "\"Unlabelled yet.\",\"Still open.\",,ann\n")
+    pairs = parse_labelled_pairs(csv_text, "labels.csv")
+    assert [(p.label, p.annotator) for p in pairs] == [(True, "ann"), (False, "ann")]
+    jsonl = '{"text_a": "A b c d.", "text_b": "E f g h.", "label": true}\n'
+    assert parse_labelled_pairs(jsonl)[0].annotator == "unknown"
+    with pytest.raises(ValueError, match="labels.csv:2: label 'maybe'"):
+        parse_labelled_pairs("text_a,text_b,label\nx,y,maybe\n", "labels.csv")
+    with pytest.raises(ValueError, match="header lacks"):
+        parse_labelled_pairs("a,b\n1,2\n", "bad.csv")
