@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -218,3 +219,40 @@ def validate_labelled_pairs(spec, encode, pairs: Sequence[LabelledPair], thresho
             "best_configured_threshold": best["configured_threshold"] if best else None,
             "n_labels": len(pairs), "n_ties_dropped": ties, "annotators": sorted({p.annotator for p in pairs}),
             "agreement": agreement(pairs), "by_kind": by_kind}
+
+
+def similarity_strata(threshold: float, width: float = 0.1, n_each_side: int = 3) -> list[tuple[float, float]]:
+    """Bins of similarity around the threshold: n_each_side bins of `width` below it and above it, the outer ones
+    open-ended, so pairs near the decision are sampled as often as clear ones."""
+    below = [threshold - width * k for k in range(n_each_side, 0, -1)]
+    above = [threshold + width * k for k in range(1, n_each_side)]
+    edges = [-np.inf, *below[1:], threshold, *above, np.inf]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def stratified_pairs(candidates: Sequence[dict], threshold: float, n: int, seed: int = 42,
+                     width: float = 0.1, n_each_side: int = 3) -> list[dict]:
+    """Up to n distinct pairs (dicts with text_a, text_b, similarity), the same number from each similarity bin
+    around the threshold where a bin has enough (its shortfall goes to the others), deterministic for a seed."""
+    unique: dict[tuple[str, str], dict] = {}
+    for row in candidates:
+        key = LabelledPair(row["text_a"], row["text_b"], False, "").key
+        if key[0] != key[1]:
+            unique.setdefault(key, row)
+    ordered = [unique[k] for k in sorted(unique)]
+    strata = similarity_strata(threshold, width, n_each_side)
+    pools = [[r for r in ordered if lo <= r["similarity"] < hi] for lo, hi in strata]
+    rng = random.Random(seed)
+    for pool in pools:
+        rng.shuffle(pool)
+    chosen: list[dict] = []
+    open_pools = [p for p in pools if p]
+    while len(chosen) < n and open_pools:
+        share = max(1, (n - len(chosen)) // len(open_pools))
+        for pool in open_pools:
+            take = pool[:min(share, n - len(chosen))]
+            del pool[:len(take)]
+            chosen += take
+        open_pools = [p for p in open_pools if p]
+    rng.shuffle(chosen)  # annotators should not see the strata in order
+    return chosen

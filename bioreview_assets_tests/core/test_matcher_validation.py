@@ -56,3 +56,21 @@ def test_labelled_pairs_from_csv_and_jsonl():
         parse_labelled_pairs("text_a,text_b,label\nx,y,maybe\n", "labels.csv")
     with pytest.raises(ValueError, match="header lacks"):
         parse_labelled_pairs("a,b\n1,2\n", "bad.csv")
+
+
+def test_label_export_sample_is_stratified_around_the_threshold_and_deterministic():
+    from bioreview_assets.core.matcher_validation import similarity_strata, stratified_pairs
+
+    strata = similarity_strata(0.65, 0.1, 3)
+    assert [round(hi, 2) for _, hi in strata[:-1]] == [0.45, 0.55, 0.65, 0.75, 0.85]
+    # 100 pairs at 0.05..0.99 (most far below the threshold) plus duplicates in both orders.
+    candidates = [{"text_a": f"a{i}", "text_b": f"b{i}", "similarity": 0.05 + 0.0094 * i} for i in range(100)]
+    candidates += [{"text_a": "b3", "text_b": "a3", "similarity": 0.08}, {"text_a": "same", "text_b": "same",
+                                                                          "similarity": 1.0}]
+    picked = stratified_pairs(candidates, 0.65, 30, seed=1)
+    assert len(picked) == 30 and len({(r["text_a"], r["text_b"]) for r in picked}) == 30
+    assert all(r["text_a"] != r["text_b"] for r in picked)
+    per_bin = [sum(lo <= r["similarity"] < hi for r in picked) for lo, hi in strata]
+    assert per_bin == [5] * 6  # equal shares: uniform candidates would have given 40+ of 100 below 0.45
+    assert picked == stratified_pairs(candidates, 0.65, 30, seed=1)
+    assert len(stratified_pairs(candidates, 0.65, 500)) == 100  # never more than there are
