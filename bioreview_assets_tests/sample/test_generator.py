@@ -68,3 +68,17 @@ def test_reviewers_overlap_as_real_ones_do():
     assert 0.25 <= shared / total <= 0.38, shared / total
     ids = [c["concern_id"] for rows in generate_sample_splits().values() for row in rows for c in row["concerns"]]
     assert len(ids) == len(set(ids))
+
+
+def test_bundled_matcher_pairs_are_the_generator_output(tmp_path):
+    from bioreview_assets.sample.generator import MATCHER_PAIRS_FILE, matcher_pairs, write_matcher_pairs
+
+    assert write_matcher_pairs(tmp_path).read_bytes() == (BUNDLED_DIR / MATCHER_PAIRS_FILE).read_bytes()
+    rows = matcher_pairs()
+    kinds = {k: [r for r in rows if r["kind"] == k] for k in ("positive", "hard_negative", "negative")}
+    assert all(r["label"] for r in kinds["positive"]) and not any(r["label"] for r in rows if r["kind"] != "positive")
+    for r in kinds["hard_negative"]:  # same category, different flaw
+        fa = [f for f in FLAWS if any(_pattern(c).fullmatch(r["text_a"]) for c in f.concerns)]
+        fb = [f for f in FLAWS if any(_pattern(c).fullmatch(r["text_b"]) for c in f.concerns)]
+        assert fa[0].category == fb[0].category and fa[0].key != fb[0].key
+    assert len(kinds["hard_negative"]) >= 100 and len(kinds["positive"]) >= 200
