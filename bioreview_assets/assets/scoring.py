@@ -84,8 +84,11 @@ def score_summary(m: dict, system: str, split: str) -> str:
     """The headline of one score partition in words and numbers (the glossary defines each term)."""
     ci = m.get("ci") or {}
     null = m["null_f1"]
+    units = (f"{m['n_articles']} reviewer units of {m['n_clusters']} articles with two or more reviewers (each "
+             f"reviewer scored against the others of its article; CI over articles)" if "n_clusters" in m
+             else f"{m['n_articles']} articles")
     lines = [
-        f"**{system} / {split}**, {m['n_articles']} articles, {m['n_gt']} reference and {m['n_tool']} generated "
+        f"**{system} / {split}**, {units}, {m['n_gt']} reference and {m['n_tool']} generated "
         f"concerns, {m['n_matched']} matched",
         "",
         f"* {with_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",

@@ -175,6 +175,10 @@ def write_report(store: ArtifactStore) -> Report:
         render_markdown(report, f"{matcher} ({identity})").encode(), *REPORT_DIR, "leaderboard.md")
     report.files["json"] = store.write_bytes(report.leaderboard.write_json().encode(), *REPORT_DIR, "leaderboard.json")
     report.files["paired"] = store.write_bytes(report.paired.write_json().encode(), *REPORT_DIR, "paired.json")
+    if not report.paired.is_empty():  # the DuckDB view `paired_differences`
+        report.files["paired_parquet"] = store.write_parquet(report.paired, *REPORT_DIR, "paired.parquet")
+    elif store.exists(*REPORT_DIR, "paired.parquet"):
+        store.fs.rm(store.path(*REPORT_DIR, "paired.parquet"))  # no stale comparisons in SQL
     for split in report.leaderboard["split"].unique().to_list():
         rows = report.leaderboard.filter(pl.col("split") == split).to_dicts()
         report.files[f"plot_{split}"] = store.write_bytes(
