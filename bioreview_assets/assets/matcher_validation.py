@@ -7,6 +7,7 @@ from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evalua
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.ml.similarity import judge_for
 from bioreview_assets.partitions import matcher_partitions, partitioned_checks
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.labelled_pairs import labelled_pair_sources
@@ -39,7 +40,8 @@ def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResour
     cfg = project.matcher_validation
     spec = settings.load_matcher(matcher)
     encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(matcher)
-    results = {name: validate_labelled_pairs(spec, encode, pairs, DEFAULT_THRESHOLDS, project.bootstrap_n)
+    judge = judge_for(spec) if spec.method == "llm_judge" else None
+    results = {name: validate_labelled_pairs(spec, encode, pairs, DEFAULT_THRESHOLDS, project.bootstrap_n, judge=judge)
                for name, pairs in labelled_pair_sources(cfg).items()}
     store = storage.store()
     record = {"matcher": spec.identity(identity), "min_f1": cfg.min_f1, "sources": results}

@@ -182,8 +182,9 @@ def validate_matcher(
     }
 
 
-def pair_similarities(spec, encode, pairs: Sequence[LabelledPair]) -> np.ndarray:
-    """The matcher's similarity of each pair: cosine of its embeddings (one encode call), or Jaccard when lexical."""
+def pair_similarities(spec, encode, pairs: Sequence[LabelledPair], judge=None) -> np.ndarray:
+    """The matcher's similarity of each pair: cosine of its embeddings (one encode call), Jaccard when lexical, or
+    the judge's score (0.5 + cosine / 2 for a "same" verdict on a pre-filtered pair, else 0) for an llm_judge."""
     if spec.method == "lexical":
         from bioreview_assets.core.matching import jaccard_matrix
 
@@ -195,14 +196,29 @@ def pair_similarities(spec, encode, pairs: Sequence[LabelledPair]) -> np.ndarray
     row = {t: i for i, t in enumerate(texts)}
     a = emb[[row[p.text_a] for p in pairs]]
     b = emb[[row[p.text_b] for p in pairs]]
-    return (a * b).sum(axis=1)
+    cos = (a * b).sum(axis=1)
+    if spec.method != "llm_judge":
+        return cos
+    if judge is None:
+        raise ValueError(f"matcher {spec.name!r} is an llm_judge matcher: pass `judge`")
+    return _judged_pairs(cos, pairs, spec.judge.prefilter_threshold, judge)
+
+
+def _judged_pairs(cos: np.ndarray, pairs: Sequence[LabelledPair], prefilter: float, judge) -> np.ndarray:
+    """One judge call for every pre-filtered pair; the same scores as core.judge.judged_matrix gives a match."""
+    asked = [i for i in range(len(pairs)) if cos[i] >= prefilter]
+    verdicts = judge([(pairs[i].text_a, pairs[i].text_b) for i in asked]) if asked else []
+    out = np.zeros(len(pairs), dtype=np.float64)
+    for i, same in zip(asked, verdicts):
+        out[i] = 0.5 + cos[i] / 2 if same else 0.0
+    return out
 
 
 def validate_labelled_pairs(spec, encode, pairs: Sequence[LabelledPair], thresholds: Sequence[float],
-                            n_bootstrap: int = 1000, seed: int = 42) -> dict:
+                            n_bootstrap: int = 1000, seed: int = 42, judge=None) -> dict:
     """Kappa between annotators, then the matcher against the consensus labels (thresholds as configured)."""
     kept, ties = consensus(pairs)
-    sims = pair_similarities(spec, encode, kept)
+    sims = pair_similarities(spec, encode, kept, judge)
     result = validate_matcher(sims, [p.label for p in kept], spec.effective_threshold,
                               [spec.effective(t) for t in thresholds], n_bootstrap=n_bootstrap, seed=seed)
     for row, configured in zip(result["curve"], thresholds):

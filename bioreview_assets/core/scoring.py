@@ -24,6 +24,7 @@ from bioreview_assets.core.diagnostics import (
     threshold_curve,
 )
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
+from bioreview_assets.core.judge import Judge, judged_matrix
 from bioreview_assets.core.matcher_spec import MatcherSpec, short_hash
 from bioreview_assets.core.matching import category_mask, cosine, jaccard_matrix
 from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, fold_by_cluster, score_article
@@ -143,14 +144,15 @@ class _SimilaritySource:
     """Similarity between any article's generated concerns and any article's references (own or null partner)."""
 
     def __init__(self, spec: MatcherSpec, articles: Sequence[ArticleRef], preds: Sequence[Sequence[PredictedConcern]],
-                 encode: Encode | None) -> None:
+                 encode: Encode | None, judge: Judge | None = None) -> None:
         self._spec = spec
+        self._judge = judge
         self._gt_texts = [[c.text for c in a.gt] for a in articles]
         self._tool_texts = [[p.text for p in ps] for ps in preds]
         self._gt_cats = [[c.category for c in a.gt] for a in articles]
         self._tool_cats = [[p.category for p in ps] for ps in preds]
         self._emb: np.ndarray | None = None
-        if spec.method == "embedding":
+        if spec.method in ("embedding", "llm_judge"):
             assert encode is not None
             self._embed_once(encode)
 
@@ -176,6 +178,10 @@ class _SimilaritySource:
                 sim = np.zeros((len(tool_rows), len(gt_rows)), dtype=np.float32)
         else:
             sim = jaccard_matrix(self._tool_texts[tool_article], self._gt_texts[gt_article])
+        if self._spec.method == "llm_judge":
+            assert self._judge is not None and self._spec.judge is not None
+            sim = judged_matrix(sim, self._tool_texts[tool_article], self._gt_texts[gt_article],
+                                self._spec.judge.prefilter_threshold, self._judge)
         allowed = None
         if self._spec.require_category_agreement:
             allowed = category_mask(self._tool_cats[tool_article], self._gt_cats[gt_article])
@@ -193,6 +199,7 @@ def score_split(
     null_seed: int = 42,
     bootstrap_seed: int = 42,
     clusters: Sequence[str] | None = None,
+    judge: Judge | None = None,
 ) -> SplitScore:
     """Embed the split once, match every article, and return metrics, per-article rows, match rows and histograms.
 
@@ -205,14 +212,16 @@ def score_split(
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"duplicate article ids in the split: {dupes[:5]}")
-    if spec.method == "embedding" and encode is None:
+    if spec.method in ("embedding", "llm_judge") and encode is None:
         raise ValueError(f"matcher {spec.name!r} is an embedding matcher: pass `encode`")
+    if (spec.method == "llm_judge") != (judge is not None):
+        raise ValueError(f"matcher {spec.name!r} ({spec.method}): pass `judge` exactly for an llm_judge matcher")
     if spec.method == "lexical" and encode is not None:
         raise ValueError(f"matcher {spec.name!r} is lexical: `encode` must be None (no embedding is used)")
     spec.identity(embedder_identity)  # fail before any work if the identity is incomplete or inconsistent
     split_ids = set(ids)
     preds = tuple(_as_predicted(a.article_id, predictions.get(a.article_id, ())) for a in articles)
-    source = _SimilaritySource(spec, articles, preds, encode)
+    source = _SimilaritySource(spec, articles, preds, encode, judge)
     own = [source.pair(i, i) for i in range(len(articles))]
     pairing, null_status = None, "computed"
     if clusters is not None:

@@ -74,3 +74,26 @@ def test_label_export_sample_is_stratified_around_the_threshold_and_deterministi
     assert per_bin == [5] * 6  # equal shares: uniform candidates would have given 40+ of 100 below 0.45
     assert picked == stratified_pairs(candidates, 0.65, 30, seed=1)
     assert len(stratified_pairs(candidates, 0.65, 500)) == 100  # never more than there are
+
+
+def test_a_judge_matcher_is_validated_on_its_verdicts():
+    from bioreview_assets.core.matcher_spec import EmbedderSpec, JudgeSpec, MatcherSpec
+    from bioreview_assets.core.matcher_validation import validate_labelled_pairs
+
+    spec = MatcherSpec(name="j", method="llm_judge", threshold=0.5,
+                       embedder=EmbedderSpec(name="f", kind="sentence_transformers", model_id="t/f"),
+                       judge=JudgeSpec(api_base="http://127.0.0.1:9/v1", api_model="m", prefilter_threshold=0.5))
+    vectors = {"a": [1.0, 0.0], "b": [0.8, 0.6], "c": [0.0, 1.0], "d": [0.6, 0.8]}
+    asked = []
+
+    def judge(pairs):
+        asked.extend(pairs)
+        return [p != ("a", "b") for p in pairs]  # the judge calls a-b different, everything else same
+
+    pairs = [LabelledPair("a", "b", True, "x"), LabelledPair("c", "d", True, "x"), LabelledPair("a", "c", False, "x"),
+             LabelledPair("b", "d", True, "x")]
+    result = validate_labelled_pairs(spec, lambda texts: np.array([vectors[t] for t in texts]), pairs, [0.5],
+                                     n_bootstrap=10, judge=judge)
+    assert asked == [("a", "b"), ("c", "d"), ("b", "d")]  # a-c (cosine 0) is pre-filtered out
+    # Said same: c-d and b-d (both labelled same); a-b missed -> P 1, R 2/3.
+    assert (result["tp"], result["fp"], result["fn"]) == (2, 0, 1)
