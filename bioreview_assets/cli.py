@@ -1,4 +1,5 @@
-"""`bioreview` command: doctor, demo, sample-data, sql, report, score, publish (thin wrappers over the code the assets use)."""
+"""`bioreview` command: doctor, demo, sample-data, sql, report, score, label-export, publish (thin wrappers over the
+code the assets use)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,36 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_label_export(args: argparse.Namespace) -> int:
+    from bioreview_assets import settings
+    from bioreview_assets.core.matcher_validation import stratified_pairs
+    from bioreview_assets.reporting.label_export import export_rows, to_csv, to_html
+    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.store.catalog import query_frame
+
+    matcher = args.matcher or settings.load_project().default_matcher
+    spec = settings.load_matcher(matcher)
+    where = [f"matcher = '{matcher}'", "gt_text IS NOT NULL", "generated_text IS NOT NULL", "similarity IS NOT NULL"]
+    where += [f"split = '{args.split}'"] if args.split else []
+    frame = query_frame("SELECT gt_text AS text_a, generated_text AS text_b, similarity, system, split, article_id "
+                        f"FROM matches WHERE {' AND '.join(where)} ORDER BY system, split, article_id, gt_index",
+                        StorageResource().store())
+    if frame.is_empty():
+        raise FileNotFoundError(f"no stored matches under matcher {matcher!r}: materialise some scores first")
+    pairs = stratified_pairs(frame.to_dicts(), spec.effective_threshold, args.n, seed=args.seed)
+    rows = export_rows(pairs, matcher)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_name = f"pairs-{matcher}.csv"
+    (out / csv_name).write_text(to_csv(rows), encoding="utf-8")
+    (out / f"label-{matcher}.html").write_text(to_html(rows, csv_name, f"{matcher} pairs"), encoding="utf-8")
+    print(f"{len(rows)} pairs from {frame.height} stored matches, stratified around {matcher}'s threshold "
+          f"{spec.effective_threshold}:")
+    print(f"  {out / csv_name}  (fill label 1/0 and annotator; list it under matcher_validation.labelled_pairs)")
+    print(f"  {out / f'label-{matcher}.html'}  (open in a browser: y same, n different, s skip; Save CSV)")
+    return 0
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
     from bioreview_assets.resources import StorageResource
@@ -142,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--bootstrap", type=int, default=1000)
     score.add_argument("--out", default=None, help="also write the score, its coverage and metrics to this JSON file")
     score.set_defaults(func=_cmd_score)
+    export = sub.add_parser("label-export", help="write real matched pairs to label (CSV + a keyboard labelling page)")
+    export.add_argument("--out", required=True, help="folder for pairs-<matcher>.csv and label-<matcher>.html")
+    export.add_argument("--matcher", default=None, help="a scored matcher (default: the project's)")
+    export.add_argument("--split", default=None, choices=list(SPLITS), help="only this split's matches")
+    export.add_argument("--n", type=int, default=400, help="pairs to export (default 400)")
+    export.add_argument("--seed", type=int, default=42)
+    export.set_defaults(func=_cmd_label_export)
     publish = sub.add_parser("publish", help="assemble MODEL's adapter as a Hub-ready folder; --repo-id uploads it")
     publish.add_argument("model", help="a model partition with a trained adapter (e.g. smollm2-135m)")
     publish.add_argument("--out", default=None, help="folder to write (default <storage>/published_adapter/MODEL)")

@@ -6,13 +6,14 @@ import dagster as dg
 
 from bioreview_assets import env
 from bioreview_assets.assets import (
-    benchmark, concerns, corpus, ensemble, generation, leaderboard, publish, scoring, training,
+    benchmark, concerns, corpus, ensemble, generation, leaderboard, matcher_validation, publish, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
 from bioreview_assets.jobs import JOBS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
-ASSET_MODULES = [benchmark, corpus, training, generation, concerns, ensemble, scoring, leaderboard, publish]
+ASSET_MODULES = [benchmark, corpus, training, generation, concerns, ensemble, matcher_validation, scoring, leaderboard,
+                 publish]
 
 
 def environment() -> str:

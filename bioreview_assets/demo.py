@@ -56,6 +56,8 @@ def demo_partitions() -> dict[str, list[tuple[str | dg.MultiPartitionKey | None,
         "concerns": per([s.name for s in systems if s.kind != "ensemble"], project.eval_splits, SYSTEM_DIM),
         "ensemble_concerns": per([s.name for s in systems if s.kind == "ensemble"], project.eval_splits, SYSTEM_DIM),
         "scores": per([s.name for s in systems], project.eval_splits, SYSTEM_DIM),
+        # every matcher the leaderboard is scored with, validated on the labelled pairs (minilm first)
+        "matcher_validation": [(name, name) for name in project.matchers],
         "leaderboard": [(None, "")],
         # assembled only: nothing is uploaded without a repo_id
         "published_adapter": [(model, model) for model in tuned],

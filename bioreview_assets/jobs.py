@@ -19,6 +19,8 @@ STAGES: dict[str, tuple[tuple[str, ...], str]] = {
     "postprocess": (("concerns",), "Post-process a system's concerns: dedup, cap (partition: system|split)"),
     "ensemble": (("ensemble_concerns",), "Merge an ensemble's member concerns (partition: ensemble|split)"),
     "score": (("scores",), "Score one system on one split with every matcher (partition: system|split)"),
+    "validate_matcher": (("matcher_validation",),
+                         "Validate one matcher's 'same concern' decision on labelled pairs (partition: matcher)"),
     "rescore": (("scores", "leaderboard"),
                 "Re-score a system x split whose inputs changed, then rebuild the leaderboard (partition: "
                 "system|split; target of rescore_stale_schedule)"),

@@ -33,6 +33,11 @@ def model_split_partitions() -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition({MODEL_DIM: model_partitions(), SPLIT_DIM: split_partitions()})
 
 
+def matcher_partitions() -> dg.StaticPartitionsDefinition:
+    """Every configured matcher (configs/matchers/): matcher_validation validates each on labelled pairs."""
+    return dg.StaticPartitionsDefinition(settings.all_matcher_names())
+
+
 def system_partitions() -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition([system.name for system in all_systems()])
 

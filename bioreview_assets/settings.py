@@ -286,6 +286,17 @@ class SweepConfig(_Strict):
     variants: dict[str, dict[str, Any]]  # tag -> dotted-key overrides
 
 
+class MatcherValidationConfig(_Strict):
+    """matcher_validation[matcher]: labelled "same concern?" pairs and the bar the matcher must reach on them."""
+
+    # The pairs the sample generator implies (bioreview_assets/sample/data/matcher_pairs.jsonl.gz).
+    sample_pairs: bool = True
+    # People's labels: JSONL or CSV files (text_a, text_b, label, annotator), relative to the repository or absolute.
+    labelled_pairs: list[str] = Field(default_factory=list)
+    # The check `matcher_agrees_with_labels` fails when F1 of "same concern" at the matcher's threshold is below this.
+    min_f1: float = Field(default=0.8, ge=0.0, le=1.0)
+
+
 class GateConfig(_Strict):
     """The success gate (reference README: F1 >= 0.58 OR recall >= 0.45; its report script used AND)."""
 
@@ -328,6 +339,16 @@ class ProjectConfig(_Strict):
     # ensembles), so rows stay comparable; the leaderboard shows how many articles each row covers. None = all.
     eval_max_articles: int | None = None
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    matcher_validation: MatcherValidationConfig = Field(default_factory=MatcherValidationConfig)
+
+    @model_validator(mode="after")
+    def _known_baselines(self) -> "ProjectConfig":
+        from bioreview_assets.core.baselines import BASELINES
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown} (known: {', '.join(BASELINES)})")
+        return self
 
 
 def stable_hash(payload: Any) -> str:
@@ -429,6 +450,12 @@ def eval_article_limit(model: str | None = None) -> int | None:
         limits.append(load_model(model).generation.max_articles)
     given = [n for n in limits if n]
     return min(given) if given else None
+
+
+def all_matcher_names() -> list[str]:
+    """Every matcher config in configs/matchers/ (the project's scored matchers first, in their order)."""
+    scored = load_project().matchers
+    return scored + sorted(p.stem for p in (configs_dir() / "matchers").glob("*.yaml") if p.stem not in scored)
 
 
 def all_model_names() -> list[str]:

@@ -48,6 +48,8 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
         return ["", "No leaderboard yet: materialise the `leaderboard` asset (or run `bioreview report`)."]
     project = settings.load_project()
     board = pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "leaderboard.json")))
+    paired = (pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "paired.json")))
+              if store.exists(*REPORT_DIR, "paired.json") else pl.DataFrame())
     lines = []
     splits = [s for s in project.eval_splits if not board.filter(pl.col("split") == s).is_empty()]
     for split in splits:
@@ -60,9 +62,15 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
                       *("  " + line for line in aligned_table(extra))]
     lines += ["", "Columns: F1 = micro F1 with its 95% bootstrap CI over articles; null F1 = the same concerns scored "
               "against another article of the same source (what the concern count alone earns); F1 above null = "
-              "F1 - null F1; oracle F1 = F1 if min(#generated, #reference) concerns matched in every article.",
-              "", "Verdict:", *("  " + line for line in verdict_lines(board, fine_tuned_pairs(project.demo_models), project.baselines,
-                                                                      splits))]
+              "F1 - null F1; oracle F1 = F1 if min(#generated, #reference) concerns matched in every article. "
+              "reviewers = the human ceiling (each reviewer scored against the other reviewers of its article; its "
+              "articles are reviewer units); checklist = the same most common training concerns for every article."]
+    if not paired.is_empty():
+        lines += ["", "Paired differences (F1 of A - F1 of B on the same articles, 95% paired bootstrap CI):",
+                  *("  " + line for line in aligned_table(paired.select(
+                      "split", "system_a", "system_b", "diff", "diff_ci_lo", "diff_ci_hi", "outcome")))]
+    lines += ["", "Verdict:", *("  " + line for line in verdict_lines(board, fine_tuned_pairs(project.demo_models),
+                                                                      project.baselines, splits, paired))]
     lines += ["", "Report and plots:"]
     lines += [f"  {path}" for path in store.glob(*REPORT_DIR, "leaderboard*")]
     return lines

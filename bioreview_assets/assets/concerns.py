@@ -4,7 +4,7 @@ import dagster as dg
 
 from bioreview_assets import settings
 from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
-from bioreview_assets.core.baselines import bm25_predictions
+from bioreview_assets.core.baselines import CHECKLIST, baseline_concerns
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
 from bioreview_assets.config.systems import system_by_name
@@ -21,6 +21,17 @@ from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles
+
+
+def baseline_kwargs(name: str, embedders: EmbedderResource) -> dict:
+    """The checklist clusters with the default matcher's embedder at its threshold, capped like every system."""
+    if name != CHECKLIST:
+        return {}
+    project = settings.load_project()
+    spec = settings.load_matcher(project.default_matcher)
+    encode, identity = embedders.encoder(project.default_matcher)
+    return {"encode": encode, "threshold": spec.effective_threshold, "matcher": spec.identity(identity),
+            "cap": settings.postprocess_policy(project.default_postprocess).cap}
 
 
 def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
@@ -45,7 +56,7 @@ def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource
 def concerns(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
 ) -> dg.MaterializeResult:
-    """Concerns of one system on one split: a model's parsed output under a policy, or the BM25 baseline."""
+    """Concerns of one system on one split: a model's parsed output under a policy, or a baseline's."""
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
     store = storage.store()
@@ -53,9 +64,11 @@ def concerns(
     sources = {a.id: a.source for a in articles}
     removed = dict.fromkeys(STEPS, 0)
     if system.kind == "baseline":
-        by_article = bm25_predictions(read_articles(store, "train"), articles)
-        meta = {"kind": "baseline", "baseline": system.name}
-        cap = None  # BM25 returns a fixed number per article by construction
+        out = baseline_concerns(system.name, articles, lambda: read_articles(store, "train"),
+                                **baseline_kwargs(system.name, embedders))
+        by_article, sources = out.by_unit, out.sources
+        meta = {"kind": "baseline", "baseline": system.name, **out.meta}
+        cap = out.meta.get("cap")  # BM25 and the reviewers emit what they emit; the checklist is capped
     else:
         policy = settings.postprocess_policy(system.policy)
         cap = policy.cap

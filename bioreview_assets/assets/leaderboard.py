@@ -14,7 +14,8 @@ from bioreview_assets.ui_metadata import GLOSSARY, glossary, link, table_metadat
 
 DESCRIPTION = (
     "Leaderboard of all scored systems and splits with null baselines, and the report's tables in its metadata: "
-    "verdict, headline per split (F1 with its 95% CI), per source, per category, failure modes with example "
+    "verdict, headline per split (F1 with its 95% CI; `reviewers` is the human ceiling, `checklist` a paper-agnostic "
+    "list), paired differences (bootstrap over the same articles), per source, per category, failure modes with example "
     "outputs and zero-recall articles. The full report (markdown, JSON, PNG) is linked under `report`.\n\n" + GLOSSARY
 )
 
@@ -27,7 +28,7 @@ def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> 
     project = settings.load_project()
     board = report.leaderboard
     splits = board["split"].unique(maintain_order=True).to_list()
-    verdict = verdict_lines(board, fine_tuned_pairs(project.models), project.baselines, splits)
+    verdict = verdict_lines(board, fine_tuned_pairs(project.models), project.baselines, splits, report.paired)
     metadata = {
         "systems": board["system"].n_unique(),
         "rows": board.height,
@@ -38,6 +39,7 @@ def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         metadata[f"headline_{split}"] = dg.MetadataValue.md(markdown(headline(board, split)))
     metadata.update({
         "leaderboard": dg.MetadataValue.md(markdown(board)),
+        "paired_differences": dg.MetadataValue.md(markdown(report.paired)),
         "per_source": dg.MetadataValue.md(markdown(report.per_source)),
         "per_category": dg.MetadataValue.md(markdown(report.per_category)),
         "failure_modes": dg.MetadataValue.md(markdown(report.failure_modes)),

@@ -8,6 +8,7 @@ import polars as pl
 from bioreview_assets import settings
 from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
+from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
 from bioreview_assets.core.scoring import article_refs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.ml.similarity import score_with_matcher
@@ -83,8 +84,11 @@ def score_summary(m: dict, system: str, split: str) -> str:
     """The headline of one score partition in words and numbers (the glossary defines each term)."""
     ci = m.get("ci") or {}
     null = m["null_f1"]
+    units = (f"{m['n_articles']} reviewer units of {m['n_clusters']} articles with two or more reviewers (each "
+             f"reviewer scored against the others of its article; CI over articles)" if "n_clusters" in m
+             else f"{m['n_articles']} articles")
     lines = [
-        f"**{system} / {split}**, {m['n_articles']} articles, {m['n_gt']} reference and {m['n_tool']} generated "
+        f"**{system} / {split}**, {units}, {m['n_gt']} reference and {m['n_tool']} generated "
         f"concerns, {m['n_matched']} matched",
         "",
         f"* {with_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",
@@ -132,13 +136,15 @@ def scores(
     project = settings.load_project()
     store = storage.store()
     # Every system of a split is scored on the same articles (all, or the project's eval_max_articles subset).
-    refs = article_refs(read_eval_articles(store, split, settings.eval_article_limit(system_by_name(system).model)))
+    articles = read_eval_articles(store, split, settings.eval_article_limit(system_by_name(system).model))
+    # The reviewer ceiling scores each reviewer against the others of its article (units clustered by article).
+    refs, clusters = reviewer_refs(articles) if system == REVIEWERS_SYSTEM else (article_refs(articles), None)
     predictions = {
         aid: [{"text": c.text, "category": c.category, "severity": c.severity} for c in items]
         for aid, items in read_concerns(store, system, split).items()
     }
     split_hash = read_split_meta(store, split)["content_hash"]
-    results = {name: score_with_matcher(embedders, name, refs, predictions, project.bootstrap_n)
+    results = {name: score_with_matcher(embedders, name, refs, predictions, project.bootstrap_n, clusters)
                for name in project.matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}

@@ -78,6 +78,34 @@ def null_pairing(article_ids: Sequence[str], sources: Sequence[str], seed: int =
     return NullPairing(partners=tuple(partners), cross_source=tuple(cross))
 
 
+def grouped_null_pairing(
+    unit_ids: Sequence[str], sources: Sequence[str], groups: Sequence[str], seed: int = 42
+) -> NullPairing:
+    """A null pairing of units that belong to groups (the reviewers of one article): never inside one group.
+
+    The groups are deranged as articles are (`null_pairing`, same seed), then the k-th unit of a group is paired
+    with unit k (modulo its size) of the partner group, so no unit is scored against its own article's concerns.
+    """
+    if not len(unit_ids) == len(sources) == len(groups):
+        raise ValueError("unit_ids, sources and groups differ in length")
+    members: dict[str, list[int]] = {}
+    group_source: dict[str, str] = {}
+    for idx, (group, source) in enumerate(zip(groups, sources)):
+        members.setdefault(group, []).append(idx)
+        if group_source.setdefault(group, source) != source:
+            raise ValueError(f"group {group!r} spans two sources ({group_source[group]!r}, {source!r})")
+    order = list(members)
+    if len(order) < 2:
+        raise ValueError("a shuffled null of grouped units needs at least two groups")
+    by_group = null_pairing(order, [group_source[g] for g in order], seed)
+    partners = [-1] * len(unit_ids)
+    for g_index, group in enumerate(order):
+        partner_units = members[order[by_group.partners[g_index]]]
+        for k, idx in enumerate(members[group]):
+            partners[idx] = partner_units[k % len(partner_units)]
+    return NullPairing(partners=tuple(partners), cross_source=by_group.cross_source)
+
+
 def score_null(
     pairing: NullPairing, pair_sims: Sequence[SimWithMask], threshold: float, algorithm: Algorithm
 ) -> NullResult:

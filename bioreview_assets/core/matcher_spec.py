@@ -61,14 +61,29 @@ class EmbedderSpec(BaseModel):
         return {**body, "hash": short_hash(body)}
 
 
+class JudgeSpec(BaseModel):
+    """An LLM judge asked whether two concerns raise the same issue (Liang et al., NEJM AI 2024), over an
+    OpenAI-compatible chat-completions API; pairs below `prefilter_threshold` (embedding cosine) are never asked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_base: str
+    api_model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    prefilter_threshold: float = Field(default=0.4, ge=-1.0, le=1.0)
+    concurrency: int = Field(default=4, gt=0)
+    max_tokens: int = Field(default=8, gt=0)
+
+
 class MatcherSpec(BaseModel):
     """How generated concerns are matched to reference concerns."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    method: Literal["embedding", "lexical"] = "embedding"
-    embedder: EmbedderSpec | None = None
+    method: Literal["embedding", "lexical", "llm_judge"] = "embedding"
+    embedder: EmbedderSpec | None = None  # llm_judge: the embedder of the pre-filter
+    judge: JudgeSpec | None = None
     threshold: float = Field(default=0.65, gt=0.0, le=1.0)
     algorithm: Literal["hungarian", "greedy"] = "hungarian"
     require_category_agreement: bool = False
@@ -80,6 +95,15 @@ class MatcherSpec(BaseModel):
             raise ValueError(f"matcher {self.name!r}: method 'embedding' needs an `embedder:` block")
         if self.method == "lexical" and self.embedder is not None:
             raise ValueError(f"matcher {self.name!r}: method 'lexical' must not name an embedder")
+        if self.method == "llm_judge":
+            if self.embedder is None or self.judge is None:
+                raise ValueError(f"matcher {self.name!r}: method 'llm_judge' needs an `embedder:` (pre-filter) and "
+                                 "a `judge:` block")
+            if not 0.0 < self.threshold <= 0.5:
+                # Judged pairs score 0.5 + cosine / 2 (a "same" verdict) or 0: the threshold must let every yes in.
+                raise ValueError(f"matcher {self.name!r}: an llm_judge threshold is 0.5 ('the judge said same')")
+        elif self.judge is not None:
+            raise ValueError(f"matcher {self.name!r}: a `judge:` block needs method 'llm_judge'")
         return self
 
     @property
@@ -114,6 +138,10 @@ class MatcherSpec(BaseModel):
             }
         else:
             body["embedder"] = self._checked_embedder_identity(embedder_identity)
+        if self.method == "llm_judge":
+            from bioreview_assets.core.judge import judge_identity
+
+            body["judge"] = judge_identity(self.judge)
         return {**body, "hash": short_hash(body)}
 
     def _checked_embedder_identity(self, loaded: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from bioreview_assets.core.diagnostics import (
     NullPairing,
     SimWithMask,
     count_oracle,
+    grouped_null_pairing,
     null_pairing,
     null_sims,
     row_best,
@@ -23,9 +24,10 @@ from bioreview_assets.core.diagnostics import (
     threshold_curve,
 )
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
+from bioreview_assets.core.judge import Judge, judged_matrix
 from bioreview_assets.core.matcher_spec import MatcherSpec, short_hash
 from bioreview_assets.core.matching import category_mask, cosine, jaccard_matrix
-from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, score_article
+from bioreview_assets.core.metrics import ArticleScore, aggregate, bootstrap_ci, fold_by_cluster, score_article
 from bioreview_assets.core.schema import ScorableConcern
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -77,6 +79,9 @@ class SplitSimilarities:
     null_sims: tuple[SimWithMask, ...]  # article i vs its null partner's references
     null_status: str
     unknown_prediction_ids: tuple[str, ...]
+    # Scored units that belong together (the reviewer units of one article): the null never pairs two units of one
+    # cluster and the bootstrap resamples clusters. None: every article is its own cluster.
+    clusters: tuple[str, ...] | None = None
 
     @functools.cached_property
     def fingerprints(self) -> dict[str, str]:
@@ -139,14 +144,15 @@ class _SimilaritySource:
     """Similarity between any article's generated concerns and any article's references (own or null partner)."""
 
     def __init__(self, spec: MatcherSpec, articles: Sequence[ArticleRef], preds: Sequence[Sequence[PredictedConcern]],
-                 encode: Encode | None) -> None:
+                 encode: Encode | None, judge: Judge | None = None) -> None:
         self._spec = spec
+        self._judge = judge
         self._gt_texts = [[c.text for c in a.gt] for a in articles]
         self._tool_texts = [[p.text for p in ps] for ps in preds]
         self._gt_cats = [[c.category for c in a.gt] for a in articles]
         self._tool_cats = [[p.category for p in ps] for ps in preds]
         self._emb: np.ndarray | None = None
-        if spec.method == "embedding":
+        if spec.method in ("embedding", "llm_judge"):
             assert encode is not None
             self._embed_once(encode)
 
@@ -172,6 +178,10 @@ class _SimilaritySource:
                 sim = np.zeros((len(tool_rows), len(gt_rows)), dtype=np.float32)
         else:
             sim = jaccard_matrix(self._tool_texts[tool_article], self._gt_texts[gt_article])
+        if self._spec.method == "llm_judge":
+            assert self._judge is not None and self._spec.judge is not None
+            sim = judged_matrix(sim, self._tool_texts[tool_article], self._gt_texts[gt_article],
+                                self._spec.judge.prefilter_threshold, self._judge)
         allowed = None
         if self._spec.require_category_agreement:
             allowed = category_mask(self._tool_cats[tool_article], self._gt_cats[gt_article])
@@ -188,23 +198,38 @@ def score_split(
     embedder_identity: Mapping[str, Any] | None = None,
     null_seed: int = 42,
     bootstrap_seed: int = 42,
+    clusters: Sequence[str] | None = None,
+    judge: Judge | None = None,
 ) -> SplitScore:
-    """Embed the split once, match every article, and return metrics, per-article rows, match rows and histograms."""
+    """Embed the split once, match every article, and return metrics, per-article rows, match rows and histograms.
+
+    `clusters` (one label per article, e.g. the article of each reviewer unit of the reviewer ceiling): the null
+    pairs units of different clusters only and the bootstrap resamples clusters.
+    """
+    if clusters is not None and len(clusters) != len(articles):
+        raise ValueError(f"{len(clusters)} cluster labels for {len(articles)} articles")
     ids = [a.article_id for a in articles]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"duplicate article ids in the split: {dupes[:5]}")
-    if spec.method == "embedding" and encode is None:
+    if spec.method in ("embedding", "llm_judge") and encode is None:
         raise ValueError(f"matcher {spec.name!r} is an embedding matcher: pass `encode`")
+    if (spec.method == "llm_judge") != (judge is not None):
+        raise ValueError(f"matcher {spec.name!r} ({spec.method}): pass `judge` exactly for an llm_judge matcher")
     if spec.method == "lexical" and encode is not None:
         raise ValueError(f"matcher {spec.name!r} is lexical: `encode` must be None (no embedding is used)")
     spec.identity(embedder_identity)  # fail before any work if the identity is incomplete or inconsistent
     split_ids = set(ids)
     preds = tuple(_as_predicted(a.article_id, predictions.get(a.article_id, ())) for a in articles)
-    source = _SimilaritySource(spec, articles, preds, encode)
+    source = _SimilaritySource(spec, articles, preds, encode, judge)
     own = [source.pair(i, i) for i in range(len(articles))]
     pairing, null_status = None, "computed"
-    if len(articles) >= 2:
+    if clusters is not None:
+        if len(set(clusters)) >= 2:
+            pairing = grouped_null_pairing(ids, [a.source for a in articles], clusters, null_seed)
+        else:
+            null_status = "not computed: a shuffled null needs at least two clusters"
+    elif len(articles) >= 2:
         pairing = null_pairing(ids, [a.source for a in articles], null_seed)
     else:
         null_status = "not computed: a shuffled null needs at least two articles"
@@ -220,6 +245,7 @@ def score_split(
         null_sims=tuple(null_sims(pairing, source.pair)) if pairing is not None else (),
         null_status=null_status,
         unknown_prediction_ids=tuple(sorted(set(predictions) - split_ids)),
+        clusters=tuple(clusters) if clusters is not None else None,
     )
     return _score(similarities, spec, bootstrap_n, bootstrap_seed)
 
@@ -244,12 +270,14 @@ def _score(similarities: SplitSimilarities, spec: MatcherSpec, bootstrap_n: int,
         null = score_null(similarities.null_pairing, similarities.null_sims, threshold, spec.algorithm)
     metrics = aggregate(scores)
     oracle = count_oracle(scores)
+    resampled = scores if similarities.clusters is None else fold_by_cluster(scores, similarities.clusters)
     metrics.update(
         matcher=identity,
         matcher_id=identity["hash"],
         configured_threshold=spec.threshold,
         effective_threshold=threshold,
-        ci=bootstrap_ci(scores, n=bootstrap_n, seed=bootstrap_seed) if bootstrap_n and scores else None,
+        ci=bootstrap_ci(resampled, n=bootstrap_n, seed=bootstrap_seed) if bootstrap_n and scores else None,
+        **({"n_clusters": len(resampled)} if similarities.clusters is not None else {}),
         null_f1=null.f1 if null is not None else None,
         null=null.summary() if null is not None else {"status": similarities.null_status},
         count_oracle_f1=oracle["f1"],

@@ -19,7 +19,7 @@ def matcher_embedder(matcher_name: str):
     from bioreview_assets.ml.embedders import load_embedder, sanity_probe
 
     spec = settings.load_matcher(matcher_name)
-    if spec.method != "embedding":
+    if spec.embedder is None:
         raise ValueError(f"matcher {matcher_name!r} has no embedder (method {spec.method!r})")
     embedder = load_embedder(spec.embedder)
     sanity_probe(embedder, max_unrelated=spec.embedder.probe_max_unrelated)
@@ -56,7 +56,7 @@ def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
     return similarity
 
 
-def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int):
+def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int, clusters=None):
     """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named).
 
     `embedders` gives `encoder(matcher_name) -> (encode, identity)` (the EmbedderResource).
@@ -65,6 +65,15 @@ def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstra
 
     spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
-        return score_split(refs, predictions, None, spec, bootstrap_n)
+        return score_split(refs, predictions, None, spec, bootstrap_n, clusters=clusters)
     encode, identity = embedders.encoder(matcher_name)
-    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity)
+    judge = judge_for(spec) if spec.method == "llm_judge" else None
+    return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity, clusters=clusters,
+                       judge=judge)
+
+
+def judge_for(spec):
+    """The cached LLM judge of an llm_judge matcher (answers cached under <storage>/judge_cache/)."""
+    from bioreview_assets.ml.judge import CachedJudge
+
+    return CachedJudge(spec.judge, ArtifactStore())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from bioreview_assets import settings
+from bioreview_assets.reporting.paired import comparison_pairs, load_article_scores, paired_table
 from bioreview_assets.reporting.plots import leaderboard_png
 from bioreview_assets.reporting.tables import (
     breakdown,
@@ -39,6 +40,8 @@ class Report:
     zero_recall: pl.DataFrame
     files: dict[str, str] = field(default_factory=dict)
     failure_examples: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # Paired bootstrap differences (fine-tuned vs base / BM25 / checklist, ensemble vs its best member).
+    paired: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def load_scores(store: ArtifactStore) -> pl.DataFrame:
@@ -103,17 +106,21 @@ def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3
 
 def build_report(store: ArtifactStore) -> Report:
     """Everything the report shows, from stored artefacts only."""
-    matcher = settings.load_project().default_matcher
+    project = settings.load_project()
+    matcher = project.default_matcher
     scores = load_scores(store)
     metrics = _metrics_by_partition(store, matcher)
+    board = leaderboard(scores, matcher)
     return Report(
-        leaderboard=leaderboard(scores, matcher),
+        leaderboard=board,
         matchers=matcher_comparison(scores),
         per_source=breakdown(metrics, "per_source_micro", "source"),
         per_category=breakdown(metrics, "per_category_micro", "category"),
         failure_modes=failure_modes(store),
         zero_recall=zero_recall_examples(store, matcher),
         failure_examples=failure_examples(store),
+        paired=paired_table(load_article_scores(store), board, comparison_pairs(project), matcher,
+                            n=project.bootstrap_n),
     )
 
 
@@ -128,7 +135,8 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
     ]
     project = settings.load_project()
     splits = report.leaderboard["split"].unique(maintain_order=True).to_list()
-    verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(project.models), project.baselines, splits)
+    verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(project.models), project.baselines, splits,
+                            report.paired)
     if verdict:
         parts += ["## Verdict", "\n".join(f"* {line}" for line in verdict)]
     for split in splits:
@@ -136,6 +144,11 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
                   markdown(headline(report.leaderboard, split)),
                   f"### {split}: every row, policy variants and count baselines included",
                   markdown(report.leaderboard.filter(pl.col("split") == split))]
+    parts += ["## Paired comparisons (same articles; paired bootstrap of the F1 difference A - B, 95% CI)",
+              "`reviewers` is the human ceiling: each reviewer's concerns scored against the other reviewers' concerns "
+              "of the same article (articles with two or more reviewers; a row's articles are reviewer units). "
+              "`checklist` is the same K most common training concerns for every article.",
+              markdown(report.paired)]
     parts += ["## F1 by matcher", markdown(report.matchers)]
     parts += ["## Per source (micro)", markdown(report.per_source)]
     parts += ["## Per category (micro, reference-side attribution)", markdown(report.per_category)]
@@ -161,6 +174,11 @@ def write_report(store: ArtifactStore) -> Report:
     report.files["markdown"] = store.write_bytes(
         render_markdown(report, f"{matcher} ({identity})").encode(), *REPORT_DIR, "leaderboard.md")
     report.files["json"] = store.write_bytes(report.leaderboard.write_json().encode(), *REPORT_DIR, "leaderboard.json")
+    report.files["paired"] = store.write_bytes(report.paired.write_json().encode(), *REPORT_DIR, "paired.json")
+    if not report.paired.is_empty():  # the DuckDB view `paired_differences`
+        report.files["paired_parquet"] = store.write_parquet(report.paired, *REPORT_DIR, "paired.parquet")
+    elif store.exists(*REPORT_DIR, "paired.parquet"):
+        store.fs.rm(store.path(*REPORT_DIR, "paired.parquet"))  # no stale comparisons in SQL
     for split in report.leaderboard["split"].unique().to_list():
         rows = report.leaderboard.filter(pl.col("split") == split).to_dicts()
         report.files[f"plot_{split}"] = store.write_bytes(

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEED = 20261125
+# Share of an article's flaws that a second reviewer raises too, in other words (articles with >= 2 reviewers). Real
+# reviewers overlap: Liang et al. (NEJM AI 2024) measured 28.58% human-human overlap; at this rate about 30% of a
+# sample reviewer's scorable concerns are raised by another reviewer as well (test_generator measures it).
+SECOND_REVIEWER_RATE = 0.2
 SPLIT_SIZES = {"train": 120, "val": 30, "test": 30}
 # Realistic proportions (v4 totals: f1000 39 %, elife 26 %, plos 25 %, nature 7 %, peerj 3.5 %).
 SOURCE_WEIGHTS = {"f1000": 0.36, "elife": 0.26, "plos": 0.24, "nature": 0.08, "peerj": 0.06}
@@ -201,6 +205,7 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
             "source": source,
             "article_doi": doi,
         })
+    concerns += _second_reviewers(article_id, reviewers, concerns, flaws, per_reviewer, topic)
     concerns.sort(key=lambda c: (c["reviewer_num"], int(c["concern_id"].rsplit("C", 1)[1])))
     title = f"{topic['gene']} controls {topic['outcome']} in the {topic['tissue']} of {topic['organism']}"
     abstract = (
@@ -227,6 +232,31 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
         "extraction_manifest_id": "em-sample-v1",
         "schema_version": "1.1",
     }
+
+
+def _second_reviewers(article_id: str, reviewers: int, concerns: list[dict], flaws: list[Flaw],
+                      per_reviewer: dict[int, int], topic: dict) -> list[dict]:
+    """The same flaw raised again by another reviewer of the article, in another of its phrasings.
+
+    Drawn from a generator of its own (seeded by the article id), so every earlier draw, concern and id of the sample
+    stays as it was: the overlap only adds concerns.
+    """
+    if reviewers < 2:
+        return []
+    rng = random.Random(f"second-reviewer:{article_id}")
+    added = []
+    for flaw, first in zip(flaws, list(concerns)):
+        other_phrasings = [p for p in flaw.concerns if _fill(p, topic) != first["concern_text"]]
+        if not other_phrasings or rng.random() >= SECOND_REVIEWER_RATE:
+            continue
+        reviewer = rng.choice([r for r in range(1, reviewers + 1) if r != first["reviewer_num"]])
+        per_reviewer[reviewer] = per_reviewer.get(reviewer, 0) + 1
+        first["raised_by_multiple"] = True
+        added.append({**first, "concern_id": f"{article_id}:R{reviewer}C{per_reviewer[reviewer]}",
+                      "reviewer_num": reviewer, "concern_text": _fill(rng.choice(other_phrasings), topic),
+                      "raised_by_multiple": True,
+                      "extraction_trace_id": str(uuid.UUID(int=rng.getrandbits(128)))})
+    return added
 
 
 def _rename_sections(rng: random.Random, source: str, sections: dict[str, list[str]]) -> dict[str, str]:
@@ -285,6 +315,51 @@ def write_sample(out_dir: Path, seed: int = SEED, compress: bool = False) -> dic
         path.write_bytes(gzip.compress(payload, mtime=0) if compress else payload)
         written[split] = path
     return written
+
+
+MATCHER_PAIRS_FILE = "matcher_pairs.jsonl.gz"
+MATCHER_PAIR_TOPICS = 20
+
+
+def matcher_pairs(seed: int = SEED, n_topics: int = MATCHER_PAIR_TOPICS) -> list[dict]:
+    """Labelled "same concern?" pairs the generator implies, for validating a matcher (annotator `sample-generator`).
+
+    Per random topic (an article's gene, organism, ...): every flaw's two phrasings form a positive pair (two reviewers
+    raising one flaw in other words); two different flaws of the same category form a hard negative (same topic, same
+    category, different issue); and as many flaws of different categories form plain negatives. Figure flaws are left
+    out (the scorer never sees them).
+    """
+    rng = random.Random(f"matcher-pairs:{seed}")
+    flaws = [f for f in FLAWS if not f.figure]
+    rows = []
+
+    def add(a: str, b: str, label: bool, kind: str, topic: dict) -> None:
+        rows.append({"text_a": _fill(a, topic), "text_b": _fill(b, topic), "label": label,
+                     "annotator": "sample-generator", "kind": kind})
+
+    for _ in range(n_topics):
+        topic = _topic(rng)
+        for flaw in flaws:
+            if len(flaw.concerns) >= 2:
+                a, b = rng.sample(flaw.concerns, 2)
+                add(a, b, True, "positive", topic)
+        same_category = [(x, y) for i, x in enumerate(flaws) for y in flaws[i + 1:] if x.category == y.category]
+        for x, y in same_category:
+            add(rng.choice(x.concerns), rng.choice(y.concerns), False, "hard_negative", topic)
+        for _ in range(len(same_category)):
+            x, y = rng.sample(flaws, 2)
+            while x.category == y.category:
+                x, y = rng.sample(flaws, 2)
+            add(rng.choice(x.concerns), rng.choice(y.concerns), False, "negative", topic)
+    return rows
+
+
+def write_matcher_pairs(out_dir: Path, seed: int = SEED) -> Path:
+    """Write the generator's labelled pairs as gzipped JSONL (byte-identical across regenerations)."""
+    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in matcher_pairs(seed)).encode()
+    path = out_dir / MATCHER_PAIRS_FILE
+    path.write_bytes(gzip.compress(payload, mtime=0))
+    return path
 
 
 BUNDLED_DIR = Path(__file__).parent / "data"

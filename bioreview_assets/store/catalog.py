@@ -32,6 +32,8 @@ VIEWS = {
     "scores": "scores/*/*/scores.parquet",
     "article_scores": "scores/*/*/articles.parquet",
     "matches": "scores/*/*/matches.parquet",
+    # paired bootstrap differences between systems (written with the leaderboard report)
+    "paired_differences": "reports/paired.parquet",
 }
 LOCK_WAIT_S = 2.0  # how long a refresh waits for another process's lock before deferring
 QUERY_ATTEMPTS = 3  # a partition replaced between glob and read is retried, not reported

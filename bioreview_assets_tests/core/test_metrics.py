@@ -198,3 +198,27 @@ def test_bulk_draws_equal_random_choice_draw_for_draw(seed, n_items):
 def test_bootstrap_refuses_empty_input():
     with pytest.raises(ValueError, match="at least one article"):
         bootstrap_ci([], n=10)
+
+
+def test_paired_bootstrap_hand_checked_on_two_articles():
+    from bioreview_assets.core.metrics import paired_bootstrap_f1
+
+    # A matches 1 of 2 on the first article, 0 of 2 on the second; B matches nothing. A resample holds article 1
+    # twice (A's F1 = 2/4 = 0.5), once (1/4 = 0.25, probability 1/2) or never (0): B is always 0.
+    a = [(1, 2, 2), (0, 2, 2)]
+    b = [(0, 2, 2), (0, 2, 2)]
+    result = paired_bootstrap_f1(a, b, n=2000, seed=7)
+    assert result["diff"] == pytest.approx(0.25)
+    assert result["diff_ci"] == pytest.approx((0.0, 0.5))
+    assert result["share_not_above_zero"] == pytest.approx(0.25, abs=0.03)
+    assert result["outcome"] == "no clear difference"  # the interval touches 0
+    # The same system against itself: every resample's difference is exactly 0.
+    same = paired_bootstrap_f1(a, a, n=200)
+    assert same["diff_ci"] == (0.0, 0.0) and same["share_not_above_zero"] == 1.0
+    # A clear win: A matches everything on every article.
+    win = paired_bootstrap_f1([(2, 2, 2)] * 5, [(1, 2, 2), (0, 2, 2), (1, 2, 2), (0, 2, 2), (1, 2, 2)], n=500)
+    assert win["outcome"] == "A better" and win["diff_ci"][0] > 0
+    with pytest.raises(ValueError, match="same reference"):
+        paired_bootstrap_f1([(1, 2, 2)], [(1, 3, 2)])
+    with pytest.raises(ValueError, match="same articles"):
+        paired_bootstrap_f1(a, b[:1])

@@ -35,3 +35,29 @@ def test_headline_has_default_rows_only_and_marks_empty_systems():
     assert table["system"].to_list() == ["ft", "base (produced nothing)", "bm25"]
     assert table["F1 [95% CI]"][0] == "0.390 [0.340, 0.440]"
     assert table["F1 above null"][2] == 0.48 - 0.34 and table["articles"][0] == "30/30"
+
+
+def test_verdict_reads_paired_differences_and_the_reviewer_ceiling():
+    board = pl.concat([_board(), pl.DataFrame([
+        {"system": "reviewers", "split": "val", "f1": 0.52, "f1_ci_lo": 0.45, "f1_ci_hi": 0.6, "null_f1": 0.05,
+         "recall": 0.5, "precision": 0.5, "count_oracle_f1": 0.9, "concerns_per_article": 4.0,
+         "articles_in_output": 40, "n_articles": 40}])])
+    paired = pl.DataFrame([
+        {"split": "val", "comparison": "fine-tuned vs base", "system_a": "ft", "system_b": "base", "f1_a": 0.39,
+         "f1_b": 0.0, "diff": 0.39, "diff_ci_lo": 0.33, "diff_ci_hi": 0.45, "share_not_above_zero": 0.0,
+         "outcome": "ft better", "n_articles": 30},
+        {"split": "val", "comparison": "fine-tuned vs bm25", "system_a": "ft", "system_b": "bm25", "f1_a": 0.39,
+         "f1_b": 0.48, "diff": -0.09, "diff_ci_lo": -0.16, "diff_ci_hi": 0.01, "share_not_above_zero": 0.96,
+         "outcome": "no clear difference", "n_articles": 30},
+        {"split": "val", "comparison": "ensemble vs best member", "system_a": "union", "system_b": "bm25",
+         "f1_a": 0.5, "f1_b": 0.48, "diff": 0.02, "diff_ci_lo": -0.01, "diff_ci_hi": 0.05,
+         "share_not_above_zero": 0.2, "outcome": "no clear difference", "n_articles": 30},
+    ])
+    line, ensemble = verdict_lines(board, [("ft", "base")], ["bm25", "reviewers"], ["val"], paired)
+    assert "(ft) (paired over 30 articles: +0.39 [+0.33, +0.45], ft better)" in line
+    assert "model's 0.28 (paired over 30 articles: -0.09 [-0.16, +0.01], no clear difference)" in line
+    assert "reviewers scores" not in line  # the ceiling is not a baseline to beat
+    assert line.endswith("reach 0.52 [0.45, 0.60] with a null of 0.05, the human ceiling: the fine-tuned model "
+                         "reaches 75% of it.")
+    assert ensemble == ("val: ensemble union against its best member bm25: F1 0.50 vs 0.48 (paired over 30 articles: "
+                        "+0.02 [-0.01, +0.05], no clear difference).")

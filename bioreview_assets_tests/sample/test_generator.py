@@ -38,3 +38,47 @@ def test_every_concern_follows_from_the_article_text():
             flaws = [f for f in FLAWS if any(_pattern(c).fullmatch(concern["concern_text"]) for c in f.concerns)]
             assert flaws, concern["concern_text"]
             assert any(_pattern(f.evidence).search(text) for f in flaws), (concern["concern_text"], article["id"])
+
+
+def _flaw_of(text: str) -> str:
+    return next(f.key for f in FLAWS for c in f.concerns if _pattern(c).fullmatch(text))
+
+
+def test_reviewers_overlap_as_real_ones_do():
+    """About 30% of a reviewer's concerns (articles with >= 2 reviewers) are raised by another reviewer too, in other
+    words; single-reviewer articles have no second reviewer."""
+    shared = total = 0
+    for rows in generate_sample_splits().values():
+        for row in rows:
+            concerns = [c for c in row["concerns"] if not c["requires_figure_reading"]]
+            reviewers_of: dict[str, set[int]] = {}
+            texts_of: dict[str, set[str]] = {}
+            for c in concerns:
+                reviewers_of.setdefault(_flaw_of(c["concern_text"]), set()).add(c["reviewer_num"])
+                texts_of.setdefault(_flaw_of(c["concern_text"]), set()).add(c["concern_text"])
+            if len({c["reviewer_num"] for c in concerns}) < 2:
+                assert all(len(r) == 1 for r in reviewers_of.values())
+                continue
+            for flaw, reviewers in reviewers_of.items():
+                if len(reviewers) > 1:
+                    assert len(texts_of[flaw]) == len(reviewers)  # each reviewer in its own words
+            for c in concerns:
+                total += 1
+                shared += len(reviewers_of[_flaw_of(c["concern_text"])]) > 1
+    assert 0.25 <= shared / total <= 0.38, shared / total
+    ids = [c["concern_id"] for rows in generate_sample_splits().values() for row in rows for c in row["concerns"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_bundled_matcher_pairs_are_the_generator_output(tmp_path):
+    from bioreview_assets.sample.generator import MATCHER_PAIRS_FILE, matcher_pairs, write_matcher_pairs
+
+    assert write_matcher_pairs(tmp_path).read_bytes() == (BUNDLED_DIR / MATCHER_PAIRS_FILE).read_bytes()
+    rows = matcher_pairs()
+    kinds = {k: [r for r in rows if r["kind"] == k] for k in ("positive", "hard_negative", "negative")}
+    assert all(r["label"] for r in kinds["positive"]) and not any(r["label"] for r in rows if r["kind"] != "positive")
+    for r in kinds["hard_negative"]:  # same category, different flaw
+        fa = [f for f in FLAWS if any(_pattern(c).fullmatch(r["text_a"]) for c in f.concerns)]
+        fb = [f for f in FLAWS if any(_pattern(c).fullmatch(r["text_b"]) for c in f.concerns)]
+        assert fa[0].category == fb[0].category and fa[0].key != fb[0].key
+    assert len(kinds["hard_negative"]) >= 100 and len(kinds["positive"]) >= 200
