@@ -163,3 +163,16 @@ def test_cli_exit_code(capsys):
     assert main(["doctor", "qwen3-8b"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] qwen3-8b" in out and "blocking problem" in out
+
+
+def test_gpu_steps_check_their_pod_before_loading_anything():
+    """adapter and generations run the doctor's checks for their own model first: on this CPU machine a GPU config
+    stops with the findings, a CPU config passes through."""
+    from bioreview_assets.doctor.report import PreflightFailed, preflight
+    from bioreview_assets.settings import BaseModelSource, ModelConfig
+
+    gpu_config = ModelConfig(name="tiny-on-gpu", base=BaseModelSource(kind="tiny_random"), gpu=True)
+    for training in (True, False):
+        with pytest.raises(PreflightFailed, match="no CUDA GPU visible: tiny-on-gpu need one"):
+            preflight(gpu_config, training=training)
+    assert preflight(gpu_config.model_copy(update={"gpu": False}), training=True) == []

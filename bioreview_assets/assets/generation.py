@@ -51,6 +51,7 @@ def generations(
     context: dg.AssetExecutionContext, storage: StorageResource, generation: GenerationResource
 ) -> dg.MaterializeResult:
     """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
+    from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.generation import GenerationRequest
     from bioreview_assets.ml.generation.runner import run_generation, summarize
     from bioreview_assets.ml.generation.serving import generation_key, resolve_max_new_tokens, resolve_serving
@@ -60,6 +61,8 @@ def generations(
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
     cfg = settings.load_model(model)
+    for finding in preflight(cfg, training=False):  # a GPU pod checks itself before loading any weights
+        context.log.info(f"doctor: [{finding.level}] {finding.subject}: {finding.message}")
     store = storage.store()
     articles = read_eval_articles(store, split, settings.eval_article_limit(model))
     tokenizer, prompt_hash, _ = model_prompt(cfg)

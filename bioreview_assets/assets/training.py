@@ -42,6 +42,7 @@ def not_fine_tuned_note() -> str:
 )
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+    from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.tokenization import model_prompt
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.reporting.plots import loss_curve_png
@@ -54,6 +55,8 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false (a base-model or API baseline): there is no adapter "
                          f"to train; materialise its generations directly")
+    for finding in preflight(cfg, training=True):  # a GPU pod checks itself before loading any weights
+        context.log.info(f"doctor: [{finding.level}] {finding.subject}: {finding.message}")
     train_rows, train_meta = read_corpus_rows(store, model, "train")
     val_rows, val_meta = read_corpus_rows(store, model, "val")
     _, prompt_hash, _ = model_prompt(cfg)

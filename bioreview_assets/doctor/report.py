@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -88,3 +89,33 @@ def format_findings(findings: list[Finding]) -> str:
     lines.append(f"doctor: {len(bad)} blocking problem(s), {warns} warning(s)"
                  + ("" if bad else ": ready to run"))
     return "\n".join(lines)
+
+
+class PreflightFailed(RuntimeError):
+    """A GPU step found a blocking problem on its pod before loading anything."""
+
+
+def preflight(cfg: settings.ModelConfig, *, training: bool) -> list[Finding]:
+    """The doctor's checks for one GPU step of one model, run by the step itself at its start (a pod checks itself).
+
+    Raises PreflightFailed with every blocking finding; CPU configs have nothing to check here. Training checks the
+    training plan, generation the generation batch (and vLLM when the config uses it).
+    """
+    if not cfg.gpu:
+        return []
+    run = run_spec(cfg)
+    if training:
+        run = dataclasses.replace(run, plan=dataclasses.replace(run.plan, generation_gib=None),
+                                  generation_backend="none")
+    else:
+        run = dataclasses.replace(run, finetune=False)
+    from bioreview_assets.ml.generation.vllm_backend import vllm_python
+
+    facts = probe(storage_root=env.storage_root(), vllm_python=vllm_python(),
+                  want_vllm=run.generation_backend == "vllm")
+    findings = diagnose_machine(facts, [run]) + diagnose_run(facts, run)
+    if blocking(findings):
+        step = "training" if training else "generation"
+        raise PreflightFailed(f"{cfg.name} cannot start its {step} on this machine (bioreview doctor):\n"
+                              + format_findings(findings))
+    return findings
