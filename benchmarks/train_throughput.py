@@ -21,6 +21,7 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
   ours-bf16     ours on a bf16 base (LoRA without quantisation): what NF4 dequantisation costs
 
   ours-nf4lin   ours with the linear-attention projections kept bf16 under NF4 (the qwen3.5-9b config)
+  ours-nf4fp8lin  ours-nf4fp8 with the linear-attention projections kept bf16 (and multiplied in bf16)
   ours-fp8      ours on an FP8 (e4m3, row-wise scaled) copy of the frozen base, FP8 matmuls for the forward and the
                 input gradient (quantization: fp8, Hopper or newer; ml/training/fp8.py); "+hostemb" keeps the
                 input embeddings in pinned host memory (training.input_embeddings_on_host)
@@ -110,6 +111,13 @@ SHAPES = {
                                            **{**QWEN3_5_LINEAR, "linear_key_head_dim": 32, "linear_value_head_dim": 32,
                                               "linear_num_key_heads": 2, "linear_num_value_heads": 4}},
                      SEVEN + LINEAR_ATTENTION_TARGETS),
+    # --guard's hybrid: Qwen3.5's layer pattern (3 Gated DeltaNet : 1 full attention) and head dims at guard size.
+    "guard-qwen3.5": ("Qwen3_5TextConfig", {"hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 8,
+                                            "num_key_value_heads": 2, "intermediate_size": 3072, "vocab_size": 8192,
+                                            "head_dim": 128, "max_position_embeddings": 4096,
+                                            **{**QWEN3_5_LINEAR, "linear_num_key_heads": 4,
+                                               "linear_num_value_heads": 8}},
+                      SEVEN + LINEAR_ATTENTION_TARGETS),
     "tiny-qwen2.5": ("Qwen2Config", {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                                      "num_key_value_heads": 1, "intermediate_size": 256, "vocab_size": 2048,
                                      "max_position_embeddings": 4096}, SEVEN),
@@ -542,7 +550,9 @@ OURS = {
     "ours-nf4lin": ("nf4-keep-linear-attention", "auto", "fused"),
     "ours-fp8": ("fp8", "auto", "fused"),
     "ours-nf4fp8": ("nf4-fp8", "auto", "fused"),
+    "ours-nf4fp8lin": ("nf4-fp8-keep-linear-attention", "auto", "fused"),
 }
+KEEP_LINEAR_ATTENTION = "-keep-linear-attention"  # the linear-attention projections stay bf16 (not quantised)
 
 
 def parse_variant(variant: str) -> tuple[str, int | str, bool, bool]:
@@ -579,8 +589,8 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     base, sac_layers, offload, host_embeddings = parse_variant(variant)
     quantization, liger, lora_forward = OURS[base]
     nf4 = quantization.startswith("nf4")
-    keep_bf16 = ("linear_attn",) if quantization == "nf4-keep-linear-attention" else ()
-    training = training_config(args, quantization="nf4" if quantization.startswith("nf4-keep") else quantization,
+    keep_bf16 = ("linear_attn",) if quantization.endswith(KEEP_LINEAR_ATTENTION) else ()
+    training = training_config(args, quantization=quantization.removesuffix(KEEP_LINEAR_ATTENTION),
                                liger=liger,
                                sac_layers=sac_layers, offload=offload, host_embeddings=host_embeddings)
     # fp8: a bf16 base, nf4-fp8: the NF4 one; build_trainer converts either to its FP8 linears.
