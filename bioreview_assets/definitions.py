@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets import env, settings
 from bioreview_assets.assets import (
     benchmark, concerns, corpus, ensemble, generation, leaderboard, publish, scoring, training,
 )
@@ -36,6 +36,9 @@ def build_executor():
         return k8s_executor()
     return dg.multiprocess_executor.configured({"max_concurrent": 2})
 
+
+# Every config is checked for sense and cross-references before the graph is built (no run starts on a bad one).
+settings.check_configs()
 
 defs = dg.Definitions(
     assets=build_assets(),
