@@ -98,6 +98,13 @@ def _articles_table(articles, split: str) -> pl.DataFrame:
     )
 
 
+# The full schema, so a split without reference concerns still writes a table with these columns (the DuckDB view
+# over every split's gt_concerns.parquet reads them all).
+GT_SCHEMA = {"split": pl.String, "article_id": pl.String, "source": pl.String, "concern_id": pl.String,
+             "reviewer_num": pl.Int64, "text": pl.String, "category": pl.String, "severity": pl.String,
+             "resolution_confidence": pl.Float64, "requires_figure_reading": pl.Boolean}
+
+
 def _gt_table(articles, split: str) -> pl.DataFrame:
     rows = [
         {
@@ -115,4 +122,4 @@ def _gt_table(articles, split: str) -> pl.DataFrame:
         for a in articles
         for c in a.concerns
     ]
-    return pl.DataFrame(rows, schema_overrides={"resolution_confidence": pl.Float64})
+    return pl.DataFrame(rows, schema=GT_SCHEMA)

@@ -91,11 +91,16 @@ def score_summary(m: dict, system: str, split: str) -> str:
         f"* {with_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
         f"{with_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
         f"* recall-major {fmt(m['recall_major'])}",
-        f"* null F1 {null:.3f}, F1 above null {m['f1_micro'] - null:+.3f}" if null is not None
+        f"* null F1 {null:.3f}, F1 above null {fmt_delta(m['f1_micro'], null)}" if null is not None
         else "* null F1 not computed",
         f"* count-oracle F1 {fmt(m['count_oracle_f1'])}",
     ]
     return "\n".join(lines)
+
+
+def fmt_delta(value: float | None, base: float) -> str:
+    """value - base signed, or n/a when value is undefined (no reference concerns)."""
+    return "n/a" if value is None else f"{value - base:+.3f}"
 
 
 def group_table(groups: dict, label: str) -> str:
@@ -171,7 +176,7 @@ def scores(
             "summary": dg.MetadataValue.md(score_summary(m, system, split)),
             "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
             "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],
-            "f1_above_null": m["f1_micro"] - m["null_f1"] if m["null_f1"] is not None else None,
+            "f1_above_null": m["f1_micro"] - m["null_f1"] if None not in (m["f1_micro"], m["null_f1"]) else None,
             "glossary": glossary(),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,

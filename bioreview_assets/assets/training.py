@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from bioreview_assets import settings
-from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
+from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
 from bioreview_assets.reporting.plots import png_markdown
@@ -109,7 +109,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         }),
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
-        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
+        check_results=[*evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
+                       evaluate_train_loss_fell(meta["loss_history"]["train"], cfg.training.loss_fall_fraction,
+                                                label=model)],
     )
 
 
@@ -136,7 +138,12 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
                                           "weights_hash": probe_meta["weights_hash"], "path": published,
                                           **tracking_metadata(store, published, probe_meta["tracking"])},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
-                                check_results=evaluate_adapter_checks(probe.val_history, label=cfg.name))
+                                check_results=[*evaluate_adapter_checks(probe.val_history, label=cfg.name),
+                                               # the base run's train losses up to the probed step
+                                               evaluate_train_loss_fell(
+                                                   [p for p in probe_meta["loss_history"]["train"]
+                                                    if p[0] <= cfg.probe_step],
+                                                   cfg.training.loss_fall_fraction, label=cfg.name)])
 
 
 @dg.asset(

@@ -205,3 +205,22 @@ def test_three_readers_x_150_queries_during_refreshes_see_no_error_and_no_corrup
     assert sum(written) > 2  # the refreshes really overlapped the queries
     with duckdb.connect(store.path("bioreview.duckdb"), read_only=True) as con:  # the file is intact
         assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 1 + sum(written)
+
+
+def test_a_split_without_reference_concerns_keeps_the_gt_view_working(tmp_path):
+    """gt_concerns.parquet of a split whose articles have no concerns keeps its columns (issue 34): the view over
+    every split's file still answers."""
+    from bioreview_assets.assets.benchmark import _gt_table
+    from bioreview_assets.core.schema import Article
+    from bioreview_assets.sample.generator import generate_sample_splits
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    samples = generate_sample_splits()
+    full = [Article.model_validate(a) for a in samples["val"][:2]]
+    empty = [Article.model_validate({**a, "concerns": []}) for a in samples["test"][:2]]
+    store.write_parquet(_gt_table(full, "val"), "benchmark", "val", "gt_concerns.parquet")
+    empty_table = _gt_table(empty, "test")
+    assert empty_table.height == 0 and "concern_id" in empty_table.columns
+    store.write_parquet(empty_table, "benchmark", "test", "gt_concerns.parquet")
+    text = query_table("SELECT split, count(concern_id) AS n FROM gt_concerns GROUP BY split", store=store)
+    assert "val" in text
