@@ -29,6 +29,7 @@ from bioreview_assets.ui_metadata import (
 )
 from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
 from bioreview_assets.store.score_inputs import score_inputs_signature
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.configured_here import systems_here_metadata
 
 
@@ -126,6 +127,7 @@ def group_table(groups: dict, label: str) -> str:
                 "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview of "
                 "generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
 )
+@locked_partition
 def scores(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
 ) -> dg.MaterializeResult:
@@ -147,23 +149,24 @@ def scores(
                for name in project.matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}
-    store.write_parquet(
-        pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
-        *folder, "scores.parquet",
-    )
-    store.write_parquet(
-        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
-                     infer_schema_length=None),
-        *folder, "articles.parquet",
-    )
-    store.write_parquet(
-        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.matches],
-                      infer_schema_length=None),
-        *folder, "matches.parquet",
-    )
-    store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
-    signature = score_inputs_signature(store, system, split)
-    store.write_json(signature, *folder, "signature.json")
+    with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
+        store.write_parquet(
+            pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
+            *staged, "scores.parquet",
+        )
+        store.write_parquet(
+            pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
+                         infer_schema_length=None),
+            *staged, "articles.parquet",
+        )
+        store.write_parquet(
+            pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.matches],
+                          infer_schema_length=None),
+            *staged, "matches.parquet",
+        )
+        store.write_json({n: r.metrics for n, r in results.items()}, *staged, "metrics.json")
+        signature = score_inputs_signature(store, system, split)
+        store.write_json(signature, *staged, "signature.json")
     refreshed = catalog.refresh(store)
     tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]

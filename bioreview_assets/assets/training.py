@@ -12,6 +12,7 @@ from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.ui_metadata import without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
 
@@ -40,6 +41,7 @@ def not_fine_tuned_note() -> str:
     kinds={"pytorch", "peft"},
     **gpu_asset_kwargs("training"),
 )
+@locked_partition
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
     from bioreview_assets.ml.tokenization import model_prompt

@@ -62,13 +62,14 @@ def write_concerns(
             })
     folder = concerns_dir(system, split)
     frame = pl.DataFrame(rows, schema=SCHEMA)
-    path = store.write_parquet(frame, *folder, "concerns.parquet")
-    # What the concerns are, not when they were written: scores and Dagster data versions compare this.
-    content_hash = stable_hash([sorted(by_article), frame.drop("system").rows()])
-    written_at = dt.datetime.now(dt.timezone.utc).isoformat()
-    store.write_json({**meta, "written_at": written_at, "content_hash": content_hash,
-                      "covered_articles": list(by_article)}, *folder, "meta.json")
-    return WrittenConcerns(path, content_hash)
+    with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
+        store.write_parquet(frame, *staged, "concerns.parquet")
+        # What the concerns are, not when they were written: scores and Dagster data versions compare this.
+        content_hash = stable_hash([sorted(by_article), frame.drop("system").rows()])
+        written_at = dt.datetime.now(dt.timezone.utc).isoformat()
+        store.write_json({**meta, "written_at": written_at, "content_hash": content_hash,
+                          "covered_articles": list(by_article)}, *staged, "meta.json")
+    return WrittenConcerns(store.path(*folder, "concerns.parquet"), content_hash)
 
 
 def read_concerns(store: ArtifactStore, system: str, split: str) -> dict[str, list[GeneratedConcern]]:
