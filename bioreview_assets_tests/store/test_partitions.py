@@ -85,3 +85,42 @@ def test_a_second_materialisation_of_a_partition_is_refused_while_the_first_runs
             pass
     with partition_lock(store, "scores", "sys|val"):  # released when the first one ends
         pass
+
+
+def _concerns(store, n_articles=6):
+    from bioreview_assets.core.parsing import GeneratedConcern
+    from bioreview_assets.store.concern_table import write_concerns
+
+    by_article = {f"a{i}": [GeneratedConcern.of(f"concern {i}.{k} about the sample size", "design_flaw", "major")
+                            for k in range(3)] for i in range(n_articles)}
+    write_concerns(store, "sys", "val", by_article, {a: "elife" for a in by_article}, {"kind": "model"})
+    return by_article
+
+
+def test_concerns_cut_behind_the_manifest_are_refused_by_their_content_hash(tmp_path):
+    """The content hash in the concerns' meta.json is checked on read (a table cut from 18 to 5 rows, manifest
+    and all, is not scored as if whole)."""
+    from bioreview_assets.store.concern_table import read_concerns
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    written = _concerns(store)
+    assert {k: len(v) for k, v in read_concerns(store, "sys", "val").items()} == {k: 3 for k in written}
+    (tmp_path / "storage" / "concerns" / "sys" / "val" / "manifest.json").unlink()  # an older partition
+    frame = store.read_parquet("concerns", "sys", "val", "concerns.parquet")
+    store.write_parquet(frame.head(5), "concerns", "sys", "val", "concerns.parquet")
+    with pytest.raises(CorruptArtifact,
+                       match=r"concerns.parquet: 5 rows whose content hash \w+ is not the \w+ of .*meta.json"):
+        read_concerns(store, "sys", "val")
+
+
+def test_articles_cut_at_a_line_boundary_are_refused_by_the_article_count(tmp_path):
+    from bioreview_assets.store.layout import read_articles
+
+    from bioreview_assets.sample.generator import generate_sample_splits
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    rows = generate_sample_splits()["val"][:5]
+    store.write_jsonl(rows[:3], "benchmark", "val", "articles.jsonl")  # written without a manifest
+    store.write_json({"n_articles": 5}, "benchmark", "val", "meta.json")
+    with pytest.raises(CorruptArtifact, match=r"articles.jsonl: 3 articles, but its meta.json says 5"):
+        read_articles(store, "val")
