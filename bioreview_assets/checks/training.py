@@ -52,7 +52,8 @@ def evaluate_train_loss_fell(train_history: list, fraction: float, label: str = 
     quarter = len(losses) // 4
     start, end = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
     passed = end < fraction * start
-    verdict = "the loss fell" if passed else "the loss did not fall: the adapter learned nothing, nothing downstream is built"
+    verdict = ("the loss fell" if passed
+               else "the loss did not fall: the adapter learned nothing, nothing downstream is built")
     return dg.AssetCheckResult(
         check_name="train_loss_fell", passed=passed, severity=dg.AssetCheckSeverity.ERROR,
         description=f"{where}mean train loss {start:.3f} over the first {quarter} logged steps -> {end:.3f} over the "
