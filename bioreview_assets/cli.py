@@ -138,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
     from bioreview_assets.core.predictions import BadPredictions
     from bioreview_assets.settings import ConfigError, check_configs
+    from bioreview_assets.store.artifacts import CorruptArtifact
 
     try:
         if args.command != "sample-data":  # every other command reads configs: all of them are checked first
             check_configs()
         return args.func(args)
-    except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError, ConfigError) as err:
+    except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError, ConfigError, CorruptArtifact) as err:
         # Bad input is the user's to fix: say what and where, without a traceback (exit 1, as the harness).
         print(f"bioreview {args.command}: error: {err}", file=sys.stderr)
         return 1
