@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = SEED
     from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
     from bioreview_assets.core.predictions import BadPredictions
-    from bioreview_assets.settings import ConfigError, check_configs
+    from bioreview_assets.config.checks import check_configs
+    from bioreview_assets.settings import ConfigError
     from bioreview_assets.store.artifacts import CorruptArtifact
 
     try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bioreview_assets import env, settings
+from bioreview_assets import env
 from bioreview_assets.assets import (
     benchmark, concerns, corpus, ensemble, generation, leaderboard, publish, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
+from bioreview_assets.config.checks import check_configs
 from bioreview_assets.jobs import JOBS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
@@ -38,7 +39,7 @@ def build_executor():
 
 
 # Every config is checked for sense and cross-references before the graph is built (no run starts on a bad one).
-settings.check_configs()
+check_configs()
 
 defs = dg.Definitions(
     assets=build_assets(),

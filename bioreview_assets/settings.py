@@ -511,43 +511,6 @@ def load_k8s_config() -> K8sConfig:
     return validated(K8sConfig, _read_yaml(path), path)
 
 
-def check_configs() -> ProjectConfig:
-    """Load and cross-check every config the project names, before any work: each model (sweep variants and probes
-    included), its corpus, each matcher and ensemble (members and matcher must exist). Raises ConfigError."""
-    project = load_project()
-    project_file = configs_dir() / "project.yaml"
-    for folder, key, names in (("models", "models", project.models), ("matchers", "matchers", project.matchers),
-                               ("ensembles", "ensembles", project.ensembles), ("sweeps", "sweeps", project.sweeps)):
-        present = sorted(p.stem for p in (configs_dir() / folder).glob("*.yaml"))
-        missing = [name for name in names if name not in present]
-        if missing:
-            raise ConfigError(f"invalid config {project_file}: {key}: no {folder}/{missing[0]}.yaml; "
-                              f"allowed: {present}")
-    for name in all_model_names():
-        cfg = load_model(name)
-        corpora = sorted(p.stem for p in (configs_dir() / "corpora").glob("*.yaml"))
-        if cfg.corpus not in corpora:
-            raise ConfigError(f"invalid config {configs_dir() / 'models' / name.split('@')[0]}.yaml: corpus: "
-                              f"unknown {cfg.corpus!r}; allowed: {corpora}")
-        load_corpus(cfg.corpus)
-    for name in project.matchers:
-        load_matcher(name)
-    from bioreview_assets.config.systems import all_systems  # the registry is built from this module
-
-    systems = [system.name for system in all_systems() if system.kind != "ensemble"]
-    for name in project.ensembles:
-        ensemble = load_ensemble(name)
-        where = f"invalid config {configs_dir() / 'ensembles' / name}.yaml"
-        for key, given in (("members", ensemble.members), ("count_baseline", [ensemble.count_baseline_source()])):
-            unknown = [member for member in given if member not in systems]
-            if unknown:
-                raise ConfigError(f"{where}: {key}: unknown system {unknown[0]!r}; allowed: {systems}")
-        matchers = sorted(p.stem for p in (configs_dir() / "matchers").glob("*.yaml"))
-        if ensemble.matcher is not None and ensemble.matcher not in matchers:
-            raise ConfigError(f"{where}: matcher: unknown {ensemble.matcher!r}; allowed: {matchers}")
-    return project
-
-
 def clear_caches() -> None:
     """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
     for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, load_k8s_config):
