@@ -130,8 +130,12 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
     if not statements and not view_statements(store):
         raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first "
                                 f"(`make demo`)")
-    _check_read_only(sql)
     con = duckdb.connect()
+    try:
+        _check_read_only(con, sql)
+    except (ReadOnlyQuery, duckdb.Error):
+        con.close()
+        raise
     if not store.is_local:
         # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
         con.register_filesystem(store.fs)
@@ -149,11 +153,10 @@ def _quoted(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _check_read_only(sql: str) -> None:
+def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse anything but queries (COPY, ATTACH, CREATE, DROP, SET, INSTALL...), named by DuckDB's own parser."""
-    with duckdb.connect() as parser:
-        refused = [statement.type.name for statement in parser.extract_statements(sql)
-                   if statement.type not in QUERY_STATEMENTS]
+    refused = [statement.type.name for statement in con.extract_statements(sql)
+               if statement.type not in QUERY_STATEMENTS]
     if refused:
         raise ReadOnlyQuery(f"bioreview sql is read-only: {', '.join(refused)} statements are refused "
                             f"(only SELECT and EXPLAIN queries over the views)")
