@@ -35,3 +35,14 @@ def test_headline_has_default_rows_only_and_marks_empty_systems():
     assert table["system"].to_list() == ["ft", "base (produced nothing)", "bm25"]
     assert table["F1 [95% CI]"][0] == "0.390 [0.340, 0.440]"
     assert table["F1 above null"][2] == 0.48 - 0.34 and table["articles"][0] == "30/30"
+
+
+def test_a_split_without_references_gets_no_comparison_of_undefined_scores():
+    import polars as pl
+
+    from bioreview_assets.reporting.verdict import verdict_lines
+
+    row = {"split": "val", "f1": None, "f1_ci_lo": None, "f1_ci_hi": None, "null_f1": None, "matcher": "minilm"}
+    board = pl.DataFrame([{**row, "system": name} for name in ("tuned", "base", "bm25")])
+    assert verdict_lines(board, [("tuned", "base")], ["bm25"], ["val"]) == [
+        "val: F1 is undefined (n/a): the split has no reference concerns."]
