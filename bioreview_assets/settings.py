@@ -150,6 +150,8 @@ class TrainingConfig(_Strict):
 
 # Training fields that change how many processes compute the adapter, not what it is (ModelConfig.config_hash).
 EXECUTION_FIELDS = ("gpus", "strategy", "allow_world_size_change")
+# Training fields that judge the adapter after it is trained, not what it is (ModelConfig.config_hash).
+CHECK_FIELDS = ("loss_fall_fraction",)
 
 
 class GenerationConfig(_Strict):
@@ -252,7 +254,7 @@ class ModelConfig(_Strict):
 
     def config_hash(self) -> str:
         """What determines the adapter: the base, corpus, prompt and training fields, except how many ranks compute
-        it (EXECUTION_FIELDS).
+        it (EXECUTION_FIELDS) and the bar its checks hold it to (CHECK_FIELDS).
 
         It names the training run whose checkpoints a resume may continue (a run of another hash discards them), so
         what only shapes generation, pods or reports (GENERATION_AND_REPORTING_FIELDS) is left out: editing
@@ -261,7 +263,7 @@ class ModelConfig(_Strict):
         another N is refused by the checkpoint guard (not silently restarted).
         """
         data = self.model_dump(mode="json", exclude=set(GENERATION_AND_REPORTING_FIELDS))
-        for field in EXECUTION_FIELDS:
+        for field in EXECUTION_FIELDS + CHECK_FIELDS:
             data["training"].pop(field)
         return stable_hash(data)
 
