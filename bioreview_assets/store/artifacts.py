@@ -69,7 +69,7 @@ class ArtifactStore:
         is an error naming it, never read as if whole)."""
         if parts[-1] == MANIFEST or not self.exists(*parts[:-1], MANIFEST):
             return
-        recorded = json.loads(self.read_bytes(*parts[:-1], MANIFEST))["files"].get(parts[-1])
+        recorded = self.read_json(*parts[:-1], MANIFEST)["files"].get(parts[-1])
         if recorded is None:
             return
         digest = hashlib.sha256(data).hexdigest()
@@ -94,11 +94,11 @@ class ArtifactStore:
         self.fs.makedirs(self.path(*staging), exist_ok=True)
         try:
             yield staging
-            files = {}
-            for path in sorted(self.fs.find(self.path(*staging))):
+            files, folder = {}, self.path(*staging)
+            for path in sorted(self.fs.find(folder)):
                 with self.fs.open(path, "rb") as handle:
                     data = handle.read()
-                files[path.rsplit("/", 1)[-1]] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                files[path[len(folder) + 1:]] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             self.write_json({"files": files}, *staging, MANIFEST)
             target = self.path(*parts)
             if self.is_local:
