@@ -197,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = SEED
     from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
     from bioreview_assets.core.predictions import BadPredictions
+    from bioreview_assets.config.checks import check_configs
+    from bioreview_assets.settings import ConfigError
+    from bioreview_assets.store.artifacts import CorruptArtifact
 
     try:
+        if args.command != "sample-data":  # every other command reads configs: all of them are checked first
+            check_configs()
         return args.func(args)
-    except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError) as err:
+    except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError, ConfigError, CorruptArtifact) as err:
         # Bad input is the user's to fix: say what and where, without a traceback (exit 1, as the harness).
         print(f"bioreview {args.command}: error: {err}", file=sys.stderr)
         return 1

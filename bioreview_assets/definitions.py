@@ -9,6 +9,7 @@ from bioreview_assets.assets import (
     benchmark, concerns, corpus, ensemble, generation, leaderboard, matcher_validation, publish, scoring, training,
 )
 from bioreview_assets.automation import SCHEDULES, SENSORS
+from bioreview_assets.config.checks import check_configs
 from bioreview_assets.jobs import JOBS
 from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
@@ -37,6 +38,9 @@ def build_executor():
         return k8s_executor()
     return dg.multiprocess_executor.configured({"max_concurrent": 2})
 
+
+# Every config is checked for sense and cross-references before the graph is built (no run starts on a bad one).
+check_configs()
 
 defs = dg.Definitions(
     assets=build_assets(),

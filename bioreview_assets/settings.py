@@ -9,17 +9,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bioreview_assets import env
 from bioreview_assets.config.k8s import K8sConfig
+from bioreview_assets.core.baselines import BASELINES
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
+from bioreview_assets.core.prompts import SYSTEM_PROMPTS
 from bioreview_assets.core.quantization import FP8_MATMULS
 from bioreview_assets.core.sampling import DEFAULT_SAMPLING
+from bioreview_assets.core.schema import SPLITS
 
 REPO_ROOT = env.REPO_ROOT
+
+
+class ConfigError(ValueError):
+    """A config file that does not make sense: names the file, the key and what is allowed (the CLI prints it
+    without a traceback)."""
 
 
 def configs_dir() -> Path:
@@ -54,9 +62,9 @@ class BaseModelSource(_Strict):
 
 
 class LoraConfigSpec(_Strict):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Leaf names of the projections to wrap; every name must match at least one module of the model.
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -75,24 +83,28 @@ class TrainingConfig(_Strict):
     # Modules kept unquantised under nf4: transformers reads each entry as a regex from the start of the module name
     # (up to a dot) or as a suffix, e.g. ".*linear_attn" keeps the Gated DeltaNet projections of Qwen3.5 in bf16.
     quantization_skip_modules: list[str] = Field(default_factory=list)
-    max_length: int = 16384
+    max_length: int = Field(default=16384, ge=1)
     lora: LoraConfigSpec = Field(default_factory=LoraConfigSpec)
-    epochs: float = 3
-    max_steps: int = -1
-    per_device_batch_size: int = 1
-    gradient_accumulation_steps: int = 8
-    learning_rate: float = 2.0e-4
+    epochs: float = Field(default=3, gt=0)
+    max_steps: int = Field(default=-1, ge=-1)  # -1: epochs decide
+    per_device_batch_size: int = Field(default=1, ge=1)
+    gradient_accumulation_steps: int = Field(default=8, ge=1)
+    learning_rate: float = Field(default=2.0e-4, gt=0)
     lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
     optim: str = "adamw_8bit"  # on CPU the trainer uses adamw_torch (8-bit Adam needs CUDA)
     bf16: bool = True
     seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 100
-    save_total_limit: int = 4
-    eval_subset: int = 64  # fixed val rows for a cheap loss per checkpoint (W18)
+    logging_steps: int = Field(default=10, ge=1)
+    save_steps: int = Field(default=100, ge=1)
+    save_total_limit: int = Field(default=4, ge=1)
+    eval_subset: int = Field(default=64, ge=0)  # fixed val rows for a cheap loss per checkpoint (W18)
+    # The blocking check train_loss_fell: the mean train loss over the last quarter of the logged steps must end
+    # below this fraction of its mean over the first quarter, or the adapter is not used (a flat loss is a run that
+    # learned nothing, e.g. a learning rate far too high). 0.995: tiny-random's 6 CI steps fall to 0.99 of the start.
+    loss_fall_fraction: float = Field(default=0.995, gt=0.0, le=1.0)
     gradient_checkpointing: bool = True
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
@@ -138,6 +150,8 @@ class TrainingConfig(_Strict):
 
 # Training fields that change how many processes compute the adapter, not what it is (ModelConfig.config_hash).
 EXECUTION_FIELDS = ("gpus", "strategy", "allow_world_size_change")
+# Training fields that judge the adapter after it is trained, not what it is (ModelConfig.config_hash).
+CHECK_FIELDS = ("loss_fall_fraction",)
 
 
 class GenerationConfig(_Strict):
@@ -145,20 +159,20 @@ class GenerationConfig(_Strict):
     # "auto": the longest target of the model's train corpus, in the model's own tokens, plus a margin
     # (generation_limits.py) - long enough for any answer the model was taught, short enough to cap a rambling base.
     # Sampling: the defaults are core/sampling.py's (what a backend decodes with when no config is given).
-    max_new_tokens: int | Literal["auto"] = DEFAULT_SAMPLING.max_new_tokens
-    temperature: float = DEFAULT_SAMPLING.temperature
-    top_p: float = DEFAULT_SAMPLING.top_p
-    repetition_penalty: float = DEFAULT_SAMPLING.repetition_penalty
+    max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = DEFAULT_SAMPLING.max_new_tokens
+    temperature: float = Field(default=DEFAULT_SAMPLING.temperature, ge=0.0)
+    top_p: float = Field(default=DEFAULT_SAMPLING.top_p, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=DEFAULT_SAMPLING.repetition_penalty, gt=0.0)
     seed: int = DEFAULT_SAMPLING.seed
-    batch_size: int = 8
+    batch_size: int = Field(default=8, ge=1)
     use_merged: bool = True
     # Set only on checkpoint probes (their val subset). A subset for every system is project.eval_max_articles.
-    max_articles: int | None = None
+    max_articles: int | None = Field(default=None, ge=1)
     # openai backend
     api_base: str | None = None
     api_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
+    concurrency: int = Field(default=4, ge=1)
     # GPUs of one pod for one partition. data: one engine per GPU, each on a shard of the articles (transformers and
     # vLLM; ml/generation/sharding.py); tensor: one vLLM engine split over the GPUs (vLLM's tensor_parallel_size),
     # for a model that does not fit one GPU. On Kubernetes the generations pod asks for the most any model needs.
@@ -193,8 +207,15 @@ class GenerationConfig(_Strict):
 
 class PromptConfig(_Strict):
     version: str = "v2"
-    token_budget: int = 15000  # whole user turn, counted with the model's own tokenizer
+    token_budget: int = Field(default=15000, gt=0)  # whole user turn, counted with the model's own tokenizer
     enable_thinking: bool = False
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, version: str) -> str:
+        if version not in SYSTEM_PROMPTS:
+            raise ValueError(f"unknown prompt version {version!r}; allowed: {sorted(SYSTEM_PROMPTS)}")
+        return version
 
 
 # ModelConfig fields that do not determine the adapter (ModelConfig.config_hash): generation settings (the
@@ -233,7 +254,7 @@ class ModelConfig(_Strict):
 
     def config_hash(self) -> str:
         """What determines the adapter: the base, corpus, prompt and training fields, except how many ranks compute
-        it (EXECUTION_FIELDS).
+        it (EXECUTION_FIELDS) and the bar its checks hold it to (CHECK_FIELDS).
 
         It names the training run whose checkpoints a resume may continue (a run of another hash discards them), so
         what only shapes generation, pods or reports (GENERATION_AND_REPORTING_FIELDS) is left out: editing
@@ -242,7 +263,7 @@ class ModelConfig(_Strict):
         another N is refused by the checkpoint guard (not silently restarted).
         """
         data = self.model_dump(mode="json", exclude=set(GENERATION_AND_REPORTING_FIELDS))
-        for field in EXECUTION_FIELDS:
+        for field in EXECUTION_FIELDS + CHECK_FIELDS:
             data["training"].pop(field)
         return stable_hash(data)
 
@@ -258,11 +279,11 @@ class ModelConfig(_Strict):
 
 class EnsembleConfig(_Strict):
     name: str
-    members: list[str]  # system names, in priority order
+    members: list[str] = Field(min_length=1)  # system names, in priority order
     strategy: Literal["union", "vote"] = "union"
-    threshold: float = 0.8
-    min_votes: int = 2
-    cap: int | None = 20
+    threshold: float = Field(default=0.8, ge=-1.0, le=1.0)  # a cosine similarity
+    min_votes: int = Field(default=2, ge=1)
+    cap: int | None = Field(default=20, ge=1)
     selection: Literal["first", "severity_first", "category_diverse"] = "first"
     matcher: str | None = None  # embedder used for cross-model matching (defaults to the project matcher)
     # The count baseline `<ensemble>~single-at-count` takes this system's concerns, cut per article to the
@@ -277,8 +298,8 @@ class ProbeConfig(_Strict):
     """Checkpoint probes: model partitions `<model>@step<N>` scored on a val subset from checkpoint N (W18)."""
 
     model: str
-    steps: list[int]
-    max_articles: int = 16
+    steps: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    max_articles: int = Field(default=16, ge=1)
 
 
 class SweepConfig(_Strict):
@@ -300,8 +321,8 @@ class MatcherValidationConfig(_Strict):
 class GateConfig(_Strict):
     """The success gate (reference README: F1 >= 0.58 OR recall >= 0.45; its report script used AND)."""
 
-    f1_min: float = 0.58
-    recall_min: float = 0.45
+    f1_min: float = Field(default=0.58, ge=0.0, le=1.0)
+    recall_min: float = Field(default=0.45, ge=0.0, le=1.0)
     rule: Literal["any", "all"] = "any"
     split: str = "val"
 
@@ -329,15 +350,15 @@ class ProjectConfig(_Strict):
     default_matcher: str
     eval_splits: list[str] = Field(default_factory=lambda: ["val", "test"])
     corpus_splits: list[str] = Field(default_factory=lambda: ["train", "val"])
-    max_bad_row_fraction: float = 0.02
-    truncation_warn_rate: float = 0.6
-    parse_failure_max_rate: float = 0.5
-    bootstrap_n: int = 1000
+    max_bad_row_fraction: float = Field(default=0.02, ge=0.0, le=1.0)
+    truncation_warn_rate: float = Field(default=0.6, ge=0.0, le=1.0)
+    parse_failure_max_rate: float = Field(default=0.5, ge=0.0, le=1.0)
+    bootstrap_n: int = Field(default=1000, ge=0)
     gate: GateConfig = Field(default_factory=GateConfig)
     demo_models: list[str] = Field(default_factory=list)
     # Dev knob: generate and score only the first N articles of each eval split, for EVERY system (models, BM25,
     # ensembles), so rows stay comparable; the leaderboard shows how many articles each row covers. None = all.
-    eval_max_articles: int | None = None
+    eval_max_articles: int | None = Field(default=None, ge=1)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     matcher_validation: MatcherValidationConfig = Field(default_factory=MatcherValidationConfig)
 
@@ -349,6 +370,30 @@ class ProjectConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown baselines {unknown} (known: {', '.join(BASELINES)})")
         return self
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "ProjectConfig":
+        """Every name the project refers to inside itself exists (names of other files: check_configs)."""
+        policies = [policy.name for policy in self.postprocess]
+        _require_known("default_postprocess", [self.default_postprocess], policies)
+        _require_known("default_matcher", [self.default_matcher], self.matchers)
+        _require_known("baselines", self.baselines, BASELINES)
+        _require_known("eval_splits", self.eval_splits, SPLITS)
+        _require_known("corpus_splits", self.corpus_splits, SPLITS)
+        _require_known("gate.split", [self.gate.split], self.eval_splits)
+        _require_known("demo_models", self.demo_models, self.models)
+        _require_known("probes.model", [probe.model for probe in self.probes], self.models)
+        for key, names in (("models", self.models), ("postprocess", policies), ("ensembles", self.ensembles),
+                           ("baselines", self.baselines), ("matchers", self.matchers)):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{key}: names {sorted({n for n in names if names.count(n) > 1})} appear twice")
+        return self
+
+
+def _require_known(key: str, names: list[str], allowed) -> None:
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise ValueError(f"{key}: unknown {', '.join(map(repr, unknown))}; allowed: {sorted(allowed)}")
 
 
 def stable_hash(payload: Any) -> str:
@@ -367,13 +412,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    """`data` as `model`, or a ConfigError naming the file, each wrong key, what it holds and what is allowed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config {path}: " + "; ".join(_describe(e) for e in err.errors())) from None
+
+
+def _describe(error: dict) -> str:
+    # pydantic's messages say what is allowed ("Input should be greater than or equal to 1", "Input should be
+    # 'nf4' or 'fp8'"); a union of int and "auto" gives one error per branch: the key and value once.
+    key = ".".join(str(part) for part in error["loc"] if not str(part).startswith(("function-after", "literal[")))
+    key = key.replace(".constrained-int", "").replace(".int", "")
+    message = error["msg"].removeprefix("Value error, ")
+    shown = "" if error["type"] in ("missing", "value_error") else f" (got {error.get('input')!r})"
+    return f"{key or '<file>'}: {message}{shown}"
+
+
 def _load_named(folder: str, name: str, model: type[BaseModel]) -> Any:
     path = configs_dir() / folder / f"{name}.yaml"
     data = _read_yaml(path)
-    try:
-        return model.model_validate({"name": name, **data} if "name" in model.model_fields else data)
-    except Exception as err:  # pydantic ValidationError: add the file so the user knows where to look
-        raise ValueError(f"invalid config {path}: {err}") from err
+    return validated(model, {"name": name, **data} if "name" in model.model_fields else data, path)
 
 
 def _apply_dotted(data: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
@@ -393,7 +453,8 @@ def _apply_dotted(data: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any
 @functools.lru_cache(maxsize=None)
 def load_project() -> ProjectConfig:
     """The project config (configs/project.yaml)."""
-    return ProjectConfig.model_validate(_read_yaml(configs_dir() / "project.yaml"))
+    path = configs_dir() / "project.yaml"
+    return validated(ProjectConfig, _read_yaml(path), path)
 
 
 @functools.lru_cache(maxsize=None)
@@ -403,15 +464,18 @@ def load_model(name: str) -> ModelConfig:
         base, tag = name.split("@", 1)
         for probe in load_project().probes:
             if probe.model == base and tag in {f"step{n}" for n in probe.steps}:
-                data = _read_yaml(configs_dir() / "models" / f"{base}.yaml")
+                path = configs_dir() / "models" / f"{base}.yaml"
+                data = _read_yaml(path)
                 data.setdefault("generation", {})["max_articles"] = probe.max_articles
-                return ModelConfig.model_validate(
-                    {**data, "name": name, "probe_of": base, "probe_step": int(tag.removeprefix("step"))})
+                return validated(ModelConfig, {**data, "name": name, "probe_of": base,
+                                               "probe_step": int(tag.removeprefix("step"))}, path)
         for sweep_name in load_project().sweeps:
             sweep = _load_named("sweeps", sweep_name, SweepConfig)
             if sweep.base == base and tag in sweep.variants:
                 data = _read_yaml(configs_dir() / "models" / f"{base}.yaml")
-                return ModelConfig.model_validate({**_apply_dotted(data, sweep.variants[tag]), "name": name})
+                # The overrides are the sweep file's: a bad value is reported there.
+                return validated(ModelConfig, {**_apply_dotted(data, sweep.variants[tag]), "name": name},
+                                 configs_dir() / "sweeps" / f"{sweep_name}.yaml")
         raise KeyError(f"no sweep variant or checkpoint probe {name!r} in configs/ for base model {base!r}")
     return _load_named("models", name, ModelConfig)
 
@@ -473,10 +537,7 @@ def all_model_names() -> list[str]:
 def load_k8s_config() -> K8sConfig:
     """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
     path = configs_dir() / "k8s.yaml"
-    try:
-        return K8sConfig.model_validate(_read_yaml(path))
-    except ValueError as err:  # pydantic's ValidationError: name the file
-        raise ValueError(f"invalid config {path}: {err}") from err
+    return validated(K8sConfig, _read_yaml(path), path)
 
 
 def clear_caches() -> None:

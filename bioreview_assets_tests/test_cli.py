@@ -53,3 +53,20 @@ def test_empty_file_unknown_or_integer_ids_are_errors_not_f1_zero(tmp_path, caps
     ]:
         code, _, err, path = _score(tmp_path, capsys, rows)
         assert code == 1 and f"{path}: " in err and expected in err, err
+
+
+def test_sql_refuses_writes_and_outside_files_with_a_one_line_error(storage_root, capsys):
+    """Issue 34: `bioreview sql` is read-only; a refused statement is an error line (exit 1), not a traceback."""
+    import polars as pl
+
+    from bioreview_assets.store.artifacts import ArtifactStore
+
+    ArtifactStore().write_parquet(pl.DataFrame({"system": ["a"], "f1": [0.5]}), "scores", "a", "val",
+                                  "scores.parquet")
+    for sql, said in ((f"COPY (SELECT 1) TO '{storage_root}/x.csv'", "COPY statements are refused"),
+                      ("SELECT * FROM read_csv('/etc/passwd')", "Permission Error")):
+        assert main(["sql", sql]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("bioreview sql: error: ") and said in err and "Traceback" not in err
+    assert not (storage_root / "x.csv").exists()
+    assert main(["sql", "SELECT f1 FROM scores"]) == 0 and "0.5" in capsys.readouterr().out

@@ -14,11 +14,13 @@ from bioreview_assets.partitions import partitioned_checks, split_partitions
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.ui_metadata import link, table_metadata
 
 
 @dg.asset(partitions_def=split_partitions(), check_specs=partitioned_checks(BENCHMARK_CHECKS, split_partitions()), group_name="benchmark",
           kinds={"python", "parquet"})
+@locked_partition
 def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
     split = context.partition_key
@@ -33,20 +35,23 @@ def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource)
     enforce_bad_row_limit(this, project.max_bad_row_fraction, quarantine_file)
     # Only this partition's own file is validated here; the others are read leniently, for the leakage check only.
     check_disjoint([this, *other_splits(split, context.log)])
-    store.write_jsonl([a.to_row() for a in this.articles], *folder, "articles.jsonl")
-    articles_table = _articles_table(this.articles, split)
-    store.write_parquet(articles_table, *folder, "articles.parquet")
-    store.write_parquet(_gt_table(this.articles, split), *folder, "gt_concerns.parquet")
-    meta = {
-        "split": split,
-        "content_hash": this.content_hash,
-        "source_file": str(source.path),
-        "is_sample": source.is_sample,
-        "n_articles": len(this.articles),
-        "n_quarantined": len(this.quarantined),
-        "quarantine_reasons": this.quarantine_counts,
-    }
-    store.write_json(meta, *folder, "meta.json")
+    # The partition is committed as a unit: readers see all of the new files or all of the old ones.
+    with store.partition(*folder) as staged:
+        store.write_jsonl([a.to_row() for a in this.articles], *staged, "articles.jsonl")
+        articles_table = _articles_table(this.articles, split)
+        store.write_parquet(articles_table, *staged, "articles.parquet")
+        store.write_parquet(_gt_table(this.articles, split), *staged, "gt_concerns.parquet")
+        meta = {
+            "split": split,
+            "content_hash": this.content_hash,
+            "source_file": str(source.path),
+            "is_sample": source.is_sample,
+            "n_articles": len(this.articles),
+            "n_quarantined": len(this.quarantined),
+            "quarantine_reasons": this.quarantine_counts,
+        }
+        store.write_json(meta, *staged, "meta.json")
+        store.write_jsonl([q.to_dict() for q in this.quarantined], *staged, "quarantine.jsonl")
     for row in this.quarantined[:20]:
         context.log.warning(f"quarantined {source.path} line {row.line} ({row.reason}): {row.detail}")
     return dg.MaterializeResult(
@@ -98,6 +103,13 @@ def _articles_table(articles, split: str) -> pl.DataFrame:
     )
 
 
+# The full schema, so a split without reference concerns still writes a table with these columns (the DuckDB view
+# over every split's gt_concerns.parquet reads them all).
+GT_SCHEMA = {"split": pl.String, "article_id": pl.String, "source": pl.String, "concern_id": pl.String,
+             "reviewer_num": pl.Int64, "text": pl.String, "category": pl.String, "severity": pl.String,
+             "resolution_confidence": pl.Float64, "requires_figure_reading": pl.Boolean}
+
+
 def _gt_table(articles, split: str) -> pl.DataFrame:
     rows = [
         {
@@ -115,4 +127,4 @@ def _gt_table(articles, split: str) -> pl.DataFrame:
         for a in articles
         for c in a.concerns
     ]
-    return pl.DataFrame(rows, schema_overrides={"resolution_confidence": pl.Float64})
+    return pl.DataFrame(rows, schema=GT_SCHEMA)

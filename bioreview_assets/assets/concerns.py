@@ -21,6 +21,7 @@ from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles
+from bioreview_assets.store.locks import locked_partition
 
 
 def baseline_kwargs(name: str, embedders: EmbedderResource) -> dict:
@@ -53,6 +54,7 @@ def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource
     # A parser change shows every concerns partition stale in the UI; re-materialising re-parses the stored raw text.
     code_version=f"parser-{PARSER_VERSION}",
 )
+@locked_partition
 def concerns(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
 ) -> dg.MaterializeResult:

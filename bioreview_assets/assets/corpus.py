@@ -13,6 +13,7 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.ui_metadata import link, table_metadata
 
 
@@ -23,6 +24,7 @@ from bioreview_assets.ui_metadata import link, table_metadata
     group_name="training",
     kinds={"python", "parquet"},
 )
+@locked_partition
 def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """SFT chat rows (system, user, assistant target) for one model and split, with corpus statistics."""
     from bioreview_assets.ml.tokenization import chat_renderer, model_prompt, token_counter
@@ -49,18 +51,19 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     )
     corpus_hash = settings.stable_hash(frame["text"].to_list())
     folder = corpus_dir(model, split)
-    store.write_parquet(frame, *folder, "rows.parquet")
-    meta = {
-        "model": model,
-        "split": split,
-        "corpus": corpus_cfg.name,
-        "prompt_hash": prompt_hash,
-        "prompt_spec": spec,
-        "corpus_hash": corpus_hash,
-        "split_hash": read_split_meta(store, split)["content_hash"],
-        "stats": stats.to_dict(),
-    }
-    store.write_json(meta, *folder, "meta.json")
+    with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
+        store.write_parquet(frame, *staged, "rows.parquet")
+        meta = {
+            "model": model,
+            "split": split,
+            "corpus": corpus_cfg.name,
+            "prompt_hash": prompt_hash,
+            "prompt_spec": spec,
+            "corpus_hash": corpus_hash,
+            "split_hash": read_split_meta(store, split)["content_hash"],
+            "stats": stats.to_dict(),
+        }
+        store.write_json(meta, *staged, "meta.json")
     summary = stats.to_dict()
     context.log.info(f"{model}/{split}: kept {summary['kept_articles']}/{summary['total_articles']} articles")
     return dg.MaterializeResult(

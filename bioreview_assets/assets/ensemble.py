@@ -19,6 +19,7 @@ from bioreview_assets.partitions import (
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
+from bioreview_assets.store.locks import locked_partition
 
 
 
@@ -42,6 +43,7 @@ def ensemble_description() -> str:
     description=ensemble_description(),
     tags={"bioreview/configured": "yes" if settings.load_project().ensembles else "none"},
 )
+@locked_partition
 def ensemble_concerns(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
 ) -> dg.MaterializeResult:

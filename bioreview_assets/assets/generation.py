@@ -22,6 +22,7 @@ from bioreview_assets.partitions import (
 from bioreview_assets.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
 
@@ -47,6 +48,7 @@ GENERATION_COLUMNS = {
     kinds={"pytorch", "parquet"},
     **gpu_asset_kwargs("generation"),
 )
+@locked_partition
 def generations(
     context: dg.AssetExecutionContext, storage: StorageResource, generation: GenerationResource
 ) -> dg.MaterializeResult:

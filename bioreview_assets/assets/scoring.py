@@ -30,6 +30,7 @@ from bioreview_assets.ui_metadata import (
 )
 from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
 from bioreview_assets.store.score_inputs import score_inputs_signature
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.configured_here import systems_here_metadata
 
 
@@ -95,11 +96,16 @@ def score_summary(m: dict, system: str, split: str) -> str:
         f"* {with_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
         f"{with_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
         f"* recall-major {fmt(m['recall_major'])}",
-        f"* null F1 {null:.3f}, F1 above null {m['f1_micro'] - null:+.3f}" if null is not None
+        f"* null F1 {null:.3f}, F1 above null {fmt_delta(m['f1_micro'], null)}" if null is not None
         else "* null F1 not computed",
         f"* count-oracle F1 {fmt(m['count_oracle_f1'])}",
     ]
     return "\n".join(lines)
+
+
+def fmt_delta(value: float | None, base: float) -> str:
+    """value - base signed, or n/a when value is undefined (no reference concerns)."""
+    return "n/a" if value is None else f"{value - base:+.3f}"
 
 
 def group_table(groups: dict, label: str) -> str:
@@ -125,6 +131,7 @@ def group_table(groups: dict, label: str) -> str:
                 "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview of "
                 "generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
 )
+@locked_partition
 def scores(
     context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
 ) -> dg.MaterializeResult:
@@ -148,23 +155,24 @@ def scores(
                for name in project.matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}
-    store.write_parquet(
-        pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
-        *folder, "scores.parquet",
-    )
-    store.write_parquet(
-        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
-                     infer_schema_length=None),
-        *folder, "articles.parquet",
-    )
-    store.write_parquet(
-        pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.matches],
-                      infer_schema_length=None),
-        *folder, "matches.parquet",
-    )
-    store.write_json({n: r.metrics for n, r in results.items()}, *folder, "metrics.json")
-    signature = score_inputs_signature(store, system, split)
-    store.write_json(signature, *folder, "signature.json")
+    with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
+        store.write_parquet(
+            pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
+            *staged, "scores.parquet",
+        )
+        store.write_parquet(
+            pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
+                         infer_schema_length=None),
+            *staged, "articles.parquet",
+        )
+        store.write_parquet(
+            pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.matches],
+                          infer_schema_length=None),
+            *staged, "matches.parquet",
+        )
+        store.write_json({n: r.metrics for n, r in results.items()}, *staged, "metrics.json")
+        signature = score_inputs_signature(store, system, split)
+        store.write_json(signature, *staged, "signature.json")
     refreshed = catalog.refresh(store)
     tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
     main = results[project.default_matcher]
@@ -177,7 +185,7 @@ def scores(
             "summary": dg.MetadataValue.md(score_summary(m, system, split)),
             "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
             "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],
-            "f1_above_null": m["f1_micro"] - m["null_f1"] if m["null_f1"] is not None else None,
+            "f1_above_null": m["f1_micro"] - m["null_f1"] if None not in (m["f1_micro"], m["null_f1"]) else None,
             "glossary": glossary(),
             "matcher": dg.MetadataValue.json(m["matcher"]),
             "split_hash": split_hash,

@@ -5,13 +5,14 @@ import json
 import dagster as dg
 
 from bioreview_assets import settings
-from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks
+from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
 from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.ui_metadata import without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
 
@@ -40,6 +41,7 @@ def not_fine_tuned_note() -> str:
     kinds={"pytorch", "peft"},
     **gpu_asset_kwargs("training"),
 )
+@locked_partition
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
     from bioreview_assets.doctor.report import preflight
@@ -112,7 +114,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         }),
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
         data_version=dg.DataVersion(meta["weights_hash"]),
-        check_results=evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
+        check_results=[*evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
+                       evaluate_train_loss_fell(meta["loss_history"]["train"], cfg.training.loss_fall_fraction,
+                                                label=model)],
     )
 
 
@@ -139,7 +143,12 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
                                           "weights_hash": probe_meta["weights_hash"], "path": published,
                                           **tracking_metadata(store, published, probe_meta["tracking"])},
                                 data_version=dg.DataVersion(probe_meta["weights_hash"]),
-                                check_results=evaluate_adapter_checks(probe.val_history, label=cfg.name))
+                                check_results=[*evaluate_adapter_checks(probe.val_history, label=cfg.name),
+                                               # the base run's train losses up to the probed step
+                                               evaluate_train_loss_fell(
+                                                   [p for p in probe_meta["loss_history"]["train"]
+                                                    if p[0] <= cfg.probe_step],
+                                                   cfg.training.loss_fall_fraction, label=cfg.name)])
 
 
 @dg.asset(

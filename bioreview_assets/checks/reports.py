@@ -13,7 +13,9 @@ REPORT_CHECKS = [
 
 
 def gate_passes(row: dict, gate) -> bool:
-    hits = [row["f1"] >= gate.f1_min, row["recall"] >= gate.recall_min]
+    # An undefined F1/recall (no reference concerns) reaches no threshold.
+    hits = [row["f1"] is not None and row["f1"] >= gate.f1_min,
+            row["recall"] is not None and row["recall"] >= gate.recall_min]
     return any(hits) if gate.rule == "any" else all(hits)
 
 

@@ -15,12 +15,14 @@ SCORE_CHECKS = [
 ]
 
 
-def discrimination_verdict(f1: float, null_f1: float | None, null_status: str = "") -> tuple[bool, bool, str]:
+def discrimination_verdict(f1: float | None, null_f1: float | None, null_status: str = "") -> tuple[bool, bool, str]:
     """(passed, applicable, one-line reason) of matcher_discriminates for one score.
 
     Below MIN_SIGNAL_F1 the question "is F1 more than the concern count?" has no subject: the check passes as not
     applicable and says so, so that real failures (a high null beside a real F1) are not drowned by empty systems.
     """
+    if f1 is None:
+        return True, False, "not applicable: no reference concerns, so F1 is undefined"
     if null_f1 is None:
         return False, True, f"null F1 not computed ({null_status or 'unknown reason'})"
     if f1 < MIN_SIGNAL_F1:

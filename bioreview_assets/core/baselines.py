@@ -13,6 +13,9 @@ from bioreview_assets.core.parsing import GeneratedConcern
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_units
 from bioreview_assets.core.schema import Article
 
+# The baselines a project may list (configs/project.yaml baselines); each is scored as its own system.
+BASELINES: tuple[str, ...] = ("bm25",)
+
 # Training concerns a baseline may copy: no figure concerns (by category or flag), exact duplicates removed.
 BASELINE_GT_POLICY = GTPolicy(exclude_figure="category_or_flag", dedup_exact=True, min_concerns=0, drop_title_only=False)
 

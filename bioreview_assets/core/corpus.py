@@ -105,4 +105,14 @@ def build_corpus(
         stats.categories.update(c.category for c in filtered.kept)
         stats.severities.update(c.severity for c in filtered.kept)
         stats.figure_leaked += sum(c.category == "figure_issue" for c in filtered.kept)
+    if not any(row["n_concerns"] for row in rows):
+        raise EmptyCorpus(
+            f"no supervised tokens: none of {stats.total_articles} articles keeps a reference concern under the "
+            f"corpus filter ({len(rows)} rows with an empty target; dropped: {dict(stats.dropped) or 'none'}; "
+            f"concerns removed by rule: {dict(stats.removed_by_rule) or 'none'}): relax the corpus config "
+            f"(min_concerns, min_resolution_confidence, exclude_figure) or check the split")
     return rows, stats
+
+
+class EmptyCorpus(ValueError):
+    """A corpus in which no row has a target to learn: training on it would teach nothing."""

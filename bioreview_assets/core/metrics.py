@@ -150,15 +150,20 @@ def score_article(
     )
 
 
-def micro_prf(n_matched: int, n_gt: int, n_tool: int) -> dict[str, float]:
-    """Recall, precision and F1 from summed counts (0 where a denominator is 0)."""
-    recall = _ratio(n_matched, n_gt)
+def micro_prf(n_matched: int, n_gt: int, n_tool: int) -> dict[str, float | None]:
+    """Recall, precision and F1 from summed counts. Precision is 0 without predictions (the harness's rule); recall
+    and F1 are undefined (None) without references: there was nothing to find, which is not a score of 0."""
     precision = _ratio(n_matched, n_tool)
+    if not n_gt:
+        return {"recall": None, "precision": precision, "f1": None}
+    recall = _ratio(n_matched, n_gt)
     return {"recall": recall, "precision": precision, "f1": f1_score(precision, recall)}
 
 
-def _mean(values: Sequence[float]) -> float:
-    return py312_sum(values) / len(values) if values else 0.0
+def _mean(values: Sequence[float | None]) -> float:
+    """Mean of the defined values (a category or source without references has no recall); 0 when there are none."""
+    defined = [v for v in values if v is not None]
+    return py312_sum(defined) / len(defined) if defined else 0.0
 
 
 def _per_category(scores: Sequence[ArticleScore]) -> dict[str, dict[str, float]]:
@@ -180,7 +185,7 @@ def _per_severity(scores: Sequence[ArticleScore]) -> dict[str, dict[str, float]]
     for sev in SEVERITIES:
         n_gt = sum(s.per_severity.get(sev, (0, 0))[0] for s in scores)
         n_matched = sum(s.per_severity.get(sev, (0, 0))[1] for s in scores)
-        out[sev] = {"n_gt": n_gt, "n_matched": n_matched, "recall": _ratio(n_matched, n_gt)}
+        out[sev] = {"n_gt": n_gt, "n_matched": n_matched, "recall": _ratio(n_matched, n_gt) if n_gt else None}
     return out
 
 
@@ -210,7 +215,8 @@ def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
     per_severity = _per_severity(scores)
     per_source = _per_source(scores)
     # Upstream soft metrics: unweighted mean over all articles (those without refs/predictions add 0).
-    soft_recall = _mean([s.soft_recall for s in scores])
+    # Without any reference concern the recall side is undefined (None), never 0.
+    soft_recall = _mean([s.soft_recall for s in scores]) if n_gt else None
     soft_precision = _mean([s.soft_precision for s in scores])
     cat_rows = list(per_category.values())
     src_rows = list(per_source.values())
@@ -226,21 +232,22 @@ def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
         "recall_minor": per_severity["minor"]["recall"],
         "soft_recall_article_mean": soft_recall,
         "soft_precision_article_mean": soft_precision,
-        "soft_f1": f1_score(soft_precision, soft_recall),
+        "soft_f1": f1_score(soft_precision, soft_recall) if soft_recall is not None and soft_precision is not None
+        else None,
         "per_category_micro": per_category,
         # Upstream `f1_macro`: unweighted mean of category micro-F1 over categories present in the references.
-        "f1_category_macro": _mean([c["f1"] for c in cat_rows]),
-        "recall_category_macro": _mean([c["recall"] for c in cat_rows]),
+        "f1_category_macro": _mean([c["f1"] for c in cat_rows]) if n_gt else None,
+        "recall_category_macro": _mean([c["recall"] for c in cat_rows]) if n_gt else None,
         "precision_category_macro": _mean([c["precision"] for c in cat_rows]),
         "per_severity_micro": per_severity,
         "per_source_micro": per_source,
-        "f1_source_macro": _mean([s["f1_micro"] for s in src_rows]),
-        "recall_source_macro": _mean([s["recall_micro"] for s in src_rows]),
+        "f1_source_macro": _mean([s["f1_micro"] for s in src_rows]) if n_gt else None,
+        "recall_source_macro": _mean([s["recall_micro"] for s in src_rows]) if n_gt else None,
         "precision_source_macro": _mean([s["precision_micro"] for s in src_rows]),
         # Per-article averages (0 where a ratio is undefined): what upstream README tables likely showed (W16).
-        "recall_article_macro": _mean([s.recall for s in scores]),
+        "recall_article_macro": _mean([s.recall for s in scores]) if n_gt else None,
         "precision_article_macro": _mean([s.precision for s in scores]),
-        "f1_article_macro": _mean([s.f1 for s in scores]),
+        "f1_article_macro": _mean([s.f1 for s in scores]) if n_gt else None,
         "n_articles_zero_recall": sum(1 for s in scores if s.n_gt > 0 and s.n_matched == 0),
         "n_articles_perfect_recall": sum(1 for s in scores if s.n_gt > 0 and s.n_matched == s.n_gt),
     }
@@ -322,9 +329,10 @@ def bootstrap_ci(
         "n_resamples": n,
         "alpha": alpha,
         "seed": seed,
-        "recall_micro": interval(recalls),
+        # No reference concern in any article: every resample's recall and F1 are undefined, so are their intervals.
+        "recall_micro": interval(recalls) if any(s.n_gt for s in scores) else None,
         "precision_micro": interval(precisions),
-        "f1_micro_ours": interval(f1s),
+        "f1_micro_ours": interval(f1s) if any(s.n_gt for s in scores) else None,
     }
 
 

@@ -67,6 +67,9 @@ def verdict_lines(board: pl.DataFrame, pairs: list[tuple[str, str]], baselines: 
             t, b = _row(board, tuned, split), _row(board, base, split)
             if t is None or b is None:
                 continue
+            if t["f1"] is None or b["f1"] is None:  # no reference concerns on this split: nothing to compare
+                lines.append(f"{split}: F1 is undefined (n/a): the split has no reference concerns.")
+                continue
             verb = "raised" if t["f1"] > b["f1"] else "did not raise" if t["f1"] == b["f1"] else "lowered"
             sentence = (
                 f"{split}: fine-tuning {verb} F1 from {b['f1']:.2f} ({base}) to {t['f1']:.2f} "
@@ -75,7 +78,7 @@ def verdict_lines(board: pl.DataFrame, pairs: list[tuple[str, str]], baselines: 
             )
             for name in baselines:
                 r = _row(board, name, split)
-                if r is not None and name != REVIEWERS_SYSTEM:
+                if r is not None and name != REVIEWERS_SYSTEM and r["f1"] is not None:
                     sentence += (f"; {name} scores {r['f1']:.2f}, but its null reaches {_null_share(r)} of that, "
                                  f"so above the null it scores {r['f1'] - r['null_f1']:.2f} against the fine-tuned "
                                  f"model's {t['f1'] - t['null_f1']:.2f}"

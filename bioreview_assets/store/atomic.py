@@ -21,9 +21,14 @@ def fs_write_atomic(fs, final: str, write: Callable[[IO[bytes]], Any], temp: str
     parent = final.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     temp = temp or f"{parent}/.tmp-{uuid.uuid4().hex}"
-    with fs.open(temp, "wb") as handle:
-        write(handle)
-    fs.mv(temp, final)
+    try:
+        with fs.open(temp, "wb") as handle:
+            write(handle)
+        fs.mv(temp, final)
+    except BaseException:  # a full disk or a kill mid-write: leave no half-written temp file behind
+        if fs.exists(temp):
+            fs.rm(temp)
+        raise
     return final
 
 

@@ -5,6 +5,11 @@ database, so a reader cannot block a writer or another reader. The file `<root>/
 open it with the duckdb CLI; its views read globs at query time, so it is written only when a view first gets data
 (a sidecar JSON records what the file holds), and a refresh that finds the file locked gives up after a short wait
 instead of failing the asset whose data has already landed.
+
+The query surface is read-only: only SELECT/EXPLAIN statements are run (DuckDB's parser says which), and once the
+views exist the connection may read nothing outside the storage root (external access off, configuration locked),
+so `bioreview sql` cannot COPY, ATTACH, read /etc/passwd or fetch a URL. A refresh rebuilds the file's views from
+the store whenever the file changed since it was written (a view dropped or altered by hand does not persist).
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ VIEWS = {
 }
 LOCK_WAIT_S = 2.0  # how long a refresh waits for another process's lock before deferring
 QUERY_ATTEMPTS = 3  # a partition replaced between glob and read is retried, not reported
+# Statements a query may hold (DESCRIBE, SHOW, SUMMARIZE and FROM-first queries parse as SELECT).
+QUERY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+
+
+class ReadOnlyQuery(ValueError):
+    """A statement other than a query was given to the read-only SQL surface."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +81,16 @@ def refresh_catalog(store: ArtifactStore, wait_s: float = LOCK_WAIT_S, force: bo
     statements = view_statements(store)
     if not store.is_local:
         return RefreshResult(list(statements), "in memory (object-store root: no database file)")
-    if not force and store.exists(CATALOG_FILE) and _installed(store) == statements:
+    if not force and store.exists(CATALOG_FILE) and _installed(store) == _record(store, statements):
         return RefreshResult(list(statements), "up to date")  # the common case: no lock taken at all
     deadline = time.monotonic() + wait_s
     while True:
         try:
             with duckdb.connect(catalog_path(store)) as con:
+                _drop_everything(con)  # rebuilt from the store: nothing added or dropped by hand survives
                 for statement in statements.values():
                     con.execute(statement)
-            store.write_json(statements, VIEWS_FILE)
+            store.write_json(_record(store, statements), VIEWS_FILE)
             return RefreshResult(list(statements), f"views written: {', '.join(statements) or 'none'}")
         except (duckdb.Error, OSError) as err:
             locked = "lock" in str(err).lower()
@@ -91,7 +103,22 @@ def refresh_catalog(store: ArtifactStore, wait_s: float = LOCK_WAIT_S, force: bo
             return RefreshResult(list(statements), f"deferred ({reason}); `bioreview sql` sees the data already")
 
 
-def _installed(store: ArtifactStore) -> dict[str, str] | None:
+def _record(store: ArtifactStore, statements: dict[str, str]) -> dict:
+    """What the sidecar records: the views, and the file's size and mtime (an edit by hand changes them; a reader
+    that only queries does not)."""
+    stat = store.fs.info(catalog_path(store)) if store.exists(CATALOG_FILE) else {}
+    return {"views": statements, "file": [stat.get("size"), str(stat.get("mtime"))]}
+
+
+def _drop_everything(con: duckdb.DuckDBPyConnection) -> None:
+    for name, kind in con.execute(
+            "SELECT view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal AND database_name = current_database() "
+            "UNION ALL SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall():
+        con.execute(f'DROP {kind} IF EXISTS "{name}" CASCADE')
+
+
+def _installed(store: ArtifactStore) -> dict | None:
     try:
         return store.read_json(VIEWS_FILE)
     except (OSError, ValueError):
@@ -106,12 +133,35 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
         raise FileNotFoundError(f"no parquet partitions under {store.root}: materialise some scores first "
                                 f"(`make demo`)")
     con = duckdb.connect()
+    try:
+        _check_read_only(con, sql)
+    except (ReadOnlyQuery, duckdb.Error):
+        con.close()
+        raise
     if not store.is_local:
         # DuckDB reads s3://... through the same fsspec filesystem (and credentials) the store writes with.
         con.register_filesystem(store.fs)
     for statement in statements.values():
         con.execute(statement)
+    # From here on the query may read the storage root only, and cannot switch that back on.
+    root = store.url("").rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = ['{_quoted(root)}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but queries (COPY, ATTACH, CREATE, DROP, SET, INSTALL...), named by DuckDB's own parser."""
+    refused = [statement.type.name for statement in con.extract_statements(sql)
+               if statement.type not in QUERY_STATEMENTS]
+    if refused:
+        raise ReadOnlyQuery(f"bioreview sql is read-only: {', '.join(refused)} statements are refused "
+                            f"(only SELECT and EXPLAIN queries over the views)")
 
 
 def query_table(sql: str, max_rows: int = 50, *, store: ArtifactStore) -> str:

@@ -10,7 +10,7 @@ import polars as pl
 
 from bioreview_assets.core.parsing import GeneratedConcern
 from bioreview_assets.settings import stable_hash
-from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.artifacts import ArtifactStore, CorruptArtifact
 from bioreview_assets.store.layout import concerns_dir
 
 SCHEMA = {
@@ -62,13 +62,14 @@ def write_concerns(
             })
     folder = concerns_dir(system, split)
     frame = pl.DataFrame(rows, schema=SCHEMA)
-    path = store.write_parquet(frame, *folder, "concerns.parquet")
-    # What the concerns are, not when they were written: scores and Dagster data versions compare this.
-    content_hash = stable_hash([sorted(by_article), frame.drop("system").rows()])
-    written_at = dt.datetime.now(dt.timezone.utc).isoformat()
-    store.write_json({**meta, "written_at": written_at, "content_hash": content_hash,
-                      "covered_articles": list(by_article)}, *folder, "meta.json")
-    return WrittenConcerns(path, content_hash)
+    with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
+        store.write_parquet(frame, *staged, "concerns.parquet")
+        # What the concerns are, not when they were written: scores and Dagster data versions compare this.
+        content_hash = stable_hash([sorted(by_article), frame.drop("system").rows()])
+        written_at = dt.datetime.now(dt.timezone.utc).isoformat()
+        store.write_json({**meta, "written_at": written_at, "content_hash": content_hash,
+                          "covered_articles": list(by_article)}, *staged, "meta.json")
+    return WrittenConcerns(store.path(*folder, "concerns.parquet"), content_hash)
 
 
 def read_concerns(store: ArtifactStore, system: str, split: str) -> dict[str, list[GeneratedConcern]]:
@@ -78,7 +79,14 @@ def read_concerns(store: ArtifactStore, system: str, split: str) -> dict[str, li
         raise FileNotFoundError(f"concerns of system {system!r} on {split!r} are not materialised under {store.root}")
     meta = store.read_json(*folder, "meta.json")
     out: dict[str, list[GeneratedConcern]] = {aid: [] for aid in meta["covered_articles"]}
-    frame = store.read_parquet(*folder, "concerns.parquet").sort(["article_id", "idx"])
+    frame = store.read_parquet(*folder, "concerns.parquet")
+    # The rows must be the ones meta.json vouches for (a cut or edited table is not scored as if whole).
+    content_hash = stable_hash([sorted(meta["covered_articles"]), frame.drop("system").rows()])
+    if meta.get("content_hash") and content_hash != meta["content_hash"]:
+        raise CorruptArtifact(f"{store.url(*folder, 'concerns.parquet')}: {frame.height} rows whose content hash "
+                              f"{content_hash} is not the {meta['content_hash']} of {store.url(*folder, 'meta.json')}"
+                              f": re-materialise concerns[{system}|{split}]")
+    frame = frame.sort(["article_id", "idx"])
     for row in frame.iter_rows(named=True):
         out[row["article_id"]].append(GeneratedConcern.of(row["text"], row["category"], row["severity"]))
     return out

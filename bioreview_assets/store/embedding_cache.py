@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +19,23 @@ from bioreview_assets.store.atomic import fs_write_atomic
 
 from bioreview_assets.core.matcher_spec import short_hash
 
+log = logging.getLogger(__name__)
+
 _SHARD_GLOB = "*.parquet"
 # Partial files never match _SHARD_GLOB, so a reader cannot see a half-written shard.
 _PARTIAL_SUFFIX = ".parquet.partial"
+
+
+def _read_shard(fs, path: str) -> tuple[list[str], np.ndarray]:
+    with fs.open(path, "rb") as handle:
+        table = pq.read_table(handle)
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    keys = table.column("key").to_pylist()
+    if len(keys) != len(matrix):
+        raise ValueError(f"{len(keys)} keys for {len(matrix)} vectors")
+    return keys, matrix
 
 
 class SupportsEncode(Protocol):
@@ -123,13 +138,20 @@ class EmbeddingCache:
         for path in paths:
             if path in loaded:
                 continue
-            with self.fs.open(path, "rb") as handle:
-                table = pq.read_table(handle)
-            column = table.column("embedding").combine_chunks()
-            dim = column.type.list_size
-            matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+            try:
+                keys, matrix = _read_shard(self.fs, path)
+            except (pa.ArrowException, OSError, KeyError, ValueError) as err:
+                # A cache entry is only a saving: a shard that cannot be read (cut, overwritten) is dropped and its
+                # texts are embedded again, instead of failing every later scoring run.
+                log.warning("embedding cache: discarding unreadable shard %s (%s: %s); its texts are embedded again",
+                            path, type(err).__name__, err)
+                try:
+                    self.fs.rm(path)
+                except FileNotFoundError:  # another reader discarded it first
+                    pass
+                continue
             # Shards are read in name order, so every reader settles on the same vector for a text.
-            vectors.add(table.column("key").to_pylist(), matrix)
+            vectors.add(keys, matrix)
             loaded.add(path)
         return vectors
 

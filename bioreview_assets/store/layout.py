@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bioreview_assets.core.schema import Article
-from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.artifacts import ArtifactStore, CorruptArtifact
 
 
 def benchmark_dir(split: str) -> tuple[str, ...]:
@@ -46,7 +46,13 @@ def read_articles(store: ArtifactStore, split: str) -> list[Article]:
         raise FileNotFoundError(
             f"benchmark split {split!r} is not materialised under {store.root}; materialise benchmark_split[{split}]"
         )
-    return [Article.model_validate(row) for row in store.read_jsonl(*benchmark_dir(split), "articles.jsonl")]
+    articles = [Article.model_validate(row) for row in store.read_jsonl(*benchmark_dir(split), "articles.jsonl")]
+    has_meta = store.exists(*benchmark_dir(split), "meta.json")
+    expected = read_split_meta(store, split).get("n_articles") if has_meta else None
+    if expected is not None and len(articles) != expected:  # a file cut at a line boundary still parses
+        raise CorruptArtifact(f"{store.url(*benchmark_dir(split), 'articles.jsonl')}: {len(articles)} articles, but "
+                              f"its meta.json says {expected}: re-materialise benchmark_split[{split}]")
+    return articles
 
 
 def read_eval_articles(store: ArtifactStore, split: str, limit: int | None) -> list[Article]:

@@ -173,3 +173,18 @@ def test_a_corrupt_or_misnamed_gzip_split_names_the_file(tmp_path, monkeypatch, 
     cut = tmp_path / "data" / "val.jsonl.gz"
     cut.write_bytes(gzip.compress(raw)[:200])  # a cut-off download
     assert f"{cut}: not a readable gzip file" in _failure_message(_materialise_split("val"))
+
+
+def test_a_partition_being_materialised_is_not_materialised_twice(storage_root):
+    """Issue 34: a second run of a partition whose lock another run holds is refused with the holder named, and
+    writes nothing; the partition builds once the lock is free."""
+    from bioreview_assets.store.locks import partition_lock
+
+    store = ArtifactStore()
+    with partition_lock(store, "benchmark_split", "val"):  # another run of benchmark_split[val] in progress
+        result = _materialise_split("val")
+        assert not result.success
+        assert "benchmark_split[val] is being materialised by pid" in _failure_message(result)
+        assert not store.exists("benchmark", "val", "meta.json")
+    assert _materialise_split("val").success and store.read_json("benchmark", "val", "meta.json")["n_articles"] > 0
+    assert store.exists("benchmark", "val", "manifest.json")

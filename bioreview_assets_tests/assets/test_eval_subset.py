@@ -20,7 +20,7 @@ def subset_configs(tmp_path, monkeypatch, storage_root):
     configs = tmp_path / "configs"
     shutil.copytree(settings.configs_dir(), configs)
     project = yaml.safe_load((configs / "project.yaml").read_text())
-    project.update(eval_max_articles=SUBSET, models=["tiny-random", BASE], sweeps=[],
+    project.update(eval_max_articles=SUBSET, models=["tiny-random", BASE], demo_models=[], sweeps=[],
                    probes=[{"model": "tiny-random", "steps": [3], "max_articles": 3}],
                    ensembles=[], matchers=["minilm"])
     (configs / "project.yaml").write_text(yaml.safe_dump(project))

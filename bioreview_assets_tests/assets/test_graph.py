@@ -187,12 +187,14 @@ def test_published_adapter_card_validates_and_carries_the_scores(graph):
 
 def test_adapter_and_probe_report_the_val_loss_check(training_stage):
     results = training_stage.results
+    checks = {key: {check.check_name: check for check in results[key].get_asset_check_evaluations()}
+              for key in ("adapter", "probe")}
     for key in ("adapter", "probe"):
-        (check,) = results[key].get_asset_check_evaluations()
-        assert check.check_name == "val_loss_improved" and check.metadata["val_points"].value >= 1
-    (final,) = results["adapter"].get_asset_check_evaluations()
-    (probe,) = results["probe"].get_asset_check_evaluations()
+        assert set(checks[key]) == {"val_loss_improved", "train_loss_fell"}
+        assert checks[key]["val_loss_improved"].metadata["val_points"].value >= 1
+    final, probe = checks["adapter"]["val_loss_improved"], checks["probe"]["val_loss_improved"]
     assert probe.metadata["val_points"].value <= final.metadata["val_points"].value  # history up to the step
+    assert checks["adapter"]["train_loss_fell"].passed  # the blocking check lets the graph's adapter through
 
 
 def test_checkpoint_probe_generates_from_its_step_and_shows_in_the_report(graph):
@@ -353,6 +355,9 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
         settings.clear_caches()
     meta = store.read_json("benchmark", "val", "meta.json")
+    # A hand edit of a committed partition: without its manifest (as a partition written before manifests were),
+    # since the manifest would refuse the edited file as corrupt.
+    store.fs.rm(store.path("benchmark", "val", "manifest.json"))
     store.write_json({**meta, "content_hash": "changed"}, "benchmark", "val", "meta.json")
     try:
         assert {tuple(c) for _, _, c, _ in stale_score_partitions(store)} == {("split_hash",)}

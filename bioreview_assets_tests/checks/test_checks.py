@@ -68,3 +68,18 @@ def test_every_check_result_says_whose_it_is_and_why():
                                 "learned the task")
     (quarantine,) = evaluate_benchmark_checks(2, {"missing_field": 2}, "q.jsonl", label="val")
     assert quarantine.description == "val: 2 rows quarantined (2 missing_field): kept aside in q.jsonl"
+
+
+def test_train_loss_check_blocks_a_flat_loss_and_passes_a_falling_one():
+    import dagster as dg
+
+    from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_train_loss_fell
+
+    assert {spec.name: spec.blocking for spec in ADAPTER_CHECKS}["train_loss_fell"] is True
+    falling = evaluate_train_loss_fell([[i, 3.0 - 0.2 * i] for i in range(8)], fraction=0.9)
+    start, end = falling.metadata["start_train_loss"].value, falling.metadata["end_train_loss"].value
+    assert falling.passed and end < 0.9 * start
+    flat = evaluate_train_loss_fell([[i, 2.0 + 0.01 * (-1) ** i] for i in range(8)], fraction=0.9, label="m")
+    assert not flat.passed and flat.severity == dg.AssetCheckSeverity.ERROR and "learned nothing" in flat.description
+    short = evaluate_train_loss_fell([[1, 3.0], [2, 1.0]], fraction=0.9)
+    assert not short.passed and short.severity == dg.AssetCheckSeverity.WARN

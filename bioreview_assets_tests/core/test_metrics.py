@@ -222,3 +222,17 @@ def test_paired_bootstrap_hand_checked_on_two_articles():
         paired_bootstrap_f1([(1, 2, 2)], [(1, 3, 2)])
     with pytest.raises(ValueError, match="same articles"):
         paired_bootstrap_f1(a, b[:1])
+
+
+def test_metrics_without_reference_concerns_are_undefined_not_zero():
+    """A split whose articles have no reference concerns: recall and F1 are None (shown n/a), precision stays."""
+    from bioreview_assets.ui_metadata import fmt
+
+    empty = [score_article(a, "elife", np.zeros((2, 0)), [], 0.5, "hungarian") for a in ("x", "y")]
+    m = aggregate(empty)
+    assert m["n_gt"] == 0 and m["n_tool"] == 4
+    assert (m["recall_micro"], m["f1_micro"], m["recall_major"], m["soft_f1"]) == (None, None, None, None)
+    assert (m["f1_category_macro"], m["recall_article_macro"], m["f1_article_macro"]) == (None, None, None)
+    assert m["precision_micro"] == 0.0 and fmt(m["f1_micro"]) == "n/a"
+    ci = bootstrap_ci(empty, n=20)
+    assert ci["recall_micro"] is None and ci["f1_micro_ours"] is None and ci["precision_micro"] == (0.0, 0.0)

@@ -511,3 +511,16 @@ def test_recompute_stops_before_the_last_base_matmul(trained):
         model.zero_grad()
     # up_proj: forward + recompute; down_proj (LoRA branch first, NF4 base saves nothing): forward only
     assert calls == {"up": 2 * len(layers), "down": len(layers)}
+
+
+def test_diverged_training_fails_and_saves_no_adapter(tiny_env, tmp_path):
+    """A learning rate of 1e20 makes every LoRA weight NaN: the step fails instead of publishing a NaN adapter."""
+    from bioreview_assets.ml.training import train_adapter
+    from bioreview_assets.ml.training.divergence import TrainingDiverged
+
+    train, val = corpus(4, 1)
+    with pytest.raises(TrainingDiverged,
+                       match=r"training of tiny-random diverged: loss nan .*trainable tensors hold NaN"):
+        train_adapter(tiny_cfg(learning_rate=1e20, max_steps=3, save_steps=10, eval_subset=0), train, val, tmp_path,
+                      prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
+    assert not (tmp_path / "adapter").exists() and not (tmp_path / "adapter_meta.json").exists()

@@ -61,3 +61,14 @@ def test_verdict_reads_paired_differences_and_the_reviewer_ceiling():
                          "reaches 75% of it.")
     assert ensemble == ("val: ensemble union against its best member bm25: F1 0.50 vs 0.48 (paired over 30 articles: "
                         "+0.02 [-0.01, +0.05], no clear difference).")
+
+
+def test_a_split_without_references_gets_no_comparison_of_undefined_scores():
+    import polars as pl
+
+    from bioreview_assets.reporting.verdict import verdict_lines
+
+    row = {"split": "val", "f1": None, "f1_ci_lo": None, "f1_ci_hi": None, "null_f1": None, "matcher": "minilm"}
+    board = pl.DataFrame([{**row, "system": name} for name in ("tuned", "base", "bm25")])
+    assert verdict_lines(board, [("tuned", "base")], ["bm25"], ["val"]) == [
+        "val: F1 is undefined (n/a): the split has no reference concerns."]

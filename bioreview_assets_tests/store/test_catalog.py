@@ -205,3 +205,59 @@ def test_three_readers_x_150_queries_during_refreshes_see_no_error_and_no_corrup
     assert sum(written) > 2  # the refreshes really overlapped the queries
     with duckdb.connect(store.path("bioreview.duckdb"), read_only=True) as con:  # the file is intact
         assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 1 + sum(written)
+
+
+def test_a_split_without_reference_concerns_keeps_the_gt_view_working(tmp_path):
+    """gt_concerns.parquet of a split whose articles have no concerns keeps its columns (issue 34): the view over
+    every split's file still answers."""
+    from bioreview_assets.assets.benchmark import _gt_table
+    from bioreview_assets.core.schema import Article
+    from bioreview_assets.sample.generator import generate_sample_splits
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    samples = generate_sample_splits()
+    full = [Article.model_validate(a) for a in samples["val"][:2]]
+    empty = [Article.model_validate({**a, "concerns": []}) for a in samples["test"][:2]]
+    store.write_parquet(_gt_table(full, "val"), "benchmark", "val", "gt_concerns.parquet")
+    empty_table = _gt_table(empty, "test")
+    assert empty_table.height == 0 and "concern_id" in empty_table.columns
+    store.write_parquet(empty_table, "benchmark", "test", "gt_concerns.parquet")
+    text = query_table("SELECT split, count(concern_id) AS n FROM gt_concerns GROUP BY split", store=store)
+    assert "val" in text
+
+
+@pytest.mark.parametrize("sql, refused", [
+    ("COPY (SELECT 1) TO '{tmp}/x.csv'", "COPY"),
+    ("COPY (SELECT 'x' AS system) TO '{root}/scores/a/val/scores.parquet'", "COPY"),
+    ("ATTACH '{root}/bioreview.duckdb' AS c", "ATTACH"),
+    ("DROP VIEW scores", "DROP"),
+    ("SET enable_external_access = true", "SET"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "Permission"),
+    ("SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')", "Permission"),
+])
+def test_the_sql_surface_is_read_only(tmp_path, sql, refused):
+    import duckdb
+    import polars as pl
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    store.write_parquet(_scores_frame("a"), "scores", "a", "val", "scores.parquet")
+    with pytest.raises((ValueError, duckdb.Error), match=refused):
+        query_table(sql.format(tmp=tmp_path, root=store.root), store=store)
+    assert not (tmp_path / "x.csv").exists()
+    assert pl.read_parquet(store.path("scores", "a", "val", "scores.parquet"))["system"].to_list() == ["a"]
+    assert "0.5" in query_table("SELECT f1 FROM scores", store=store)
+
+
+def test_a_view_dropped_in_the_catalog_file_is_rebuilt_on_refresh(tmp_path):
+    import duckdb
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    store.write_parquet(_scores_frame("a"), "scores", "a", "val", "scores.parquet")
+    refresh_catalog(store)
+    with duckdb.connect(store.path("bioreview.duckdb")) as con:  # someone with the duckdb CLI
+        con.execute("DROP VIEW scores")
+        con.execute("CREATE TABLE junk AS SELECT 1 AS x")
+    assert refresh_catalog(store).status == "views written: scores"
+    with duckdb.connect(store.path("bioreview.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT f1 FROM scores").fetchall() == [(0.5,)]
+        assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)

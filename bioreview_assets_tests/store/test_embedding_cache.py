@@ -222,3 +222,23 @@ def test_retrained_embedder_weights_are_never_served_old_vectors(tmp_path):
     old = cache.encode(FakeEmbedder("a"), ["same text"])
     new = cache.encode(Retrained(), ["same text"])
     assert not np.array_equal(old, new) and np.array_equal(new[0], vector("same text")[::-1])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random"])
+def test_a_corrupt_shard_is_discarded_and_recomputed_with_a_warning(tmp_path, caplog, damage):
+    """Issue 34: a cut or overwritten shard fails no later run; its texts are embedded again."""
+    root = tmp_path / "cache"
+    texts = ["alpha", "beta", "gamma"]
+    EmbeddingCache(str(root), shard_rows=2).encode(FakeEmbedder(), texts)
+    broken = shards(root, FakeEmbedder())[0]
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2] if damage == "truncate" else np.random.bytes(len(data)))
+    again = FakeEmbedder()
+    with caplog.at_level("WARNING"):
+        out = EmbeddingCache(str(root), shard_rows=2).encode(again, texts)
+    assert np.allclose(out, np.stack([vector(t) for t in texts]))
+    assert "discarding unreadable shard" in caplog.text and broken.name in caplog.text
+    assert again.calls and 0 < len(again.calls[0]) < len(texts)  # only the lost shard's texts
+    third = FakeEmbedder()
+    EmbeddingCache(str(root), shard_rows=2).encode(third, texts)
+    assert third.calls == []  # the recomputed vectors are cached again

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bioreview_assets.ml.runtime_env import library_versions
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.checkpoints import CheckpointMarker, ResumePoint, prepare_checkpoints, run_identity
+from bioreview_assets.ml.training.divergence import check_finite
 from bioreview_assets.ml.training.features import featurize_rows, fixed_subset
 from bioreview_assets.ml.training.loading import load_training_model
 from bioreview_assets.ml.training.metadata import adapter_meta, save_adapter
@@ -177,6 +178,8 @@ def run_training(
                                    "peak_gpu_memory_gib": peak})
     # FSDP holds each weight in shards: gathering the full adapter is a collective of every rank, rank 0 keeps it.
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    # Every rank holds the same LoRA weights (DDP) or its shards (FSDP): each checks its own and fails alike.
+    check_finite(trainer.model, trainer.state.log_history, cfg.name)
     if not ranks.is_main:
         return TrainingRun(trainer=trainer, meta=None)
 

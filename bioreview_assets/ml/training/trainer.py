@@ -70,6 +70,9 @@ def sft_config(training: TrainingConfig, checkpoints: Path, *, has_eval: bool, l
         "bf16": training.bf16 and cuda,
         "seed": training.seed,
         "logging_steps": training.logging_steps,
+        # Log a NaN/inf loss as it is (the default logs the running mean instead, 0.0 at the start), so a diverged
+        # run shows and fails (divergence.check_finite).
+        "logging_nan_inf_filter": False,
         "save_strategy": "steps",
         "save_steps": training.save_steps,
         "save_total_limit": training.save_total_limit,
