@@ -363,15 +363,6 @@ class ProjectConfig(_Strict):
     matcher_validation: MatcherValidationConfig = Field(default_factory=MatcherValidationConfig)
 
     @model_validator(mode="after")
-    def _known_baselines(self) -> "ProjectConfig":
-        from bioreview_assets.core.baselines import BASELINES
-
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            raise ValueError(f"unknown baselines {unknown} (known: {', '.join(BASELINES)})")
-        return self
-
-    @model_validator(mode="after")
     def _check_names(self) -> "ProjectConfig":
         """Every name the project refers to inside itself exists (names of other files: check_configs)."""
         policies = [policy.name for policy in self.postprocess]
