@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 
 from bioreview_assets import env, settings
-from bioreview_assets.settings import load_k8s_config
+from bioreview_assets.config.k8s import load_k8s_config
 
 if TYPE_CHECKING:
     from bioreview_assets.settings import ModelConfig

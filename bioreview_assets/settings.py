@@ -12,7 +12,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bioreview_assets import env
-from bioreview_assets.config.k8s import K8sConfig
 from bioreview_assets.core.baselines import BASELINES
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
@@ -524,14 +523,23 @@ def all_model_names() -> list[str]:
     return names
 
 
-@functools.lru_cache(maxsize=None)
-def load_k8s_config() -> K8sConfig:
-    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
-    path = configs_dir() / "k8s.yaml"
-    return validated(K8sConfig, _read_yaml(path), path)
+# Loaders cached in modules above this one (config/k8s.py's load_k8s_config): this module never imports them.
+_CACHED_ELSEWHERE: list = []
+
+
+def cached_loader(fn):
+    """A config loader kept outside this module, cached like the ones here and forgotten by clear_caches()."""
+    cached = functools.lru_cache(maxsize=None)(fn)
+    _CACHED_ELSEWHERE.append(cached)
+    return cached
+
+
+def read_config(model: type[BaseModel], path: Path) -> Any:
+    """The YAML file at `path` as `model` (ConfigError naming the file and the key when it does not validate)."""
+    return validated(model, _read_yaml(path), path)
 
 
 def clear_caches() -> None:
     """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
-    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, load_k8s_config):
+    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, *_CACHED_ELSEWHERE):
         fn.cache_clear()

@@ -1,8 +1,10 @@
 """What the Dagster UI shows beside a materialisation: metric glossary, "F1 0.392 [0.343, 0.443]" lines, rounded
-numbers, previews of generated vs reference concerns, row counts and column schemas (pure functions, no I/O)."""
+numbers, previews of generated vs reference concerns, inline PNG plots, row counts and column schemas (pure
+functions, no I/O)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -142,3 +144,8 @@ def generation_preview(table: pl.DataFrame, references: dict[str, list[str]], ar
 def link(store, *parts: str) -> dg.MetadataValue:
     """A stored file as a path (local storage) or a URL (object storage), so the UI shows it as a link."""
     return dg.MetadataValue.path(store.url(*parts)) if store.is_local else dg.MetadataValue.url(store.url(*parts))
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """An inline PNG for the Dagster UI (a markdown MetadataValue with a data URI); reporting/plots.py draws it."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

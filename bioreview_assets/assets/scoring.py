@@ -22,11 +22,11 @@ from bioreview_assets.partitions import (
     split_to_system_split,
     system_split_partitions,
 )
-from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
 from bioreview_assets.ui_metadata import (
-    GLOSSARY, link, fmt, glossary, markdown_table, match_preview, rounded, table_metadata, with_ci, without_nulls,
+    GLOSSARY, link, fmt, glossary, markdown_table, match_preview, png_markdown, rounded, table_metadata, with_ci,
+    without_nulls,
 )
 from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
 from bioreview_assets.store.score_inputs import score_inputs_signature

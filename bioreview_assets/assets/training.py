@@ -8,12 +8,11 @@ from bioreview_assets import settings
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
-from bioreview_assets.reporting.plots import png_markdown
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import without_nulls
+from bioreview_assets.ui_metadata import png_markdown, without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
 
 

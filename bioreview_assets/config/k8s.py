@@ -1,10 +1,13 @@
-"""configs/k8s.yaml: images, the k8s executor, GPU steps (loaded by settings.load_k8s_config, used by k8s_config.py)."""
+"""configs/k8s.yaml: images, the k8s executor, GPU steps, and its loader (used by k8s_config.py)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# settings (the YAML reader) sits below this module: it imports none of config/.
+from bioreview_assets import settings
 
 
 class _Strict(BaseModel):
@@ -88,3 +91,9 @@ class K8sConfig(_Strict):
     images: Images
     executor: ExecutorSpec
     gpu: GpuSpec
+
+
+@settings.cached_loader
+def load_k8s_config() -> K8sConfig:
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's); settings.clear_caches() forgets it."""
+    return settings.read_config(K8sConfig, settings.configs_dir() / "k8s.yaml")

@@ -1,9 +1,11 @@
-"""Library versions and hardware recorded with every checkpoint and adapter (resume guard, W17)."""
+"""Library versions and hardware recorded with every checkpoint and adapter (resume guard, W17), and the hardware
+probes that training and generation both read (standard library only)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
 
 # A checkpoint is only resumed under the same versions of these (the reference refused on a mismatch too, §2.6).
 GUARDED_PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate")
@@ -55,3 +57,12 @@ def gpu_name() -> str | None:
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU executes bf16 matmuls natively (avx512_bf16 or AMX), as read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -237,17 +237,21 @@ class Tracker:
     @classmethod
     def start(cls, output_dir: Path, cfg: ModelConfig, identity: dict, *, resumed: bool,
               tracking: TrackingConfig | None = None) -> "Tracker":
-        """Tracking for a training into `output_dir`; a run that starts from step 0 drops the curves of older ones."""
+        """Tracking for a training into `output_dir`; a run that starts from step 0 drops the curves of older ones.
+
+        Rank 0 only: under torchrun every rank trains, but only rank 0 owns the run, so recipe.py starts a Tracker
+        on rank 0 alone (the callbacks check is_world_process_zero too).
+        """
         output_dir = Path(output_dir)
         tensorboard = output_dir / TENSORBOARD_DIR
         record = output_dir / TRACKING_FILE
-        if not resumed and _is_main_process():
+        if not resumed:
             # The curves must describe the adapter that ends up in this folder, not a killed or replaced run.
             shutil.rmtree(tensorboard, ignore_errors=True)
             record.unlink(missing_ok=True)
         tensorboard.mkdir(parents=True, exist_ok=True)
         tracker = cls(tensorboard)
-        if tracking is not None and tracking.mlflow and _is_main_process():
+        if tracking is not None and tracking.mlflow:
             previous = json.loads(record.read_text()).get("mlflow") if record.exists() else None
             tracker.mlflow = open_mlflow_run(tracking, cfg, identity, previous=previous)
             record.write_text(json.dumps(tracker.links(), indent=2))
@@ -255,11 +259,13 @@ class Tracker:
 
     def callbacks(self) -> list:
         """Trainer callbacks, to be placed after the ones that add to the logs (TrainingMonitor: tokens/s, memory)."""
-        from bioreview_assets.ml.training.monitoring import as_callback
+        from transformers import TrainerCallback
 
         callbacks = [tensorboard_callback(self.tensorboard_dir)]
         if self.mlflow is not None:
-            callbacks.append(as_callback(MlflowLogCallback, self.mlflow))
+            # A TrainerCallback made at call time, as training/monitoring.as_callback does (this module sits below
+            # training/ and imports none of it).
+            callbacks.append(type(MlflowLogCallback.__name__, (MlflowLogCallback, TrainerCallback), {})(self.mlflow))
         return callbacks
 
     def links(self) -> dict:
@@ -280,13 +286,6 @@ class Tracker:
                 self.mlflow.client().set_terminated(self.mlflow.run_id)
             except Exception as err:  # the adapter is trained and saved: a tracking hiccup must not fail it now
                 log.warning("MLflow run %s not finished cleanly: %s", self.mlflow.run_id, err)
-
-
-def _is_main_process() -> bool:
-    # Under torchrun every rank trains; only rank 0 owns the run (the callbacks check is_world_process_zero too).
-    from bioreview_assets.ml.training.distributed import is_main_process
-
-    return is_main_process()
 
 
 def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelConfig, parent_meta: dict,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
@@ -23,13 +22,6 @@ def _png(plt, fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def png_markdown(png: bytes, alt: str):
-    """An inline PNG for the Dagster UI (a markdown MetadataValue with a data URI)."""
-    import dagster as dg
-
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def loss_curve_png(history: dict[str, list], model: str = "") -> bytes:

@@ -8,8 +8,8 @@ import pytest
 
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec, make_backend
 from bioreview_assets.ml.generation.rendering import render_chat
-from bioreview_assets.ml.training.speed import cpu_has_native_bf16
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
+from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 from bioreview_assets.settings import ModelConfig
 from bioreview_assets_tests.ml.conftest import tiny_model_config
 

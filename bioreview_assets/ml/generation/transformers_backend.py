@@ -135,7 +135,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from bioreview_assets.ml.training.speed import cpu_has_native_bf16
+        from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if compiled_decode and not device.startswith("cuda"):

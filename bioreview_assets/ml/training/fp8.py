@@ -34,10 +34,9 @@ import logging
 
 import torch
 
-log = logging.getLogger(__name__)
+from .fp8_format import FP8, FP8_MAX  # here too for the callers that import them from fp8 (tests, benchmarks)
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = float(torch.finfo(FP8).max)  # 448
+log = logging.getLogger(__name__)
 
 
 class FP8Unsupported(RuntimeError):

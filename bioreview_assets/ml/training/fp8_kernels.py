@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from .fp8 import FP8, FP8_MAX
+from .fp8_format import FP8, FP8_MAX
 
 
 @triton.jit

@@ -24,8 +24,9 @@ import contextlib
 import importlib.util
 import logging
 import types
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
     from bioreview_assets.settings import TrainingConfig
@@ -56,15 +57,6 @@ def compute_dtype(training: TrainingConfig):
     if not training.bf16:
         return torch.float32
     return torch.bfloat16 if cuda_available() or cpu_has_native_bf16() else torch.float32
-
-
-def cpu_has_native_bf16() -> bool:
-    """The CPU executes bf16 matmuls natively (avx512_bf16 or AMX), as read from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def attn_implementation() -> str:
