@@ -165,7 +165,7 @@ def _topic(rng: random.Random) -> dict:
     }
 
 
-def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
+def _article(rng: random.Random, source: str, index: int, split: str, second_reviewer_rate: float) -> dict:
     topic = _topic(rng)
     lo, hi = CONCERN_RANGE[source]
     n_flaws = min(rng.randint(lo, hi), len(FLAWS))
@@ -205,7 +205,7 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
             "source": source,
             "article_doi": doi,
         })
-    concerns += _second_reviewers(article_id, reviewers, concerns, flaws, per_reviewer, topic)
+    concerns += _second_reviewers(article_id, reviewers, concerns, flaws, per_reviewer, topic, second_reviewer_rate)
     concerns.sort(key=lambda c: (c["reviewer_num"], int(c["concern_id"].rsplit("C", 1)[1])))
     title = f"{topic['gene']} controls {topic['outcome']} in the {topic['tissue']} of {topic['organism']}"
     abstract = (
@@ -235,7 +235,7 @@ def _article(rng: random.Random, source: str, index: int, split: str) -> dict:
 
 
 def _second_reviewers(article_id: str, reviewers: int, concerns: list[dict], flaws: list[Flaw],
-                      per_reviewer: dict[int, int], topic: dict) -> list[dict]:
+                      per_reviewer: dict[int, int], topic: dict, rate: float) -> list[dict]:
     """The same flaw raised again by another reviewer of the article, in another of its phrasings.
 
     Drawn from a generator of its own (seeded by the article id), so every earlier draw, concern and id of the sample
@@ -247,7 +247,7 @@ def _second_reviewers(article_id: str, reviewers: int, concerns: list[dict], fla
     added = []
     for flaw, first in zip(flaws, list(concerns)):
         other_phrasings = [p for p in flaw.concerns if _fill(p, topic) != first["concern_text"]]
-        if not other_phrasings or rng.random() >= SECOND_REVIEWER_RATE:
+        if not other_phrasings or rng.random() >= rate:
             continue
         reviewer = rng.choice([r for r in range(1, reviewers + 1) if r != first["reviewer_num"]])
         per_reviewer[reviewer] = per_reviewer.get(reviewer, 0) + 1
@@ -295,12 +295,18 @@ def _sources_for(rng: random.Random, n: int) -> list[str]:
     return sources
 
 
-def generate_sample_splits(seed: int = SEED, sizes: dict[str, int] | None = None) -> dict[str, list[dict]]:
-    """All splits of the sample benchmark as lists of JSON-ready rows (deterministic for a seed)."""
+def generate_sample_splits(seed: int = SEED, sizes: dict[str, int] | None = None,
+                           second_reviewer_rate: float = SECOND_REVIEWER_RATE) -> dict[str, list[dict]]:
+    """All splits of the sample benchmark as lists of JSON-ready rows (deterministic for a seed).
+
+    second_reviewer_rate 0 gives the sample without the second reviewers' concerns, draw for draw the same otherwise
+    (the tiny models' tokenizer is trained on that text, so adding reviewers did not change any tiny model).
+    """
     rng = random.Random(seed)
     out: dict[str, list[dict]] = {}
     for split, size in (sizes or SPLIT_SIZES).items():
-        out[split] = [_article(rng, source, i, split) for i, source in enumerate(_sources_for(rng, size))]
+        out[split] = [_article(rng, source, i, split, second_reviewer_rate)
+                      for i, source in enumerate(_sources_for(rng, size))]
     return out
 
 
