@@ -62,15 +62,22 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def calibrate_threads(max_threads: int | None = None, dtype=None) -> Calibration:
-    """Time the probes at 1, 2 and max_threads torch threads (about a second each) in the dtype the run computes in
-    (fp32 unless given), and choose the fastest decode."""
+def calibrate_threads(max_threads: int | None = None, dtype=None, rounds: int = 3) -> Calibration:
+    """Time the probes at 1, 2 and max_threads torch threads in the dtype the run computes in (fp32 unless given),
+    interleaved over `rounds` rounds (a load that comes and goes hits every count alike), medians kept; choose the
+    fastest decode. About a second a round on 2 cores."""
+    import statistics
+
     import torch
 
     max_threads = max_threads or torch.get_num_threads()
-    decode_ms, gflops = {}, {}
-    for threads in sorted({1, max_threads} | ({2} if max_threads >= 2 else set())):
-        decode_ms[threads], gflops[threads] = _probe(threads, dtype or torch.float32)
+    counts = sorted({1, max_threads} | ({2} if max_threads >= 2 else set()))
+    samples: dict[int, list[tuple[float, float]]] = {t: [] for t in counts}
+    for _ in range(rounds):
+        for threads in counts:
+            samples[threads].append(_probe(threads, dtype or torch.float32))
+    decode_ms = {t: statistics.median(d for d, _ in samples[t]) for t in counts}
+    gflops = {t: statistics.median(g for _, g in samples[t]) for t in counts}
     # Decode steps are most of the demo's time (see estimate_demo_minutes), so they decide.
     chosen = min(decode_ms, key=decode_ms.get)
     torch.set_num_threads(chosen)
