@@ -70,7 +70,10 @@ def calibrate_threads(max_threads: int | None = None, dtype=None, rounds: int = 
 
     import torch
 
-    max_threads = max_threads or torch.get_num_threads()
+    # Not torch.get_num_threads(): an earlier calibration may have lowered it. torch's own default is the cores
+    # this process may use.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    max_threads = max_threads or cores
     counts = sorted({1, max_threads} | ({2} if max_threads >= 2 else set()))
     samples: dict[int, list[tuple[float, float]]] = {t: [] for t in counts}
     for _ in range(rounds):

@@ -40,3 +40,16 @@ def test_generation_key_names_dtype_and_cache_only_when_the_backend_reports_them
     bf16 = generation_key(cfg, weights, "p", {"device": "cpu", "dtype": "bfloat16", "kv_cache": "static"})
     assert "numerics" not in plain and fp32["numerics"]["dtype"] == "float32"
     assert settings.stable_hash(fp32) != settings.stable_hash(bf16) != settings.stable_hash(plain)
+
+
+def test_a_second_calibration_still_tries_every_count_after_the_first_lowered_it():
+    import os
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what a first calibration that chose one thread leaves behind
+        cal = calibrate_threads(rounds=1)
+        cores = len(os.sched_getaffinity(0))
+        assert max(cal.decode_ms) == cores and (cores == 1 or 2 in cal.decode_ms)
+    finally:
+        torch.set_num_threads(before)
