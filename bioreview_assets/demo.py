@@ -101,6 +101,81 @@ def show_progress() -> None:
     logger.setLevel(logging.INFO)
 
 
+def calibrate_and_estimate() -> str:
+    """On a CPU: choose the torch thread count by a few seconds of calibration (ml/cpu_calibration.py) and say how
+    long the demo should take here and why. BIOREVIEW_TORCH_THREADS=N sets the count instead."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "GPU present: training and generation run on it (no CPU calibration)"
+    from bioreview_assets.core.benchmark import load_split
+    from bioreview_assets.core.generation_limits import target_token_limit, target_token_lengths
+    from bioreview_assets.core.prompts import build_prompt
+    from bioreview_assets.ml.cpu_calibration import calibrate_threads, estimate_demo_minutes
+    from bioreview_assets.ml.models import load_tokenizer
+    from bioreview_assets.ml.training.speed import compute_dtype, cpu_has_native_bf16
+    from bioreview_assets.store.benchmark_source import split_file
+
+    project = settings.load_project()
+    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
+    cfg = tuned[0] if tuned else settings.load_model(project.demo_models[0])
+    dtype = compute_dtype(cfg.training) if cfg.training else torch.float32
+    forced = os.environ.get("BIOREVIEW_TORCH_THREADS")
+    cal = calibrate_threads(dtype=dtype)
+    if forced:
+        torch.set_num_threads(int(forced))
+        cal = type(cal)(int(forced), cal.decode_ms | ({} if int(forced) in cal.decode_ms else {int(forced): max(cal.decode_ms.values())}),
+                        cal.train_gflops | ({} if int(forced) in cal.train_gflops else {int(forced): min(cal.train_gflops.values())}))
+    tokenizer = load_tokenizer(cfg)
+    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    train = load_split("train", split_file("train").read()).articles
+    val = load_split("val", split_file("val").read()).articles
+    lengths = target_token_lengths(train, settings.load_corpus(cfg.corpus), count)
+    prompts = [count(build_prompt(a, count, cfg.prompt.token_budget, cfg.prompt.version).messages[-1]["content"])
+               for a in val]
+    limit = target_token_limit(train, settings.load_corpus(cfg.corpus), count).max_new_tokens
+    rows = (cfg.training.max_steps * cfg.training.per_device_batch_size * cfg.training.gradient_accumulation_steps
+            if cfg.training else 0)
+    runs = len(project.demo_models) * len(project.eval_splits)
+    est = estimate_demo_minutes(cal, train_rows=rows * len(tuned) // max(len(tuned), 1),
+                                train_tokens_per_row=int(sum(prompts) / len(prompts) + sum(lengths) / len(lengths)),
+                                generation_runs=runs, prompt_tokens=max(prompts), articles=len(val),
+                                max_new_tokens=limit, dtype=str(dtype).removeprefix("torch."))
+    why = ("native bf16 (avx512_bf16/AMX)" if cpu_has_native_bf16()
+           else "no avx512_bf16/AMX here: bf16 would be emulated, fp32 is faster")
+    return (f"expected on this machine: about {est.total_min:.0f} minutes at most (training {est.training_min:.1f}, "
+            f"{runs} generation runs of {len(val)} articles up to {limit} new tokens {est.generation_min:.1f}, "
+            f"the rest ~{est.other_min:.0f}); computing in {est.dtype} ({why}); "
+            f"{'set by BIOREVIEW_TORCH_THREADS' if forced else 'calibrated'}: {cal.explain()}")
+
+
+# The steps of minutes (training, generation): the thread count is chosen again before each, since another process's
+# load may have come or gone since the start (1 thread beat 2 by 1.5x in training and ~10x in decoding under load).
+RECALIBRATE_JOBS = frozenset({"train_model", "generate"})
+
+
+def recalibrate() -> str:
+    """Choose the torch thread count again (CPU only; BIOREVIEW_TORCH_THREADS fixes it) and say so."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "GPU present: no CPU thread calibration"
+    if os.environ.get("BIOREVIEW_TORCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BIOREVIEW_TORCH_THREADS"]))
+        return f"torch threads {torch.get_num_threads()} (BIOREVIEW_TORCH_THREADS)"
+    from bioreview_assets.ml.cpu_calibration import calibrate_threads
+    from bioreview_assets.ml.training.speed import compute_dtype
+
+    project = settings.load_project()
+    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
+    dtype = compute_dtype(tuned[0].training) if tuned else torch.float32
+    return f"calibrated: {calibrate_threads(dtype=dtype).explain()}"
+
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -120,12 +195,15 @@ def run_demo(plan: list[Step] | None = None, observe: Callable[[Step], contextli
     show_progress()
     instance = dg.DagsterInstance.get()
     plan = plan or demo_plan()
+    print(f"[calibration] {calibrate_and_estimate()}", flush=True)
     results = []
     started = time.monotonic()
     for index, step in enumerate(plan, start=1):
         t0 = time.monotonic()
         job = job_for(step.assets)
         print(f"[{index}/{len(plan)}] {step.label} ({job}) ...", flush=True)
+        if job in RECALIBRATE_JOBS:
+            print(f"    {recalibrate()}", flush=True)
         with observe(step) if observe else contextlib.nullcontext():
             result = defs.resolve_job_def(job).execute_in_process(
                 partition_key=step.partition,

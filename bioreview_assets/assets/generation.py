@@ -75,12 +75,14 @@ def generations(
         for a in articles
     ]
     serving = resolve_serving(store, cfg, prompt_hash)
-    key = generation_key(cfg, serving.weights, prompt_hash)
+    backend = generation.backend(cfg, serving.model_dir, serving.adapter_dir)
+    numerics = backend.numerics() if hasattr(backend, "numerics") else None
+    key = generation_key(cfg, serving.weights, prompt_hash, numerics)
     folder = generations_dir(model, split)
-    # One log per content key: a retrained adapter or new sampling settings never resume the old outputs.
+    # One log per content key: a retrained adapter, new sampling settings or another compute dtype never resume the
+    # old outputs.
     log, key_hash, resume = KeyedGenerationLogs(store.url(*folder, "log")).open(key)
     context.log.info(f"{model}/{split}: {resume}")
-    backend = generation.backend(cfg, serving.model_dir, serving.adapter_dir)
     generated = 0
 
     def progress(done: int, pending: int) -> None:

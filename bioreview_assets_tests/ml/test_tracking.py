@@ -26,7 +26,7 @@ from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, co
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 needs_mlflow = pytest.mark.skipif(not HAS_MLFLOW, reason="MLFLOW TRACKING NOT TESTED: mlflow is not installed "
-                                  "(optional: pip install 'bioreview-assets[mlflow]')")
+                                  "(the dev extra and the locks `make venv` installs include it; elsewhere pip install 'bioreview-assets[mlflow]')")
 IDENTITY = {"model": "tiny-random", "config_hash": "c0", "corpus_hash": "k0", "prompt_hash": "p0"}
 
 

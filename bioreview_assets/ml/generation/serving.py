@@ -78,21 +78,28 @@ def resolve_serving(store: ArtifactStore, cfg: ModelConfig, prompt_hash: str) ->
                                                     "adapter": adapter_hash})
 
 
-def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str) -> dict[str, Any]:
-    """Everything that determines an article's generated text (the resume log of a partition is kept per key)."""
+def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str,
+                   numerics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that determines an article's generated text (the resume log of a partition is kept per key).
+
+    numerics: the backend's device kind, compute dtype and KV cache layout (TransformersBackend.numerics()), where the
+    backend reports them; keys of backends that do not (API, vLLM) stay as they were."""
     gen = cfg.generation
     settings = gen.model_dump(mode="json", exclude=set(NOT_CONTENT | _SAMPLING_FIELDS))
     if settings["decode"] == "eager":
         # Eager decoding is what every key made before the field existed generated with: leaving the default out
         # keeps those keys (and their resumable outputs) valid, while compiled decoding gets keys of its own.
         del settings["decode"]
-    return {
+    key = {
         "weights": weights,
         "prompt_hash": prompt_hash,
         "backend": gen.backend,
         "sampling": SamplingSpec.from_config(gen).describe(),
         "generation": settings,
     }
+    if numerics:
+        key["numerics"] = dict(numerics)
+    return key
 
 
 def resolve_max_new_tokens(cfg: ModelConfig, train_articles, count_tokens) -> tuple[ModelConfig, str]:

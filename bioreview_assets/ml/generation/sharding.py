@@ -267,6 +267,14 @@ class ShardedTransformersBackend:
         self.python = Path(python) if python else Path(sys.executable)
         self.shards: list[dict[str, Any]] = []  # per started shard: rank, device, articles, the worker's describe()
 
+    def numerics(self) -> dict[str, Any]:
+        """As TransformersBackend.numerics() of one GPU process (every worker loads that way): a partition keeps its
+        generation key, and so its resume log, across GPU counts."""
+        from bioreview_assets.ml.generation.transformers_backend import CUDA_GENERATE_DEFAULTS
+
+        cache = self.generate_kwargs.get("cache_implementation", CUDA_GENERATE_DEFAULTS["cache_implementation"])
+        return {"device": "cuda", "dtype": self.dtype or "bfloat16", "kv_cache": str(cache)}
+
     def describe(self) -> dict[str, Any]:
         first = next((s["worker"] for s in self.shards if s.get("worker")), {})
         return {

@@ -30,6 +30,15 @@ CUDA_GENERATE_DEFAULTS: dict[str, Any] = {
     "disable_compile": True,
 }
 
+# CPU defaults (benchmarks/results/demo_cpu_profile.txt, 2-core Xeon without avx512_bf16, the demo's batch of 30
+# prompts of ~450 tokens): with the dynamic cache, torch.cat of every layer's K and V (a fresh 12-23 MB buffer per
+# layer per step as the cache grows from 530 to 1,050 positions) took 47% of a decode step's CPU time; a static
+# cache is written in place. Compilation stays off (from_dirs' compiled_decode refuses CPUs).
+CPU_GENERATE_DEFAULTS: dict[str, Any] = {
+    "cache_implementation": "static",
+    "disable_compile": True,
+}
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -152,6 +161,8 @@ class TransformersBackend:
         if device.startswith("cuda"):
             compile_choice = {"disable_compile": False} if compiled_decode else {}
             generate_kwargs = {**CUDA_GENERATE_DEFAULTS, **compile_choice, **(generate_kwargs or {})}
+        else:
+            generate_kwargs = {**CPU_GENERATE_DEFAULTS, **(generate_kwargs or {})}
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map=device)
         if adapter_dir is not None:
             from bioreview_assets.ml.lora_targets import load_adapter_checked
@@ -186,6 +197,17 @@ class TransformersBackend:
         """Whether transformers may torch.compile the decode steps (on CUDA: a static cache, compilation not off)."""
         return generate_kwargs.get("cache_implementation") == "static" and not generate_kwargs.get("disable_compile")
 
+    def numerics(self) -> dict[str, Any]:
+        """What besides the weights, prompt and sampling decides the generated text: the device kind, the compute
+        dtype (bf16 or fp32 by CPU capability) and the KV cache layout. It is part of each generation key, so a CPU
+        run in fp32 never resumes a bf16 run's outputs, nor a static-cache run a dynamic-cache run's."""
+        device = str(self.provenance.get("device") or next(self.model.parameters()).device)
+        return {
+            "device": device.split(":")[0],
+            "dtype": str(self.provenance.get("dtype") or next(self.model.parameters()).dtype).removeprefix("torch."),
+            "kv_cache": str(self.generate_kwargs.get("cache_implementation", "dynamic")),
+        }
+
     def describe(self) -> dict[str, Any]:
         import torch
         import transformers
@@ -193,6 +215,9 @@ class TransformersBackend:
         return {
             "backend": self.name,
             **self.provenance,
+            "numerics": self.numerics(),
+            # Like batch size, the thread count reorders float reductions only (ml/cpu_calibration.py chose it).
+            "torch_threads": torch.get_num_threads(),
             "batch_size": self.batch_size,
             "enable_thinking": self.enable_thinking,
             "sampling": self.sampling.describe(),
