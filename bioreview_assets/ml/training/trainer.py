@@ -55,7 +55,9 @@ def sft_config(training: TrainingConfig, checkpoints: Path, *, has_eval: bool, l
         "output_dir": str(checkpoints),
         "max_length": training.max_length,
         "packing": training.packing,
-        "packing_strategy": "bfd",  # padding-free: position_ids restart per row, so packed rows never attend to each other
+        # padding-free: position_ids restart per row, so packed rows never attend to each other (ml/training/packing.py
+        # refuses the kernels that would let them)
+        "packing_strategy": "bfd",
         "num_train_epochs": training.epochs,
         "max_steps": training.max_steps,
         "per_device_train_batch_size": training.per_device_batch_size,
@@ -146,6 +148,10 @@ def build_trainer(
         # With offloading on, what the layers keep goes to host memory too (kept_offload.py).
         callbacks.append(selective_checkpointing_callback(sac_layers, offload_kept=activation_offloading))
     overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
+    if training.packing:
+        from bioreview_assets.ml.training.packing import check_packing_keeps_rows_apart
+
+        check_packing_keeps_rows_apart(model)  # before trl packs: a model that would leak across rows is refused
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
