@@ -103,8 +103,9 @@ class _LastInput:
     changed in place (its version counter moved) is quantised again.
     """
 
-    def __init__(self):
+    def __init__(self, quantize=None):
         self._entry = None
+        self._quantize = quantize  # None: this module's quantize_rowwise (e4m3); int8.py passes its own
 
     def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import weakref
@@ -112,7 +113,7 @@ class _LastInput:
         entry = self._entry
         if entry is not None and entry[0]() is x and entry[1] == x._version:
             return entry[2], entry[3]
-        q, scale = quantize_rowwise(x.reshape(-1, x.shape[-1]))
+        q, scale = (self._quantize or quantize_rowwise)(x.reshape(-1, x.shape[-1]))
         self._entry = (weakref.ref(x, lambda _: self.clear()), x._version, q, scale)
         return q, scale
 
@@ -209,14 +210,11 @@ class FP8FrozenLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, e4m3 row-wise"
 
 
-class NF4FP8FrozenLinear(torch.nn.Module):
-    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8.
+class NF4FrozenLinear(torch.nn.Module):
+    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation): what the NF4-stored bases
+    that multiply in 8 bits share (NF4FP8FrozenLinear here, int8.NF4Int8FrozenLinear). Subclasses name their mode."""
 
-    Each call rebuilds the e4m3 weight it multiplies: NF4 -> the compute dtype exactly as bitsandbytes dequantises,
-    then e4m3 with the weight's row scales (fixed: the weight is frozen, so they are computed once here). On CUDA one
-    Triton kernel does both, and writes the backward's transposed copy directly (fp8_kernels.nf4_to_e4m3_triton);
-    CPUs run bitsandbytes' dequantisation and the eager quantisation, with the same bytes.
-    """
+    mode = "nf4"
 
     def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
         super().__init__()
@@ -225,19 +223,16 @@ class NF4FP8FrozenLinear(torch.nn.Module):
                 or packed_weight.numel() * 2 != self.out_features * self.in_features
                 or self.in_features % quant_state.blocksize):
             raise ValueError(
-                f"nf4-fp8 base: a ({self.out_features}, {self.in_features}) weight needs its NF4 bytes as one "
+                f"{self.mode} base: a ({self.out_features}, {self.in_features}) weight needs its NF4 bytes as one "
                 f"contiguous uint8 tensor of {self.out_features * self.in_features // 2} (got {packed_weight.dtype}, "
                 f"{packed_weight.numel()}) and in_features a multiple of the block size {quant_state.blocksize}")
         self.register_buffer("weight_nf4", packed_weight)
         self.quant_state = quant_state  # absmax, its own quantisation state and the NF4 code, on the weight's device
         self.register_buffer("bias", bias)
-        with torch.no_grad():
-            _, scale = quantize_rowwise(self.dequantized_weight(quant_state.dtype))
-        self.register_buffer("weight_scale", scale)  # fp32 (out, 1): row absmax / 448 of the dequantised weight
         self._offset = float(quant_state.offset) if quant_state.nested else 0.0  # read once, not synced per call
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Module) -> "NF4FP8FrozenLinear":
+    def from_linear(cls, linear: torch.nn.Module) -> "NF4FrozenLinear":
         """From a bitsandbytes Linear4bit (its NF4 bytes taken as they are) or a plain nn.Linear (quantised here)."""
         import bitsandbytes as bnb
         import bitsandbytes.functional as bnb_functional
@@ -246,7 +241,7 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         if isinstance(linear, bnb.nn.Linear4bit):
             state = linear.weight.quant_state
             if state.quant_type != "nf4":
-                raise TypeError(f"nf4-fp8 base: expected an NF4 Linear4bit, got quant_type {state.quant_type!r}")
+                raise TypeError(f"{cls.mode} base: expected an NF4 Linear4bit, got quant_type {state.quant_type!r}")
             return cls(linear.weight.data, state, bias)
         with torch.no_grad():
             packed, state = bnb_functional.quantize_4bit(linear.weight.data, blocksize=64, quant_type="nf4",
@@ -258,6 +253,24 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         import bitsandbytes.functional as bnb_functional
 
         return bnb_functional.dequantize_4bit(self.weight_nf4, self.quant_state).to(dtype)
+
+
+class NF4FP8FrozenLinear(NF4FrozenLinear):
+    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8.
+
+    Each call rebuilds the e4m3 weight it multiplies: NF4 -> the compute dtype exactly as bitsandbytes dequantises,
+    then e4m3 with the weight's row scales (fixed: the weight is frozen, so they are computed once here). On CUDA one
+    Triton kernel does both, and writes the backward's transposed copy directly (fp8_kernels.nf4_to_e4m3_triton);
+    CPUs run bitsandbytes' dequantisation and the eager quantisation, with the same bytes.
+    """
+
+    mode = "nf4-fp8"
+
+    def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
+        super().__init__(packed_weight, quant_state, bias)
+        with torch.no_grad():
+            _, scale = quantize_rowwise(self.dequantized_weight(quant_state.dtype))
+        self.register_buffer("weight_scale", scale)  # fp32 (out, 1): row absmax / 448 of the dequantised weight
 
     def fp8_weight(self, transpose: bool = False) -> torch.Tensor:
         """The e4m3 weight for this call, (out, in), or (in, out) contiguous when transpose; scales: weight_scale."""
@@ -287,40 +300,58 @@ def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
     storage "e4m3": FP8FrozenLinear from a plain nn.Linear. storage "nf4": NF4FP8FrozenLinear from the NF4
     Linear4bit that the nf4 loader made (its bytes are kept); a plain nn.Linear there is one the loader left in bf16
     (quantization_skip_modules) and stays so.
-    Runs after peft has wrapped the model, so peft never sees an FP8 weight (it would cast the LoRA weights to the
+    """
+    if storage not in ("e4m3", "nf4"):
+        raise ValueError(f"FP8 base: storage must be 'e4m3' or 'nf4', got {storage!r}")
+    return convert_base_linears(model, "fp8" if storage == "e4m3" else "nf4-fp8")
+
+
+def convert_base_linears(model, quantization: str) -> int:
+    """Replace the frozen base linear of every LoRA layer by the 8-bit linear of `quantization`; return how many.
+
+    fp8: FP8FrozenLinear from a plain nn.Linear. nf4-fp8 / nf4-int8: the NF4 Linear4bit that the nf4 loader made
+    becomes NF4FP8FrozenLinear / int8.NF4Int8FrozenLinear (its bytes are kept); a plain nn.Linear there is one the
+    loader left in bf16 (quantization_skip_modules) and stays so.
+    Runs after peft has wrapped the model, so peft never sees an 8-bit weight (it would cast the LoRA weights to the
     base weight's dtype). lm_head and embeddings stay in the compute dtype. The replaced weight is freed layer by layer.
     """
     from peft.tuners.lora import LoraLayer
 
-    if storage not in ("e4m3", "nf4"):
-        raise ValueError(f"FP8 base: storage must be 'e4m3' or 'nf4', got {storage!r}")
+    from .int8 import NF4Int8FrozenLinear, check_int8_device
+
+    nf4_linears = {"nf4-fp8": (NF4FP8FrozenLinear, check_fp8_device), "nf4-int8": (NF4Int8FrozenLinear, check_int8_device)}
+    if quantization != "fp8" and quantization not in nf4_linears:
+        raise ValueError(f"8-bit base: quantization must be fp8, nf4-fp8 or nf4-int8, got {quantization!r}")
     converted = kept_bf16 = 0
     for module in model.modules():
         if not isinstance(module, LoraLayer):
             continue
         base = module.base_layer
-        check_fp8_device(base.weight.device)
-        if storage == "e4m3":
+        if quantization == "fp8":
+            check_fp8_device(base.weight.device)
             if type(base) is not torch.nn.Linear:
                 raise TypeError(f"FP8 base: expected a plain nn.Linear under LoRA, got {type(base).__name__}")
             module.base_layer = FP8FrozenLinear.from_linear(base)
         else:
+            linear_class, check_device = nf4_linears[quantization]
+            check_device(base.weight.device)
             if type(base) is torch.nn.Linear:
                 kept_bf16 += 1  # left out of NF4 by quantization_skip_modules: it stays as the user asked
                 continue
             if type(base).__name__ != "Linear4bit":
-                raise TypeError(f"nf4-fp8 base: expected an NF4 Linear4bit (or a skipped nn.Linear) under LoRA, "
-                                f"got {type(base).__name__}")
-            module.base_layer = NF4FP8FrozenLinear.from_linear(base)
+                raise TypeError(f"{quantization} base: expected an NF4 Linear4bit (or a skipped nn.Linear) under "
+                                f"LoRA, got {type(base).__name__}")
+            module.base_layer = linear_class.from_linear(base)
         del base
         converted += 1
+    matmuls = "INT8" if quantization in ("nf4-int8",) else "FP8"
     if not converted:
-        raise RuntimeError("FP8 base: every LoRA base is a linear that quantization_skip_modules keeps in bf16: "
-                           "nothing to multiply in FP8 (use quantization: none)" if kept_bf16 else
-                           "FP8 base: no LoRA layer found to convert (wrap the model in LoRA first)")
+        raise RuntimeError(f"{matmuls} base: every LoRA base is a linear that quantization_skip_modules keeps in bf16: "
+                           f"nothing to multiply in {matmuls} (use quantization: none)" if kept_bf16 else
+                           f"{matmuls} base: no LoRA layer found to convert (wrap the model in LoRA first)")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    log.info("FP8 base: %d frozen linears stored in %s, multiplied in e4m3 with row-wise scales%s", converted,
-             "NF4" if storage == "nf4" else "e4m3",
+    log.info("%s base: %d frozen linears stored in %s, multiplied in %s with row-wise scales%s", matmuls, converted,
+             "e4m3" if quantization == "fp8" else "NF4", "e4m3" if matmuls == "FP8" else "int8 (int32 accumulation)",
              f"; {kept_bf16} skipped by quantization_skip_modules stay bf16" if kept_bf16 else "")
     return converted
