@@ -123,3 +123,32 @@ def test_attention_that_cannot_separate_rows_is_refused():
     model.config._attn_implementation = "flash_attention_3_but_unknown"  # an implementation nobody verified
     with pytest.raises(PackingLeaks, match="attention implementation 'flash_attention_3_but_unknown'"):
         check_packing_keeps_rows_apart(model)
+
+
+def test_build_trainer_refuses_packing_for_a_model_that_would_leak(tmp_path):
+    # The check sits in build_trainer, before trl packs anything: training.packing on a hybrid model without its
+    # varlen kernels fails at once with the reason, not mid-run (or, on older transformers, silently).
+    import importlib.util
+
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from bioreview_assets.ml.training import build_trainer
+    from bioreview_assets.ml.training.features import Features
+    from bioreview_assets.settings import TrainingConfig
+
+    if importlib.util.find_spec("fla") or importlib.util.find_spec("causal_conv1d"):
+        pytest.skip("flash-linear-attention / causal-conv1d installed")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>")),
+        pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    features = [Features(input_ids=r["input_ids"], labels=r["labels"], prompt_tokens=0, end_marker="") for r in rows()]
+    training = TrainingConfig(quantization="none", packing=True, max_length=256, optim="adamw_torch", bf16=False,
+                              max_steps=1, gradient_accumulation_steps=1, eval_subset=0,
+                              lora={"target_modules": ["q_proj", "v_proj"]})
+    with pytest.raises(PackingLeaks, match="linear-attention"):
+        build_trainer(tiny_model("qwen3.5").train(), tokenizer, training, features, [], tmp_path)
+    trainer = build_trainer(tiny_model("qwen3").train(), tokenizer, training, features, [], tmp_path)
+    assert trainer.args.packing and trainer.padding_free  # trl turns bfd packing padding-free itself
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    assert "attention_mask" not in batch and "position_ids" in batch  # padding-free, rows told apart by position
