@@ -30,11 +30,7 @@ reference _scaled_mm, for tests.
 
 from __future__ import annotations
 
-import logging
-
 import torch
-
-log = logging.getLogger(__name__)
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8).max)  # 448
@@ -289,69 +285,3 @@ class NF4FP8FrozenLinear(NF4FrozenLinear):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, NF4 stored, e4m3 row-wise matmuls"
-
-
-STORAGE = {"fp8": "e4m3", "nf4-fp8": "nf4"}  # training.quantization -> how the frozen base is stored
-
-
-def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
-    """Replace the frozen base linear of every LoRA layer in the decoder by an FP8 one; return how many.
-
-    storage "e4m3": FP8FrozenLinear from a plain nn.Linear. storage "nf4": NF4FP8FrozenLinear from the NF4
-    Linear4bit that the nf4 loader made (its bytes are kept); a plain nn.Linear there is one the loader left in bf16
-    (quantization_skip_modules) and stays so.
-    """
-    if storage not in ("e4m3", "nf4"):
-        raise ValueError(f"FP8 base: storage must be 'e4m3' or 'nf4', got {storage!r}")
-    return convert_base_linears(model, "fp8" if storage == "e4m3" else "nf4-fp8")
-
-
-def convert_base_linears(model, quantization: str) -> int:
-    """Replace the frozen base linear of every LoRA layer by the 8-bit linear of `quantization`; return how many.
-
-    fp8: FP8FrozenLinear from a plain nn.Linear. nf4-fp8 / nf4-int8: the NF4 Linear4bit that the nf4 loader made
-    becomes NF4FP8FrozenLinear / int8.NF4Int8FrozenLinear (its bytes are kept); a plain nn.Linear there is one the
-    loader left in bf16 (quantization_skip_modules) and stays so.
-    Runs after peft has wrapped the model, so peft never sees an 8-bit weight (it would cast the LoRA weights to the
-    base weight's dtype). lm_head and embeddings stay in the compute dtype. The replaced weight is freed layer by layer.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    from .int8 import NF4Int8FrozenLinear, check_int8_device
-
-    nf4_linears = {"nf4-fp8": (NF4FP8FrozenLinear, check_fp8_device), "nf4-int8": (NF4Int8FrozenLinear, check_int8_device)}
-    if quantization != "fp8" and quantization not in nf4_linears:
-        raise ValueError(f"8-bit base: quantization must be fp8, nf4-fp8 or nf4-int8, got {quantization!r}")
-    converted = kept_bf16 = 0
-    for module in model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        base = module.base_layer
-        if quantization == "fp8":
-            check_fp8_device(base.weight.device)
-            if type(base) is not torch.nn.Linear:
-                raise TypeError(f"FP8 base: expected a plain nn.Linear under LoRA, got {type(base).__name__}")
-            module.base_layer = FP8FrozenLinear.from_linear(base)
-        else:
-            linear_class, check_device = nf4_linears[quantization]
-            check_device(base.weight.device)
-            if type(base) is torch.nn.Linear:
-                kept_bf16 += 1  # left out of NF4 by quantization_skip_modules: it stays as the user asked
-                continue
-            if type(base).__name__ != "Linear4bit":
-                raise TypeError(f"{quantization} base: expected an NF4 Linear4bit (or a skipped nn.Linear) under "
-                                f"LoRA, got {type(base).__name__}")
-            module.base_layer = linear_class.from_linear(base)
-        del base
-        converted += 1
-    matmuls = "INT8" if quantization in ("nf4-int8",) else "FP8"
-    if not converted:
-        raise RuntimeError(f"{matmuls} base: every LoRA base is a linear that quantization_skip_modules keeps in bf16: "
-                           f"nothing to multiply in {matmuls} (use quantization: none)" if kept_bf16 else
-                           f"{matmuls} base: no LoRA layer found to convert (wrap the model in LoRA first)")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    log.info("%s base: %d frozen linears stored in %s, multiplied in %s with row-wise scales%s", matmuls, converted,
-             "e4m3" if quantization == "fp8" else "NF4", "e4m3" if matmuls == "FP8" else "int8 (int32 accumulation)",
-             f"; {kept_bf16} skipped by quantization_skip_modules stay bf16" if kept_bf16 else "")
-    return converted

@@ -174,7 +174,7 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
     if training.quantization in EIGHT_BIT_MATMULS:
-        from bioreview_assets.ml.training.fp8 import convert_base_linears
+        from bioreview_assets.ml.training.frozen_base import convert_base_linears
 
         # After LoRA wraps the base (bf16 for fp8, NF4 for nf4-fp8 and nf4-int8), before the optimizer exists.
         convert_base_linears(trainer.model, training.quantization)
