@@ -130,3 +130,9 @@ def test_corpus_a_rows_packed_on_the_int8_path_smoke(tmp_path):
     assert len(bins) < len(rows)  # some bin holds two rows
     totals = {sum(lengths) for lengths in bins["seq_lengths"]}
     assert len(result["real_tokens_per_step"]) == 4 and set(result["real_tokens_per_step"]) <= totals
+
+
+def test_int8_matmul_benchmark_runs_its_calls_on_cpu():
+    command = [sys.executable, "benchmarks/int8_matmul.py", "--tiny", "--repeats", "1"]
+    done = subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=600)
+    assert "(128, 64)" in done.stdout and "per step (2 layers" in done.stdout and "nf4-int8" in done.stdout
