@@ -66,7 +66,7 @@ _last_input = _LastInput(quantize_rowwise_int8)  # q/k/v (and gate/up) read one 
 
 
 # Rows per int8 GEMM: torch._int_mm returns int32 and the rescale needs fp32, 8 bytes a product before the bf16
-# result; in slices of 4,096 rows that transient stays at 0.4 GiB for a 12,288-wide projection (1.6 GiB for a 16k
+# result; in slices of 4,096 rows that transient stays at 0.4 GiB for a 12,288-wide projection (1.5 GiB for a 16k
 # row in one piece), and 4,096 x 4,096 x 12,288 is still a large GEMM.
 ROWS_PER_GEMM = 4096
 
