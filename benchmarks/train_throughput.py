@@ -27,7 +27,20 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
                 input embeddings in pinned host memory (training.input_embeddings_on_host)
   ours-nf4fp8   the FP8 matmuls of ours-fp8 on the NF4 base of ours (quantization: nf4-fp8): each call rebuilds the
                 e4m3 weight it multiplies from NF4, so the base takes NF4's 3.8 GiB instead of e4m3's 7.6
+  ours-nf4int8  the nf4-fp8 design without FP8 (quantization: nf4-int8, A100 and newer; ml/training/int8.py): each
+                call rebuilds a row-wise-scaled int8 weight from NF4, int8 activations, int32 accumulation (forward
+                and input gradient); the LoRA path stays bf16
   unsloth       Unsloth's published QLoRA path, in its own process (--unsloth-pythonpath: its pinned libraries)
+  "+pack"       (any setup) padding-free packing of the rows into max_length sequences, trl's bfd bins (ours: the
+                trainer's training.packing; baseline/unsloth: the same bins from trl's pack_dataset and collator,
+                position_ids restarting per row); the kernels must keep rows apart (ml/training/packing.py refuses
+                those that do not; bioreview_assets_tests/ml/test_packing.py compares per-row losses)
+
+Rows (--rows): "fixed" (default) is one seq-token row per step whose last `supervised` tokens carry the loss.
+"corpus-a" draws each row's lengths from the reference Corpus A (see CORPUS_A below: PIPELINE.md 1.5 and 1.8): a
+system prompt, a user turn of ~9-11k real tokens (52.8% cut at the 15,000 "chars/3" budget), a supervised target of
+a few hundred to a few thousand tokens, capped at --seq (max_length, 16,384); the same rows for a seed, every setup.
+Reported then: real (non-padding) tokens/s over the measured steps (sum of their tokens / sum of their seconds).
 
 Measured on one H200 (benchmarks/results/train_peers_h200.txt, train_fp8_h200.txt): Unsloth 2026.10.9 8,356 tok/s
 at 9.99 GiB; ours (NF4) 8,192 at 13.24; ours+sac+offload+hostemb (NF4) 8,563 at 12.28; ours-fp8+sac+offload+hostemb
@@ -44,6 +57,8 @@ trained for 200 steps from the same start on the same learnable rows (chain_feat
 a 20-step mean from the bf16 LoRA curve and PASS/FAIL at 1%. On the H200 at the configs' learning rate 2e-4 (the
 default): ours-fp8 0.66%, PASS (0.73% before the Triton kernels). ours-nf4fp8 is also compared with `ours` (the same
 NF4 weights, bf16 matmuls): 0.97%, PASS; against bf16 it is 6.60% off, as NF4 itself is (5.71%).
+ours-nf4int8 is compared with `ours` the same way (--guard-variants ours-bf16,ours,ours-nf4int8; not yet run on a GPU;
+on CPU a 6-step tiny run stays within 1% of nf4's losses: bioreview_assets_tests/ml/test_training_int8.py).
 
 Shapes (--shape): qwen3-8b (default), qwen3.5-9b (hybrid: 24 Gated DeltaNet + 8 full-attention layers, vocab 248,320,
 LoRA also on in_proj_qkv/in_proj_z/out_proj as in configs/models/qwen3.5-9b.yaml; needs flash-linear-attention for
@@ -63,6 +78,8 @@ Run:  python benchmarks/train_throughput.py            (GPU: the figures in benc
       python benchmarks/train_throughput.py --shape qwen3.5-9b --variants ours,ours-nf4lin,ours-bf16
       python benchmarks/train_throughput.py --shape qwen2.5-14b --variants ours --warmup 1 --steps 1
       python benchmarks/train_throughput.py --guard    (about 2.5 minutes on an H200)
+      python benchmarks/train_throughput.py --rows corpus-a --variants baseline,ours,ours+pack,ours-nf4int8+pack,unsloth
+      python benchmarks/train_throughput.py --tiny --rows corpus-a --variants ours,ours+pack,ours-nf4int8  (CPU smoke)
 The GPU path imports no pydantic/dagster (a stand-in config object is used when pydantic is missing).
 """
 
@@ -175,6 +192,9 @@ def rank_rows(args, vocab: int) -> list:
     length and supervised span, so every rank's step costs the same as the single-process step.
     """
     n = args.warmup + args.steps
+    if args.rows == "corpus-a":
+        # Packed steps take ~1.5 rows of 16k each: three times the steps leaves every setup rows to spare.
+        return [row for r in range(world_size()) for row in corpus_a_features(3 * n, args.seq, vocab, seed=1 + r)]
     make_rows = chain_features if args.guard else random_features
     return [row for r in range(world_size()) for row in make_rows(n, args.seq, args.supervised, vocab, seed=1 + r)]
 
@@ -250,6 +270,55 @@ def random_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     return rows
 
 
+# Corpus A's row lengths, from the reference pipeline's own statistics (/work/shared/reference/PIPELINE.md):
+# * 1.5: the user turn (prompt prefix + paper) is budgeted to 15,000 tokens counted as chars/3, i.e. ~45,000 characters
+#   or ~11k real Qwen tokens (real/counted ~ 11/15); 52.8% of Corpus A train prompts were cut (they end at the budget);
+#   mean 12.4k, median 14.8k counted tokens. System prompt and target are not budgeted.
+# * 1.8: 14.1 concerns per article on average (eLife 6.4 ... Nature 21.0); a concern is a JSON object
+#   {"text": 1-3 sentences, "category", "severity"}, ~50-90 tokens.
+# The model below: a cut prompt lands in [14,500, 15,000] counted tokens, an uncut one uniformly in [5,100, 14,500];
+# the mixture's mean is 12.4k counted tokens (median ~14.5k), ~9.1k real ones. Target: 3-25 concerns of 50-90 tokens
+# (150-2,250, mean ~1,000). System prompt: 250 tokens. Rows are capped at max_length; lengths scale with
+# max_length / 16,384 (--tiny's 256 keeps the shape at 1/64).
+CORPUS_A = {
+    "cut_share": 0.528, "cut_counted": (14_500, 15_000), "uncut_counted": (5_100, 14_500),
+    "real_per_counted": 11 / 15, "system_tokens": 250, "concerns": (3, 25), "tokens_per_concern": (50, 90),
+    "max_length": 16_384,
+}
+
+
+def corpus_a_lengths(n: int, max_length: int, seed: int) -> list[tuple[int, int]]:
+    """n (prompt tokens, target tokens) pairs drawn from CORPUS_A, scaled to max_length, deterministic for a seed."""
+    import random
+
+    rng = random.Random(seed)
+    a, scale = CORPUS_A, max_length / CORPUS_A["max_length"]
+    pairs = []
+    for _ in range(n):
+        band = a["cut_counted"] if rng.random() < a["cut_share"] else a["uncut_counted"]
+        user = rng.uniform(*band) * a["real_per_counted"]
+        target = sum(rng.uniform(*a["tokens_per_concern"]) for _ in range(rng.randint(*a["concerns"])))
+        prompt = max(1, round((a["system_tokens"] + user) * scale))
+        target = max(1, min(round(target * scale), max_length - prompt))
+        pairs.append((prompt, target))
+    return pairs
+
+
+def corpus_a_features(n: int, max_length: int, vocab: int, seed: int):
+    """n random-token rows with Corpus A's lengths: the prompt masked, the target carrying the loss."""
+    import torch
+
+    from bioreview_assets.ml.training.features import IGNORE_INDEX, Features
+
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for prompt, target in corpus_a_lengths(n, max_length, seed):
+        ids = torch.randint(10, vocab, (prompt + target,), generator=generator).tolist()
+        labels = [IGNORE_INDEX] * prompt + ids[prompt:]
+        rows.append(Features(input_ids=ids, labels=labels, prompt_tokens=prompt, end_marker=""))
+    return rows
+
+
 def chain_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     """Rows that can be learnt: each token is a fixed permutation of the one before (over the first 512 ids).
 
@@ -278,8 +347,8 @@ def chain_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
 GUARD_WINDOW, GUARD_LIMIT = 20, 0.01
 
 
-# A variant whose only difference from its peer is the FP8 matmuls: the guard also compares the two.
-SAME_STORAGE = {"ours-nf4fp8": "ours"}
+# A variant whose only difference from its peer is the 8-bit matmuls: the guard also compares the two.
+SAME_STORAGE = {"ours-nf4fp8": "ours", "ours-nf4int8": "ours"}
 
 
 def guard_deviations(curves: dict[str, list[float]], window: int = GUARD_WINDOW
@@ -317,7 +386,7 @@ def run_guard(args, env: dict) -> None:
         verdict = "PASS" if deviation <= GUARD_LIMIT else "FAIL"
         print(f"{name}: largest deviation of a {GUARD_WINDOW}-step mean from {reference_name}: {deviation:.2%} "
               f"(limit {GUARD_LIMIT:.0%}) -> {verdict}")
-    for name, peer in SAME_STORAGE.items():  # what the FP8 matmuls add to the rounding of the storage they share
+    for name, peer in SAME_STORAGE.items():  # what the 8-bit matmuls add to the rounding of the storage they share
         if name in curves and peer in curves and peer != reference_name:
             deviation = guard_deviations({peer: curves[peer], name: curves[name]})[1][name]
             verdict = "PASS" if deviation <= GUARD_LIMIT else "FAIL"
@@ -362,13 +431,21 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def summarise(name: str, step_times: list[float], tokens_per_step: int, warmup: int, extra: dict) -> dict:
+def summarise(name: str, step_times: list[float], tokens_per_step: int | list[int], warmup: int, extra: dict) -> dict:
+    """tokens_per_step: one count (fixed rows: tokens / median step) or each step's real tokens (rows of uneven
+    length, packed or not: the measured steps' tokens / their seconds)."""
     measured = step_times[warmup:]
     median = sorted(measured)[len(measured) // 2]
     allocated, reserved = peak_gib()
+    if isinstance(tokens_per_step, list):
+        tokens = tokens_per_step[warmup:len(step_times)]
+        rate = sum(tokens) / sum(measured)
+        extra = {"real_tokens_per_step": tokens, **extra}
+    else:
+        rate = tokens_per_step / median
     return {
         "setup": name,
-        "tokens_per_s": round(tokens_per_step / median, 1),
+        "tokens_per_s": round(rate, 1),
         "step_s_median": round(median, 3),
         "step_s_all": [round(t, 3) for t in step_times],
         "peak_allocated_gib": round(allocated, 2) if allocated is not None else None,
@@ -380,18 +457,31 @@ def summarise(name: str, step_times: list[float], tokens_per_step: int, warmup: 
 # ------------------------------------------------------------------------------------------------------ baseline
 
 
-def timed_steps(model, optimizer, rows, autocast) -> tuple[list[float], float]:
-    """One synchronised, timed step per row (forward with labels, backward, optimizer step); the last loss."""
+def plain_batches(rows, args, pack: bool) -> list[dict]:
+    """The plain loops' batches: one row each, or (pack) trl's bfd bins of max_length as its padding-free collator
+    gives them to our trainer (position_ids restarting per row, cu_seq_lens, seq_idx, no attention mask)."""
     import torch
 
+    if not pack:
+        return [{"input_ids": torch.tensor([f.input_ids]), "labels": torch.tensor([f.labels])} for f in rows]
+    from datasets import Dataset
+    from trl.data_utils import pack_dataset
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    packed = pack_dataset(Dataset.from_list([f.as_row() for f in rows]), args.seq, strategy="bfd")
+    collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+    return [collator([packed[i]]) for i in range(len(packed))]
+
+
+def timed_steps(model, optimizer, batches, autocast) -> tuple[list[float], float]:
+    """One synchronised, timed step per batch (forward with labels, backward, optimizer step); the last loss."""
     times = []
-    for features in rows:
-        ids = torch.tensor([features.input_ids], device=device())
-        labels = torch.tensor([features.labels], device=device())
+    for batch in batches:
+        inputs = {k: v.to(device()) if hasattr(v, "to") else v for k, v in batch.items()}
         sync()
         started = time.perf_counter()
         with autocast:
-            loss = model(input_ids=ids, labels=labels).loss
+            loss = model(**inputs).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -400,10 +490,17 @@ def timed_steps(model, optimizer, rows, autocast) -> tuple[list[float], float]:
     return times, loss.item()
 
 
-def run_baseline(config, rows, args) -> dict:
+def step_tokens(args, batches) -> int | list[int]:
+    """What summarise counts: seq per step for fixed rows, else each batch's real tokens (no padding at batch 1)."""
+    return args.seq if args.rows == "fixed" else [int(b["input_ids"].numel()) for b in batches]
+
+
+def run_baseline(config, rows, args, pack: bool = False) -> dict:
     """Plain PEFT QLoRA as the reference pipeline ran it (§2.2 PEFT path) with a hand-written step."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    name = "baseline+pack" if pack else "baseline"
 
     model = build_model(config, nf4=True)
     model = prepare_model_for_kbit_training(model)  # fp32 norms/embeddings/lm_head + checkpointing
@@ -414,8 +511,9 @@ def run_baseline(config, rows, args) -> dict:
     reset_memory()
     cuda = torch.cuda.is_available()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-    times, loss = timed_steps(model, optimizer, rows[: args.warmup + args.steps], autocast)
-    result = summarise("baseline", times, args.seq, args.warmup, {
+    batches = plain_batches(rows, args, pack)[: args.warmup + args.steps]
+    times, loss = timed_steps(model, optimizer, batches, autocast)
+    result = summarise(name, times, step_tokens(args, batches), args.warmup, {
         "norm_dtype": str(model.get_base_model().model.norm.weight.dtype),
         "loss": round(loss, 4),
     })
@@ -440,7 +538,7 @@ def random_checkpoint(config, args) -> Path:
     return folder
 
 
-def run_unsloth(config, rows, args) -> dict:
+def run_unsloth(config, rows, args, pack: bool = False) -> dict:
     """Unsloth's published QLoRA path: FastLanguageModel 4-bit load, its get_peft_model and "unsloth" checkpointing.
 
     The step is a plain loop (forward with labels, backward, 8-bit AdamW): Unsloth's speed is in its patched model
@@ -464,8 +562,11 @@ def run_unsloth(config, rows, args) -> dict:
     FastLanguageModel.for_training(model)
     optimizer = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
     reset_memory()
-    times, loss = timed_steps(model, optimizer, rows[: args.warmup + args.steps], contextlib.nullcontext())
-    result = summarise("unsloth", times, args.seq, args.warmup, {
+    # "+pack": trl's bins with restarting position_ids; whether Unsloth's attention keeps the rows apart is not
+    # verified here (its own padding-free path is for batches > 1; at batch 1 its default is one row per step).
+    batches = plain_batches(rows, args, pack)[: args.warmup + args.steps]
+    times, loss = timed_steps(model, optimizer, batches, contextlib.nullcontext())
+    result = summarise("unsloth+pack" if pack else "unsloth", times, step_tokens(args, batches), args.warmup, {
         "unsloth": getattr(unsloth, "__version__", "?"), "loss": round(loss, 4),
         "gradient_checkpointing": "unsloth",
     })
@@ -485,15 +586,21 @@ def step_timer():
         def __init__(self):
             self.times: list[float] = []
             self.losses: list[float] = []
+            self.tokens: list[int] = []  # real tokens of each step (the trainer's own count; set .trainer)
+            self.trainer = None
             self._started = 0.0
+            self._tokens_before = 0
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
+            self._tokens_before = self.trainer.rank_train_tokens if self.trainer else 0
             self._started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
             self.times.append(time.perf_counter() - self._started)
+            if self.trainer:
+                self.tokens.append(self.trainer.rank_train_tokens - self._tokens_before)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -503,7 +610,7 @@ def step_timer():
 
 
 def training_config(args, *, quantization: str, liger: str, sac_layers=0, offload: bool = False,
-                    host_embeddings: bool = False):
+                    host_embeddings: bool = False, packing: bool = False):
     """The project's TrainingConfig, or (where pydantic is not installed, e.g. a bare GPU box) a stand-in.
 
     On N ranks the effective batch is N rows (one per rank and step), as training.gpus: N divides it.
@@ -517,7 +624,7 @@ def training_config(args, *, quantization: str, liger: str, sac_layers=0, offloa
         learning_rate=args.learning_rate, optim="adamw_8bit", bf16=True, logging_steps=1, save_steps=10**6,
         eval_subset=0,
         gradient_checkpointing=True, liger=liger, selective_checkpointing_layers=sac_layers,
-        activation_offloading=offload, input_embeddings_on_host=host_embeddings,
+        activation_offloading=offload, input_embeddings_on_host=host_embeddings, packing=packing,
     )
     try:
         from bioreview_assets.settings import TrainingConfig
@@ -551,19 +658,23 @@ OURS = {
     "ours-fp8": ("fp8", "auto", "fused"),
     "ours-nf4fp8": ("nf4-fp8", "auto", "fused"),
     "ours-nf4fp8lin": ("nf4-fp8-keep-linear-attention", "auto", "fused"),
+    "ours-nf4int8": ("nf4-int8", "auto", "fused"),
 }
 KEEP_LINEAR_ATTENTION = "-keep-linear-attention"  # the linear-attention projections stay bf16 (not quantised)
 
 
-def parse_variant(variant: str) -> tuple[str, int | str, bool, bool]:
-    """(base, selective checkpointing layers, offloading, host embeddings) from e.g. 'ours+sac12+offload+hostemb'."""
+def parse_variant(variant: str) -> tuple[str, int | str, bool, bool, bool]:
+    """(base, selective checkpointing layers, offloading, host embeddings, packing) from e.g.
+    'ours+sac12+offload+hostemb+pack'."""
     base, *suffixes = variant.split("+")
     if base not in OURS:
         raise ValueError(f"unknown variant {variant!r}: base must be one of {sorted(OURS)} or 'baseline'")
     sac: int | str = 0
-    offload = host_embeddings = False
+    offload = host_embeddings = packing = False
     for suffix in suffixes:
-        if suffix == "offload":
+        if suffix == "pack":
+            packing = True
+        elif suffix == "offload":
             offload = True
         elif suffix == "hostemb":
             host_embeddings = True
@@ -572,8 +683,8 @@ def parse_variant(variant: str) -> tuple[str, int | str, bool, bool]:
         elif suffix.startswith("sac") and suffix[3:].isdigit():
             sac = int(suffix[3:])
         else:
-            raise ValueError(f"unknown suffix {suffix!r} in {variant!r} (sac, sacN, offload, hostemb)")
-    return base, sac, offload, host_embeddings
+            raise ValueError(f"unknown suffix {suffix!r} in {variant!r} (sac, sacN, offload, hostemb, pack)")
+    return base, sac, offload, host_embeddings, packing
 
 
 def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
@@ -586,13 +697,14 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         prepare_for_kbit_free,
     )
 
-    base, sac_layers, offload, host_embeddings = parse_variant(variant)
+    base, sac_layers, offload, host_embeddings, packing = parse_variant(variant)
     quantization, liger, lora_forward = OURS[base]
     nf4 = quantization.startswith("nf4")
     keep_bf16 = ("linear_attn",) if quantization.endswith(KEEP_LINEAR_ATTENTION) else ()
     training = training_config(args, quantization=quantization.removesuffix(KEEP_LINEAR_ATTENTION),
                                liger=liger,
-                               sac_layers=sac_layers, offload=offload, host_embeddings=host_embeddings)
+                               sac_layers=sac_layers, offload=offload, host_embeddings=host_embeddings,
+                               packing=packing)
     # fp8: a bf16 base, nf4-fp8: the NF4 one; build_trainer converts either to its FP8 linears.
     model = build_model(config, nf4=nf4, keep_bf16=keep_bf16)
     prepare_for_kbit_free(model)
@@ -602,6 +714,7 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(model, tiny_tokenizer(), training, rows, [], Path(tmp),
                                 callbacks=[timer])
+        timer.trainer = trainer  # each step's real tokens, as the trainer counts them
         reset_memory()
         lora = (
             contextlib.nullcontext() if lora_forward == "peft"
@@ -609,11 +722,11 @@ def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict
         )
         with lora:
             trainer.train()
-            result = summarise(variant, timer.times, args.seq, args.warmup, {
+            result = summarise(variant, timer.times, args.seq if args.rows == "fixed" else timer.tokens, args.warmup, {
                 "shape": args.shape, "quantization": quantization, "kept_bf16": list(keep_bf16), "liger": applied, "loss": round(timer.losses[-1], 4) if timer.losses else None,
                 "optim": str(trainer.args.optim), "lora_forward": lora_forward,
                 "selective_checkpointing_layers": sac_layers,
-                "activation_offloading": trainer.args.activation_offloading,
+                "activation_offloading": trainer.args.activation_offloading, "packing": packing,
                 **({"losses": [round(x, 5) for x in timer.losses]} if args.guard else {}),
             })
             if profile:
@@ -714,8 +827,9 @@ def step_flops(config, seq: int) -> float:
     return 3 * linear + 2 * attention + 2.5 * attention
 
 
-def print_table(results: list[dict], config, seq: int) -> None:
-    flops = step_flops(config, seq)
+def print_table(results: list[dict], config, seq: int | None) -> None:
+    """seq None (rows of uneven length): no FLOPs figure (tokens/s are then real tokens over the measured steps)."""
+    flops = step_flops(config, seq) if seq else 0.0
     header = f"{'setup':<20} {'tok/s':>9} {'step s':>8} {'eff TF/s':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}"
     print("\n" + header)
     for r in results:
@@ -754,10 +868,13 @@ def run_variant(config, rows, args, variant: str) -> dict:
     """One setup in this process; errors become a result row so that the other setups' figures still print."""
     started = time.time()
     try:
-        if variant == "baseline":
-            result = run_baseline(config, rows, args)
-        elif variant == "unsloth":
-            result = run_unsloth(config, rows, args)
+        plain, _, suffix = variant.partition("+")
+        if plain in ("baseline", "unsloth") and suffix not in ("", "pack"):
+            raise ValueError(f"{variant!r}: {plain} takes only the +pack suffix")
+        if plain == "baseline":
+            result = run_baseline(config, rows, args, pack=suffix == "pack")
+        elif plain == "unsloth":
+            result = run_unsloth(config, rows, args, pack=suffix == "pack")
         else:
             result = run_ours(config, rows, args, variant, profile=variant == args.profile)
     except Exception as err:  # noqa: BLE001
@@ -788,7 +905,7 @@ def run_in_child(variant: str, gpus: int | None = None) -> dict:
         del argv[index:index + 2]
     script = [str(Path(__file__).resolve()), *argv, "--child", "--variants", variant]
     env = dict(os.environ)
-    if variant == "unsloth" and UNSLOTH_PYTHONPATH:  # Unsloth's own pins (transformers <= 5.17, trl <= 1.15)
+    if variant.startswith("unsloth") and UNSLOTH_PYTHONPATH:  # Unsloth's own pins (transformers <= 5.17, trl <= 1.15)
         env["PYTHONPATH"] = UNSLOTH_PYTHONPATH
     if gpus:
         from bioreview_assets.ml.training.launch import rank_environment
@@ -844,6 +961,9 @@ def main() -> None:
                         help="model shape (qwen3-8b; tiny with --tiny; tiny-qwen3.5 / tiny-qwen2.5 for CPU tests)")
     parser.add_argument("--seq", type=int, default=None, help="tokens per row (16384; 256 with --tiny)")
     parser.add_argument("--supervised", type=int, default=None, help="answer tokens per row (2048; 32 with --tiny)")
+    parser.add_argument("--rows", choices=("fixed", "corpus-a"), default="fixed",
+                        help="fixed: seq tokens a row, the last `supervised` supervised; corpus-a: Corpus A's row "
+                             "lengths (CORPUS_A), capped at seq; real tokens/s")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--variants", default=None, help=f"default: {','.join(VARIANTS)}; ours with --gpus")
@@ -890,7 +1010,7 @@ def main() -> None:
     for noisy in ("httpx", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    if args.child and args.variants == "unsloth":
+    if args.child and args.variants.startswith("unsloth"):
         import unsloth  # noqa: F401  (before transformers, as Unsloth requires for its patches)
     config = model_config(args.shape)
     if args.child:
@@ -904,7 +1024,9 @@ def main() -> None:
         return
     env = environment()
     print(json.dumps(env), flush=True)
-    print(f"shape {args.shape}, seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, "
+    rows_note = (f"rows {args.rows}" if args.rows == "fixed" else
+                 f"rows corpus-a (lengths drawn from CORPUS_A, max_length {args.seq}; real tokens/s)")
+    print(f"{rows_note}, shape {args.shape}, seq {args.seq}, supervised {args.supervised}, batch 1, warmup {args.warmup}, "
           f"measured {args.steps}; each setup in its own process"
           + (f", under torchrun with {args.gpus} rank(s)" if args.gpus else ""), flush=True)
     if args.guard:
@@ -916,7 +1038,7 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"environment": env, "args": vars(args) | {"json": str(args.json)},
                                              "results": results}, indent=2))
-    print_table(results, config, args.seq)
+    print_table(results, config, args.seq if args.rows == "fixed" else None)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import PostprocessPolicy
 from bioreview_assets.core.prompts import SYSTEM_PROMPTS
-from bioreview_assets.core.quantization import FP8_MATMULS
+from bioreview_assets.core.quantization import EIGHT_BIT_MATMULS
 from bioreview_assets.core.sampling import DEFAULT_SAMPLING
 from bioreview_assets.core.schema import SPLITS
 
@@ -78,7 +78,9 @@ class TrainingConfig(_Strict):
 
     # fp8: e4m3 base with FP8 matmuls (ml/training/fp8.py), GPUs of compute capability 8.9+ only (not A100s).
     # nf4-fp8: the base stored in NF4 as under nf4 (half fp8's bytes), multiplied in FP8 as under fp8 (8.9+ only).
-    quantization: Literal["nf4", "fp8", "nf4-fp8", "none"] = "nf4"
+    # nf4-int8: the base stored in NF4, multiplied in INT8 with int32 accumulation (ml/training/int8.py): no FP8
+    # needed, so A100s (8.0+) too.
+    quantization: Literal["nf4", "fp8", "nf4-fp8", "nf4-int8", "none"] = "nf4"
     # Modules kept unquantised under nf4: transformers reads each entry as a regex from the start of the module name
     # (up to a dot) or as a suffix, e.g. ".*linear_attn" keeps the Gated DeltaNet projections of Qwen3.5 in bf16.
     quantization_skip_modules: list[str] = Field(default_factory=list)
@@ -138,7 +140,7 @@ class TrainingConfig(_Strict):
         if self.strategy == "fsdp" and self.gpus == 1:
             raise ValueError("training.strategy=fsdp shards the base model across ranks: it needs training.gpus > 1 "
                              "(one GPU trains without a strategy)")
-        if self.strategy == "fsdp" and self.quantization in FP8_MATMULS:
+        if self.strategy == "fsdp" and self.quantization in EIGHT_BIT_MATMULS:
             raise ValueError(f"training.quantization={self.quantization} keeps the frozen base in buffers that FSDP "
                              "does not shard: use strategy ddp, or quantization nf4 with fsdp")
         if self.strategy == "fsdp" and (self.selective_checkpointing_layers != 0 or self.activation_offloading):

@@ -59,6 +59,13 @@ def test_fp8_modes_are_refused_below_compute_capability_8_9():
     assert failing(diagnose_run(machine(gpu=A100_40), run(quantization="fp8", finetune=False))) == []
 
 
+def test_nf4_int8_runs_on_an_a100_and_is_refused_before_ampere():
+    assert failing(diagnose_run(machine(gpu=A100_40), run(quantization="nf4-int8"))) == []
+    t4 = dataclasses.replace(A100_40, name="Tesla T4", capability=(7, 5))  # only the capability differs
+    messages = failing(diagnose_run(machine(gpu=t4), run(quantization="nf4-int8")))
+    assert len(messages) == 1 and "INT8" in messages[0] and "7.5" in messages[0]
+
+
 def test_bitsandbytes_without_its_cuda_library_blocks_nf4_only():
     facts = machine(bitsandbytes_cuda="bitsandbytes loaded no CUDA library (ErrorHandlerMockBNBNativeLibrary)")
     assert "no CUDA library" in failing(diagnose_run(facts, run(quantization="nf4")))[0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bioreview_assets.core.quantization import FP8_MATMULS, NF4_STORED
+from bioreview_assets.core.quantization import FP8_MATMULS, INT8_MATMULS, NF4_STORED
 from bioreview_assets.doctor.facts import MachineFacts
 from bioreview_assets.doctor.plan import MemoryPlan
 
 # fla-core 0.6.0 refuses its gated backward (chunk_bwd_dqkwg) on Hopper for Triton in [3.4.0, 3.7.1): fla #640.
 FLA_BAD_TRITON = ((3, 4, 0), (3, 7, 1))
 FP8_MIN_CAPABILITY = (8, 9)
+INT8_MIN_CAPABILITY = (8, 0)  # ml/training/int8.py (kept here too: the doctor imports no torch)
 # What the findings below ask a GPU machine to have installed (the GPU image must install each of them).
 GPU_PACKAGES = ("bitsandbytes", "liger-kernel", "fla-core", "flash-linear-attention")
 VLLM_INTERPRETER_VARIABLE = "BIOREVIEW_VLLM_PYTHON"
@@ -120,6 +121,10 @@ def diagnose_run(facts: MachineFacts, run: RunSpec) -> list[Finding]:
         out.append(Finding("FAIL", subject, f"training.quantization: {run.quantization} multiplies in FP8, which "
                            f"{gpu.name} (compute capability {gpu.capability[0]}.{gpu.capability[1]}) cannot",
                            "quantization: nf4 on this GPU (FP8 needs 8.9+: Ada, Hopper)"))
+    if run.finetune and run.quantization in INT8_MATMULS and tuple(gpu.capability) < INT8_MIN_CAPABILITY:
+        out.append(Finding("FAIL", subject, f"training.quantization: {run.quantization} multiplies in INT8 on "
+                           f"Ampere-or-newer tensor cores; {gpu.name} is compute capability "
+                           f"{gpu.capability[0]}.{gpu.capability[1]}", "quantization: nf4 on this GPU (INT8 path: 8.0+)"))
     if run.finetune and run.quantization in NF4_STORED and facts.bitsandbytes_cuda:
         out.append(Finding("FAIL", subject, f"{run.quantization} stores the base in NF4 but {facts.bitsandbytes_cuda}",
                            "install bitsandbytes built for this CUDA (the locked version ships CUDA 11.8-13.2)"))

@@ -17,7 +17,7 @@ from typing import Any
 
 GIB = 1024**3
 # Bytes per parameter of a frozen linear stored in each quantisation mode (NF4: 4 bits + double-quantised scales).
-STORAGE_BYTES = {"nf4": 0.53, "nf4-fp8": 0.53, "fp8": 1.0, "none": 2.0}
+STORAGE_BYTES = {"nf4": 0.53, "nf4-fp8": 0.53, "nf4-int8": 0.53, "fp8": 1.0, "none": 2.0}
 # CUDA context, cuBLAS workspaces and allocator slack, measured as the gap of small runs (about 1 GiB on Hopper).
 RUNTIME_OVERHEAD_GIB = 1.0
 # The transformers backend's static KV cache held 15% more than its payload at batch 64 and 128 (H100, H200) (68.5 and
@@ -84,6 +84,8 @@ def training_peak_gib(arch: Architecture, *, quantization: str, max_length: int,
     weights = arch.linear_params * STORAGE_BYTES[quantization] + arch.embedding_params * 2
     if quantization in ("nf4-fp8", "fp8"):
         weights += 3 * arch.hidden * arch.intermediate * 1.0  # the e4m3 copy of the largest weight being multiplied
+    if quantization == "nf4-int8":  # the torch rebuild: bf16 dequantised, fp32 while rounding, the int8 copy
+        weights += 3 * arch.hidden * arch.intermediate * 7.0
     checkpointed = 0 if offload else arch.layers * tokens * arch.hidden * 2
     kept = 0 if offload else kept_layers * tokens * arch.heads * arch.head_dim * 2
     recompute = tokens * (3 * arch.intermediate + 4 * arch.hidden) * 2  # one layer's MLP and attention intermediates

@@ -10,9 +10,9 @@ from bioreview_assets.ml.training.fp8 import (
     FP8Unsupported,
     NF4FP8FrozenLinear,
     check_fp8_device,
-    convert_base_linears_to_fp8,
     quantize_rowwise,
 )
+from bioreview_assets.ml.training.frozen_base import convert_base_linears_to_fp8
 
 from bioreview_assets_tests.ml.test_training import corpus, tiny_cache, tiny_cfg, tiny_env  # noqa: F401
 

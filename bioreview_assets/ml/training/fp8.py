@@ -102,8 +102,9 @@ class _LastInput:
     changed in place (its version counter moved) is quantised again.
     """
 
-    def __init__(self):
+    def __init__(self, quantize=None):
         self._entry = None
+        self._quantize = quantize  # None: this module's quantize_rowwise (e4m3); int8.py passes its own
 
     def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import weakref
@@ -111,7 +112,7 @@ class _LastInput:
         entry = self._entry
         if entry is not None and entry[0]() is x and entry[1] == x._version:
             return entry[2], entry[3]
-        q, scale = quantize_rowwise(x.reshape(-1, x.shape[-1]))
+        q, scale = (self._quantize or quantize_rowwise)(x.reshape(-1, x.shape[-1]))
         self._entry = (weakref.ref(x, lambda _: self.clear()), x._version, q, scale)
         return q, scale
 
@@ -208,14 +209,11 @@ class FP8FrozenLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, e4m3 row-wise"
 
 
-class NF4FP8FrozenLinear(torch.nn.Module):
-    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8.
+class NF4FrozenLinear(torch.nn.Module):
+    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation): what the NF4-stored bases
+    that multiply in 8 bits share (NF4FP8FrozenLinear here, int8.NF4Int8FrozenLinear). Subclasses name their mode."""
 
-    Each call rebuilds the e4m3 weight it multiplies: NF4 -> the compute dtype exactly as bitsandbytes dequantises,
-    then e4m3 with the weight's row scales (fixed: the weight is frozen, so they are computed once here). On CUDA one
-    Triton kernel does both, and writes the backward's transposed copy directly (fp8_kernels.nf4_to_e4m3_triton);
-    CPUs run bitsandbytes' dequantisation and the eager quantisation, with the same bytes.
-    """
+    mode = "nf4"
 
     def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
         super().__init__()
@@ -224,19 +222,16 @@ class NF4FP8FrozenLinear(torch.nn.Module):
                 or packed_weight.numel() * 2 != self.out_features * self.in_features
                 or self.in_features % quant_state.blocksize):
             raise ValueError(
-                f"nf4-fp8 base: a ({self.out_features}, {self.in_features}) weight needs its NF4 bytes as one "
+                f"{self.mode} base: a ({self.out_features}, {self.in_features}) weight needs its NF4 bytes as one "
                 f"contiguous uint8 tensor of {self.out_features * self.in_features // 2} (got {packed_weight.dtype}, "
                 f"{packed_weight.numel()}) and in_features a multiple of the block size {quant_state.blocksize}")
         self.register_buffer("weight_nf4", packed_weight)
         self.quant_state = quant_state  # absmax, its own quantisation state and the NF4 code, on the weight's device
         self.register_buffer("bias", bias)
-        with torch.no_grad():
-            _, scale = quantize_rowwise(self.dequantized_weight(quant_state.dtype))
-        self.register_buffer("weight_scale", scale)  # fp32 (out, 1): row absmax / 448 of the dequantised weight
         self._offset = float(quant_state.offset) if quant_state.nested else 0.0  # read once, not synced per call
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Module) -> "NF4FP8FrozenLinear":
+    def from_linear(cls, linear: torch.nn.Module) -> "NF4FrozenLinear":
         """From a bitsandbytes Linear4bit (its NF4 bytes taken as they are) or a plain nn.Linear (quantised here)."""
         import bitsandbytes as bnb
         import bitsandbytes.functional as bnb_functional
@@ -245,7 +240,7 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         if isinstance(linear, bnb.nn.Linear4bit):
             state = linear.weight.quant_state
             if state.quant_type != "nf4":
-                raise TypeError(f"nf4-fp8 base: expected an NF4 Linear4bit, got quant_type {state.quant_type!r}")
+                raise TypeError(f"{cls.mode} base: expected an NF4 Linear4bit, got quant_type {state.quant_type!r}")
             return cls(linear.weight.data, state, bias)
         with torch.no_grad():
             packed, state = bnb_functional.quantize_4bit(linear.weight.data, blocksize=64, quant_type="nf4",
@@ -257,6 +252,24 @@ class NF4FP8FrozenLinear(torch.nn.Module):
         import bitsandbytes.functional as bnb_functional
 
         return bnb_functional.dequantize_4bit(self.weight_nf4, self.quant_state).to(dtype)
+
+
+class NF4FP8FrozenLinear(NF4FrozenLinear):
+    """A frozen linear stored in bitsandbytes NF4 (64-value blocks, double quantisation) and multiplied in FP8.
+
+    Each call rebuilds the e4m3 weight it multiplies: NF4 -> the compute dtype exactly as bitsandbytes dequantises,
+    then e4m3 with the weight's row scales (fixed: the weight is frozen, so they are computed once here). On CUDA one
+    Triton kernel does both, and writes the backward's transposed copy directly (fp8_kernels.nf4_to_e4m3_triton);
+    CPUs run bitsandbytes' dequantisation and the eager quantisation, with the same bytes.
+    """
+
+    mode = "nf4-fp8"
+
+    def __init__(self, packed_weight: torch.Tensor, quant_state, bias: torch.Tensor | None):
+        super().__init__(packed_weight, quant_state, bias)
+        with torch.no_grad():
+            _, scale = quantize_rowwise(self.dequantized_weight(quant_state.dtype))
+        self.register_buffer("weight_scale", scale)  # fp32 (out, 1): row absmax / 448 of the dequantised weight
 
     def fp8_weight(self, transpose: bool = False) -> torch.Tensor:
         """The e4m3 weight for this call, (out, in), or (in, out) contiguous when transpose; scales: weight_scale."""
@@ -275,51 +288,3 @@ class NF4FP8FrozenLinear(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, NF4 stored, e4m3 row-wise matmuls"
-
-
-STORAGE = {"fp8": "e4m3", "nf4-fp8": "nf4"}  # training.quantization -> how the frozen base is stored
-
-
-def convert_base_linears_to_fp8(model, storage: str = "e4m3") -> int:
-    """Replace the frozen base linear of every LoRA layer in the decoder by an FP8 one; return how many.
-
-    storage "e4m3": FP8FrozenLinear from a plain nn.Linear. storage "nf4": NF4FP8FrozenLinear from the NF4
-    Linear4bit that the nf4 loader made (its bytes are kept); a plain nn.Linear there is one the loader left in bf16
-    (quantization_skip_modules) and stays so.
-    Runs after peft has wrapped the model, so peft never sees an FP8 weight (it would cast the LoRA weights to the
-    base weight's dtype). lm_head and embeddings stay in the compute dtype. The replaced weight is freed layer by layer.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    if storage not in ("e4m3", "nf4"):
-        raise ValueError(f"FP8 base: storage must be 'e4m3' or 'nf4', got {storage!r}")
-    converted = kept_bf16 = 0
-    for module in model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        base = module.base_layer
-        check_fp8_device(base.weight.device)
-        if storage == "e4m3":
-            if type(base) is not torch.nn.Linear:
-                raise TypeError(f"FP8 base: expected a plain nn.Linear under LoRA, got {type(base).__name__}")
-            module.base_layer = FP8FrozenLinear.from_linear(base)
-        else:
-            if type(base) is torch.nn.Linear:
-                kept_bf16 += 1  # left out of NF4 by quantization_skip_modules: it stays as the user asked
-                continue
-            if type(base).__name__ != "Linear4bit":
-                raise TypeError(f"nf4-fp8 base: expected an NF4 Linear4bit (or a skipped nn.Linear) under LoRA, "
-                                f"got {type(base).__name__}")
-            module.base_layer = NF4FP8FrozenLinear.from_linear(base)
-        del base
-        converted += 1
-    if not converted:
-        raise RuntimeError("FP8 base: every LoRA base is a linear that quantization_skip_modules keeps in bf16: "
-                           "nothing to multiply in FP8 (use quantization: none)" if kept_bf16 else
-                           "FP8 base: no LoRA layer found to convert (wrap the model in LoRA first)")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    log.info("FP8 base: %d frozen linears stored in %s, multiplied in e4m3 with row-wise scales%s", converted,
-             "NF4" if storage == "nf4" else "e4m3",
-             f"; {kept_bf16} skipped by quantization_skip_modules stay bf16" if kept_bf16 else "")
-    return converted

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bioreview_assets.core.quantization import FP8_MATMULS, NF4_STORED
+from bioreview_assets.core.quantization import FP8_MATMULS, INT8_MATMULS, NF4_STORED
 from bioreview_assets.ml.kernels import speed_kernels
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.speed import (
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs ar
 log = logging.getLogger(__name__)
 
 def load_training_model(cfg: ModelConfig, base_path: Path):
-    """The base for training: NF4 + double quantisation (nf4, nf4-fp8), or plain weights (none; fp8 converts them
+    """The base for training: NF4 + double quantisation (nf4, nf4-fp8, nf4-int8), or plain weights (none; fp8 converts them
     later)."""
     from transformers import AutoModelForCausalLM
 
@@ -39,6 +39,10 @@ def load_training_model(cfg: ModelConfig, base_path: Path):
         from bioreview_assets.ml.training.fp8 import check_fp8_device
 
         check_fp8_device("cuda")  # this rank's GPU, before loading a base that it could not train in FP8
+    if cfg.training.quantization in INT8_MATMULS and cuda_available():
+        from bioreview_assets.ml.training.int8 import check_int8_device
+
+        check_int8_device("cuda")  # likewise for the INT8 path (Ampere and newer)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base_path), device_map=device_map, **kwargs)
     except ValueError as err:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bioreview_assets.core.quantization import FP8_MATMULS
+from bioreview_assets.core.quantization import EIGHT_BIT_MATMULS
 from bioreview_assets.ml.lora_targets import check_lora_coverage, peft_target_modules
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.features import Features
@@ -55,7 +55,9 @@ def sft_config(training: TrainingConfig, checkpoints: Path, *, has_eval: bool, l
         "output_dir": str(checkpoints),
         "max_length": training.max_length,
         "packing": training.packing,
-        "packing_strategy": "bfd",  # padding-free: position_ids restart per row, so packed rows never attend to each other
+        # padding-free: position_ids restart per row, so packed rows never attend to each other (ml/training/packing.py
+        # refuses the kernels that would let them)
+        "packing_strategy": "bfd",
         "num_train_epochs": training.epochs,
         "max_steps": training.max_steps,
         "per_device_train_batch_size": training.per_device_batch_size,
@@ -99,8 +101,8 @@ def parallel_settings(training: TrainingConfig, cuda: bool, layer_classes: list[
         # Every LoRA weight gets a gradient each step: the search for unused ones would be an extra pass per step.
         "ddp_find_unused_parameters": False,
     }
-    if training.quantization in FP8_MATMULS:
-        # The frozen base lives in buffers (fp8.py) that DDP would broadcast from rank 0 before every forward
+    if training.quantization in EIGHT_BIT_MATMULS:
+        # The frozen base lives in buffers (fp8.py, int8.py) that DDP would broadcast from rank 0 before every forward
         # (7.6 GiB e4m3 / 3.8 GiB NF4 for an 8B); every rank built the same bytes, and nothing changes them.
         settings["ddp_broadcast_buffers"] = False
     if training.strategy == "fsdp":
@@ -146,6 +148,10 @@ def build_trainer(
         # With offloading on, what the layers keep goes to host memory too (kept_offload.py).
         callbacks.append(selective_checkpointing_callback(sac_layers, offload_kept=activation_offloading))
     overrides = {"activation_offloading": activation_offloading, **(sft_overrides or {})}
+    if training.packing:
+        from bioreview_assets.ml.training.packing import check_packing_keeps_rows_apart
+
+        check_packing_keeps_rows_apart(model)  # before trl packs: a model that would leak across rows is refused
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
@@ -167,11 +173,11 @@ def build_trainer(
     # With tqdm off the trainer prints every log dict to stdout; progress goes through logging and `progress`.
     trainer.remove_callback(PrinterCallback)
     check_lora_coverage(trainer.model, training.lora)  # before any step: a wrong target list fails in seconds
-    if training.quantization in FP8_MATMULS:
-        from bioreview_assets.ml.training.fp8 import STORAGE, convert_base_linears_to_fp8
+    if training.quantization in EIGHT_BIT_MATMULS:
+        from bioreview_assets.ml.training.frozen_base import convert_base_linears
 
-        # After LoRA wraps the base (bf16 for fp8, NF4 for nf4-fp8), before the optimizer exists.
-        convert_base_linears_to_fp8(trainer.model, STORAGE[training.quantization])
+        # After LoRA wraps the base (bf16 for fp8, NF4 for nf4-fp8 and nf4-int8), before the optimizer exists.
+        convert_base_linears(trainer.model, training.quantization)
     if training.input_embeddings_on_host and cuda_available():
         from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
 
