@@ -7,6 +7,12 @@ is commutative), the loss is scaled by 2 and the gradients divided by 2 (exact i
 is the same per row in the same global order. So the loss curve and the adapter are bit-identical, and a wrong
 effective batch, data order or resume shows as an inequality. With more micro-batches per step the sums are
 reassociated across ranks and the results can differ at fp32 rounding level (not tested here).
+
+One exception, measured: after a resume, the steps after the first resumed one differ from the uninterrupted run in
+the last bits on one CPU class (an Intel Xeon with AVX-512 but no avx512_bf16: 1.3e-7 relative on the loss from step 4
+on, the same at a316d59, before any change of session 12), while they were bit-identical on the AMD EPYC machines.
+The cause is not found (the resumed step itself matches exactly); the resumed run is compared within 1e-6 relative,
+which still fails on a wrong data order, batch or resume point (those move the loss by 1e-3 or more).
 """
 
 from __future__ import annotations
@@ -109,11 +115,17 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
     assert meta["effective_batch"] == reference["effective_batch"] == 2 and reference["world_size"] == 1
     assert len(meta["tokens_per_s_per_rank"]) == 2 and all(v > 0 for v in meta["tokens_per_s_per_rank"])
     assert meta["tokens_per_s"] > max(meta["tokens_per_s_per_rank"])  # the total counts both ranks' tokens
-    # bit for bit what one rank trains uninterrupted (module docstring: why no tolerance)
-    assert meta["loss_history"] == reference["loss_history"]
+    # what one rank trains uninterrupted, to fp32 rounding after the resume (module docstring: why 1e-6)
+    for kind in ("train", "val"):
+        ours_curve, theirs_curve = meta["loss_history"][kind], reference["loss_history"][kind]
+        assert [step for step, _ in ours_curve] == [step for step, _ in theirs_curve]
+        assert [loss for _, loss in ours_curve] == pytest.approx([loss for _, loss in theirs_curve], rel=1e-6, abs=0)
     assert [step for step, _ in meta["loss_history"]["train"]] == [1, 2, 3, 4, 5, 6]
+    # up to the resume point and the first resumed step, bit for bit
+    assert meta["loss_history"]["train"][:3] == reference["loss_history"]["train"][:3]
     ours, theirs = adapter_tensors(out), adapter_tensors(reference_dir)
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-7) for k in ours)
     assert any(k.endswith("lora_B.weight") and ours[k].abs().max() > 0 for k in ours)  # it did train
     # rank 0 alone reports: each resumed step once, relayed to this process
     assert [e["step"] for e in events if "loss" in e] == [3, 4, 5, 6]
