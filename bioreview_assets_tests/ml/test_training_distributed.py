@@ -12,7 +12,10 @@ One exception, measured: after a resume, the steps after the first resumed one d
 the last bits on one CPU class (an Intel Xeon with AVX-512 but no avx512_bf16: 1.3e-7 relative on the loss from step 4
 on, the same at a316d59, before any change of session 12), while they were bit-identical on the AMD EPYC machines.
 The cause is not found (the resumed step itself matches exactly); the resumed run is compared within 1e-6 relative,
-which still fails on a wrong data order, batch or resume point (those move the loss by 1e-3 or more).
+and its adapter within 1e-2 in relative norm per tensor (measured 9.2e-4: Adam amplifies last-bit gradient
+differences in near-zero weights). A wrong data order, batch or resume point still fails: the
+steps up to the first resumed one are compared bit for bit, and another row in a step changes its loss far beyond 1e-6
+(the rows differ in length and content).
 """
 
 from __future__ import annotations
@@ -125,7 +128,10 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
     assert meta["loss_history"]["train"][:3] == reference["loss_history"]["train"][:3]
     ours, theirs = adapter_tensors(out), adapter_tensors(reference_dir)
     assert ours.keys() == theirs.keys()
-    assert all(torch.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-7) for k in ours)
+    # Adam divides by sqrt(v): last-bit gradient differences flip the early updates of weights whose gradients are
+    # near zero, so the adapter drifts far more than the loss (measured: 9.2e-4 relative norm on the Xeon).
+    drift = max(float((ours[k] - theirs[k]).norm() / theirs[k].norm().clamp_min(1e-12)) for k in ours)
+    assert drift <= 1e-2, f"adapter differs from the uninterrupted run by {drift:.2e} (relative norm)"
     assert any(k.endswith("lora_B.weight") and ours[k].abs().max() > 0 for k in ours)  # it did train
     # rank 0 alone reports: each resumed step once, relayed to this process
     assert [e["step"] for e in events if "loss" in e] == [3, 4, 5, 6]
