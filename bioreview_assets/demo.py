@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets import env, settings
 from bioreview_assets.config.systems import System, all_systems
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
@@ -104,8 +104,6 @@ def show_progress() -> None:
 def calibrate_and_estimate() -> str:
     """On a CPU: choose the torch thread count by a few seconds of calibration (ml/cpu_calibration.py) and say how
     long the demo should take here and why. BIOREVIEW_TORCH_THREADS=N sets the count instead."""
-    import os
-
     import torch
 
     if torch.cuda.is_available():
@@ -122,12 +120,12 @@ def calibrate_and_estimate() -> str:
     tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
     cfg = tuned[0] if tuned else settings.load_model(project.demo_models[0])
     dtype = compute_dtype(cfg.training) if cfg.training else torch.float32
-    forced = os.environ.get("BIOREVIEW_TORCH_THREADS")
+    forced = env.torch_threads()
     cal = calibrate_threads(dtype=dtype)
     if forced:
-        torch.set_num_threads(int(forced))
-        cal = type(cal)(int(forced), cal.decode_ms | ({} if int(forced) in cal.decode_ms else {int(forced): max(cal.decode_ms.values())}),
-                        cal.train_gflops | ({} if int(forced) in cal.train_gflops else {int(forced): min(cal.train_gflops.values())}))
+        torch.set_num_threads(forced)
+        cal = type(cal)(forced, cal.decode_ms | ({} if forced in cal.decode_ms else {forced: max(cal.decode_ms.values())}),
+                        cal.train_gflops | ({} if forced in cal.train_gflops else {forced: min(cal.train_gflops.values())}))
     tokenizer = load_tokenizer(cfg)
     count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     train = load_split("train", split_file("train").read()).articles
@@ -158,14 +156,12 @@ RECALIBRATE_JOBS = frozenset({"train_model", "generate"})
 
 def recalibrate() -> str:
     """Choose the torch thread count again (CPU only; BIOREVIEW_TORCH_THREADS fixes it) and say so."""
-    import os
-
     import torch
 
     if torch.cuda.is_available():
         return "GPU present: no CPU thread calibration"
-    if os.environ.get("BIOREVIEW_TORCH_THREADS"):
-        torch.set_num_threads(int(os.environ["BIOREVIEW_TORCH_THREADS"]))
+    if env.torch_threads():
+        torch.set_num_threads(env.torch_threads())
         return f"torch threads {torch.get_num_threads()} (BIOREVIEW_TORCH_THREADS)"
     from bioreview_assets.ml.cpu_calibration import calibrate_threads
     from bioreview_assets.ml.training.speed import compute_dtype

@@ -22,6 +22,7 @@ VARIABLES = {
     "BIOREVIEW_VLLM_PYTHON": "interpreter of the separate vLLM venv (default .venv-vllm in the checkout)",
     "BIOREVIEW_CPU_IMAGE": "image tag for CPU steps on Kubernetes (default configs/k8s.yaml images.cpu)",
     "BIOREVIEW_GPU_IMAGE": "image tag for GPU steps on Kubernetes (default configs/k8s.yaml images.gpu)",
+    "BIOREVIEW_TORCH_THREADS": "torch CPU threads for the demo (default: calibrated on this machine before each step)",
 }
 ENVIRONMENTS = ("local", "k8s")
 
@@ -89,6 +90,16 @@ def vllm_python() -> Path | None:
     """BIOREVIEW_VLLM_PYTHON, or None (ml/generation/vllm_backend.py says when it does not exist)."""
     value = _get("BIOREVIEW_VLLM_PYTHON")
     return Path(value).expanduser() if value else None
+
+
+def torch_threads() -> int | None:
+    """BIOREVIEW_TORCH_THREADS: a fixed torch thread count for the demo on CPU, or None to calibrate."""
+    value = _get("BIOREVIEW_TORCH_THREADS")
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise BadEnvironment(f"BIOREVIEW_TORCH_THREADS={value!r}: expected a whole number of threads >= 1")
+    return int(value)
 
 
 def image_override(kind: Literal["cpu", "gpu"]) -> str | None:

@@ -24,6 +24,17 @@ def test_bad_values_fail_with_the_variable_named(monkeypatch, tmp_path):
         env.config_dir()
 
 
+def test_torch_threads_is_a_whole_number_of_threads(monkeypatch):
+    monkeypatch.setenv("BIOREVIEW_TORCH_THREADS", "2")
+    assert env.torch_threads() == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("BIOREVIEW_TORCH_THREADS", bad)
+        with pytest.raises(env.BadEnvironment, match="BIOREVIEW_TORCH_THREADS=.*whole number of threads >= 1"):
+            env.torch_threads()
+    monkeypatch.delenv("BIOREVIEW_TORCH_THREADS")
+    assert env.torch_threads() is None
+
+
 def test_empty_values_count_as_unset(monkeypatch):
     for name in ("BIOREVIEW_ENV", "BIOREVIEW_STORAGE", "BIOREVIEW_DATA_DIR", "BIOREVIEW_CONFIG_DIR"):
         monkeypatch.setenv(name, " ")
