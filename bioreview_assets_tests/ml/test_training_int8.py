@@ -23,15 +23,11 @@ from bioreview_assets_tests.ml.test_training import (  # noqa: F401
     tiny_cfg,
     tiny_env,
 )
+from bioreview_assets_tests.ml.test_training_fp8 import relative_error
 
 # Relative Frobenius error of the int8 products against fp32 on the same (NF4) weight. int8 with row-wise absmax
 # scales rounds each value to 1/254 of its row's largest; on Gaussian rows of 256 that is about 1% per product.
 INT8_TOLERANCE = 0.02
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().float(), b.detach().float()
-    return float((a - b).norm() / b.norm())
 
 
 def test_rowwise_int8_keeps_each_rows_scale_and_the_product_is_exact_integer_arithmetic():
