@@ -17,12 +17,12 @@ MARK = {"ok": "ok  ", "warn": "warn", "FAIL": "FAIL"}
 
 def _base_config(cfg: settings.ModelConfig) -> tuple[dict | None, str | None]:
     """(config.json of the base weights or None, why the weights are missing or None)."""
-    from bioreview_assets.ml.models import ModelWeightsUnavailable, _find_hub_weights
+    from bioreview_assets.ml.models import ModelWeightsUnavailable, find_hub_weights
 
     if cfg.base.kind != "hub":
         return None, None  # built or converted here (tiny random, GGUF package) or served elsewhere (api)
     try:
-        folder = _find_hub_weights(cfg.name, cfg.base)
+        folder = find_hub_weights(cfg.name, cfg.base)
     except ModelWeightsUnavailable as err:
         return None, str(err).split(" Cause:")[0]  # the hub client's own wording adds nothing here
     return json.loads((Path(folder) / "config.json").read_text()), None

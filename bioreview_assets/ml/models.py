@@ -41,7 +41,7 @@ def resolve_base_model(cfg: ModelConfig) -> Path:
     """Local HF folder holding the base model and tokenizer for `cfg` (built once, then reused)."""
     source = cfg.base
     if source.kind == "hub":
-        return _find_hub_weights(cfg.name, source)
+        return find_hub_weights(cfg.name, source)
     suffix = f"-{source.family}" if source.kind == "tiny_random" and source.family != "qwen3" else ""
     target = base_models_root() / f"{cfg.name.split('@')[0]}-{source.kind}{suffix}"
     if (target / _COMPLETE_MARKER).exists():
@@ -68,7 +68,8 @@ def _ensure(path: Path) -> Path:
     return path
 
 
-def _find_hub_weights(name: str, source: BaseModelSource) -> Path:
+def find_hub_weights(name: str, source: BaseModelSource) -> Path:
+    """The local folder of a hub model's weights (base.path, else the hub cache); ModelWeightsUnavailable otherwise."""
     if source.path:
         path = Path(source.path).expanduser()
         if (path / "config.json").exists():
