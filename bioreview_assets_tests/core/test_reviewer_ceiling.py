@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bioreview_assets.core.diagnostics import grouped_null_pairing
-from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
 from bioreview_assets.core.metrics import fold_by_cluster, score_article
 from bioreview_assets.core.reviewer_ceiling import (
     reviewer_predictions, reviewer_refs, reviewer_units, unit_article, unit_id,
@@ -16,11 +15,8 @@ from bioreview_assets.core.reviewer_ceiling import (
 from bioreview_assets.core.schema import Article, ScorableConcern
 from bioreview_assets.core.scoring import score_split
 from bioreview_assets.sample.generator import generate_sample_splits
+from bioreview_assets_tests.core.test_scoring import IDENTITY, SPEC  # the same fake embedder and matcher
 
-EMBEDDER = EmbedderSpec(name="fake", kind="sentence_transformers", model_id="test/fake", pooling="mean")
-IDENTITY = {"model_id": "test/fake", "revision": None, "weights_sha256": "feedbeef", "pooling": "mean",
-            "adapter": None, "max_seq_length": 128}
-SPEC = MatcherSpec(name="fake-0.65", embedder=EMBEDDER, threshold=0.65)
 E = np.eye(4)
 VECTORS = {
     "The sample size is far too small.": E[0],                       # reviewer 1
