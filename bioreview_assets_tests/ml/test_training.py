@@ -272,6 +272,9 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
             f"""
             import json, sys, time
             from pathlib import Path
+            import torch
+            # this process's thread count: the killed run's steps must be bit for bit those of the test process
+            torch.set_num_threads({torch.get_num_threads()})
             from bioreview_assets.settings import ModelConfig
             from bioreview_assets.ml.training import train_adapter
 
