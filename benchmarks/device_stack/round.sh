@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Device side: one long run's GPU work for the open issues, after the stack is carried (README.md here). Each step
+# has its own time limit and writes its own file under $OUT as it goes, so a step that hangs costs only its limit and
+# what ran before it still comes back.
+#
+#   bash benchmarks/device_stack/round.sh kernels   # doctor, Gated DeltaNet parity, INT8 matmul, Qwen3.5 + INT8 training
+#   bash benchmarks/device_stack/round.sh graph     # the asset graph through Dagster (benchmarks/graph_gpu.py)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bash benchmarks/device_stack/install.sh || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | grep -oE 'h100|h200|a100' | head -1)
+gpu=${gpu:-gpu}
+head="# $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1); project at \
+$(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F); stack of benchmarks/device_stack/"
+
+step() {  # step LIMIT_S FILE COMMAND...: run with a limit, output (and its exit status) into $OUT/FILE
+    local limit=$1 file=$2; shift 2
+    { echo "$head"; echo "# command: $*"; } >"$OUT/$file"
+    local t0=$SECONDS
+    timeout --signal=TERM --kill-after=15 "$limit" "$@" >>"$OUT/$file" 2>&1
+    local rc=$?
+    echo "# exit $rc after $((SECONDS - t0)) s" >>"$OUT/$file"
+    echo "step $file: exit $rc after $((SECONDS - t0)) s"
+}
+
+case "${1:-}" in
+kernels)
+    step 60 "doctor_${gpu}.txt" python -m bioreview_assets.cli doctor --all
+    step 150 "gdn_parity_${gpu}.txt" python -m pytest -q -p no:cacheprovider -rs \
+        bioreview_assets_tests/ml/test_gated_delta_rule_parity.py
+    step 60 "int8_matmul_${gpu}.txt" python benchmarks/int8_matmul.py
+    step 200 "train_qwen35_fla_${gpu}.txt" python benchmarks/train_throughput.py --shape qwen3.5-9b --steps 3 \
+        --profile '' --variants ours-nf4lin,ours-nf4fp8lin+sac+offload+hostemb
+    step 120 "train_int8_${gpu}.txt" python benchmarks/train_throughput.py --shape qwen3-8b --steps 3 --profile '' \
+        --variants ours+sac+offload+hostemb,ours-nf4int8+sac+offload+hostemb
+    ;;
+graph)
+    step 560 "graph_gpu_${gpu}.txt" python benchmarks/graph_gpu.py --work /tmp/graph_gpu
+    ;;
+*)
+    echo "usage: round.sh kernels|graph"; exit 2 ;;
+esac
+ls -la "$OUT"
