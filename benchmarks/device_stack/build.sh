@@ -60,6 +60,32 @@ platforms+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platf
 rm -rf "$OUT"/site/bin "$OUT"/site/*/tests "$OUT"/site/pyarrow/include "$OUT"/site/pyarrow/src \
     "$OUT"/site/triton/backends/nvidia/lib/cupti "$OUT"/site/triton/backends/amd \
     "$OUT"/site/triton/backends/nvidia/bin/{ptxas-blackwell,cuobjdump,nvdisasm}
+# Triton imports every backend its entry points name (`import triton` failed on the H100 with "No module named
+# 'triton.backends.amd'" when only the folder went): drop the AMD entry point with the folder, then check that every
+# remaining entry point of the site has its module.
+sed -i '/^amd *=/d' "$OUT"/site/triton-*.dist-info/entry_points.txt
+"$PY" - "$OUT/site" <<'PY'
+import configparser, pathlib, sys
+site = pathlib.Path(sys.argv[1])
+missing = []
+for ep_file in site.glob("*.dist-info/entry_points.txt"):
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str
+    parser.read(ep_file)
+    for section in parser.sections():
+        if section in ("console_scripts", "gui_scripts"):
+            continue
+        for name, target in parser.items(section):
+            dotted = target.split(":")[0].strip()
+            # "pkg.mod:attr" names a module; an old-style "pkg.Attr" may name an attribute of its parent
+            candidates = [dotted] + ([dotted.rsplit(".", 1)[0]] if ":" not in target and "." in dotted else [])
+            if not any((site / m.replace(".", "/")).is_dir() or (site / f"{m.replace('.', '/')}.py").exists()
+                       or list(site.glob(f"{m.replace('.', '/')}.*.so")) for m in candidates):
+                missing.append(f"{ep_file.parent.name} [{section}] {name} = {target}")
+if missing:
+    sys.exit("entry points naming modules that were trimmed:\n  " + "\n  ".join(missing))
+print("entry points: every module they name is in the site")
+PY
 find "$OUT"/site/bitsandbytes -maxdepth 1 -name 'libbitsandbytes_*.so' ! -name '*_cuda130.so' ! -name '*_cpu.so' -delete
 tar -C "$OUT" -cf - site | xz -T0 -3 > "$OUT/stack.tar.xz"
 (cd "$OUT" && sha256sum stack.tar.xz > stack.sha256 && split -b "${PART_MIB}m" -d -a 2 stack.tar.xz part-)

@@ -13,8 +13,10 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | grep -oE 'h100|h200|a100' | head -1)
 gpu=${gpu:-gpu}
+# The copy of the tree there has no history of its own: the caller names the commit (PROJECT_COMMIT=$(git rev-parse
+# --short HEAD) in the run's command).
 head="# $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1); project at \
-$(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F); stack of benchmarks/device_stack/"
+${PROJECT_COMMIT:-unknown commit}; $(date -u +%F); stack of benchmarks/device_stack/"
 
 step() {  # step LIMIT_S FILE COMMAND...: run with a limit, output (and its exit status) into $OUT/FILE
     local limit=$1 file=$2; shift 2
@@ -27,15 +29,15 @@ step() {  # step LIMIT_S FILE COMMAND...: run with a limit, output (and its exit
 }
 
 case "${1:-}" in
-kernels)
-    step 60 "doctor_${gpu}.txt" python -m bioreview_assets.cli doctor --all
+kernels)  # most wanted first: a short lease still brings back the parity test and the Qwen3.5 rate
     step 150 "gdn_parity_${gpu}.txt" python -m pytest -q -p no:cacheprovider -rs \
         bioreview_assets_tests/ml/test_gated_delta_rule_parity.py
-    step 60 "int8_matmul_${gpu}.txt" python benchmarks/int8_matmul.py
-    step 200 "train_qwen35_fla_${gpu}.txt" python benchmarks/train_throughput.py --shape qwen3.5-9b --steps 3 \
+    step 150 "train_qwen35_fla_${gpu}.txt" python benchmarks/train_throughput.py --shape qwen3.5-9b --steps 3 \
         --profile '' --variants ours-nf4lin,ours-nf4fp8lin+sac+offload+hostemb
     step 120 "train_int8_${gpu}.txt" python benchmarks/train_throughput.py --shape qwen3-8b --steps 3 --profile '' \
         --variants ours+sac+offload+hostemb,ours-nf4int8+sac+offload+hostemb
+    step 60 "doctor_${gpu}.txt" python -m bioreview_assets.cli doctor --all
+    step 60 "int8_matmul_${gpu}.txt" python benchmarks/int8_matmul.py
     ;;
 graph)
     step 560 "graph_gpu_${gpu}.txt" python benchmarks/graph_gpu.py --work /tmp/graph_gpu
