@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bioreview_assets.store.records import AdapterMeta
+
 PROMPT_HASH = "prompt-v2-test"
 CORPUS_HASH = "corpus-test"
 
@@ -121,9 +123,10 @@ def _logits(model, input_ids):
 
 def test_nf4_qlora_runs_on_cpu_and_records_its_metadata(trained):
     run, out, events = trained
-    meta = run.meta
+    meta = run.meta.to_json()
 
     assert json.loads((out / "adapter_meta.json").read_text()) == json.loads(json.dumps(meta, default=str))
+    assert AdapterMeta.read(out) == run.meta  # the record reads back what it wrote
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert meta["quantization"] == "nf4" and meta["global_step"] == 8
     wrapped = meta["lora_modules"]["full_attention"]["wrapped"]
@@ -145,14 +148,14 @@ def test_training_writes_tensorboard_event_files_beside_the_checkpoints(trained)
 
     run, out, _ = trained
     logdir = out / "tensorboard"
-    assert run.meta["tracking"] == {"tensorboard_dir": str(logdir), "mlflow": None}
+    assert run.meta.tracking == {"tensorboard_dir": str(logdir), "mlflow": None}
     assert list(logdir.glob("events.out.tfevents.*"))
     events = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     events.Reload()
     scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= set(scalars)
     assert [step for step, _ in scalars["train/loss"]] == list(range(1, 9))
-    assert [v for _, v in scalars["train/loss"]] == pytest.approx([v for _, v in run.meta["loss_history"]["train"]])
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([v for _, v in run.meta.train_losses])
     assert [step for step, _ in scalars["eval/loss"]] == [2, 4, 6, 8]
     assert all(v > 0 for _, v in scalars["train/tokens_per_s"])
     assert not any(tag.startswith("train/gpu_") for tag in scalars)  # CUDA memory only where there is CUDA
@@ -303,7 +306,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     done = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob(f"checkpoint-*/{CHECKPOINT_MARKER}"))
     assert done < 8
 
-    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH).meta
+    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH).meta.to_json()
 
     assert meta["resumed_from_step"] == done
     assert meta["global_step"] == 8 and meta["steps_this_run"] == 8 - done
@@ -342,7 +345,7 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
         train_adapter(tiny_cfg(), train, val, crashed, **kwargs)
     assert not (crashed / "adapter").exists()
 
-    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs).meta
+    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs).meta.to_json()
     assert meta["resumed_from_step"] == 8 and meta["steps_this_run"] == 0  # finished run: restored, not retrained
     assert meta["resume_version_differences"]["transformers"][0] == "4.40.0"
 

@@ -133,7 +133,10 @@ def test_fp8_bases_are_not_broadcast_by_ddp_every_step_and_nf4_fp8_publishes_its
     for quantization, broadcast in (("fp8", False), ("nf4-fp8", False), ("nf4", None)):
         cfg = tiny_cfg(quantization=quantization, gpus=2, gradient_accumulation_steps=2)
         assert parallel_settings(cfg.training, True, ["Qwen3DecoderLayer"]).get("ddp_broadcast_buffers") is broadcast
-    meta = {"library_versions": {"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"}}
+    from bioreview_assets.store.records import AdapterMeta
+
+    meta = AdapterMeta(model="m", config_hash="c", corpus_hash="k", prompt_hash="p",
+                       library_versions={"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"})
     assert "bitsandbytes==0.50.2" in inference_requirements(meta, "nf4-fp8")  # evaluated on the NF4 base
     assert "bitsandbytes" not in inference_requirements(meta, "fp8")
 
