@@ -77,7 +77,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
-    from bioreview_assets.ml.similarity import score_with_matcher
+    from bioreview_assets.services.similarity import score_with_matcher
     from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
     from bioreview_assets.store.records import ScoreRow
@@ -131,7 +131,7 @@ def _cmd_label_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
+    from bioreview_assets.services.publish import assemble_published_adapter, upload_published_adapter
     from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 

@@ -55,9 +55,9 @@ def generations(
     """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
     from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.generation import GenerationRequest
-    from bioreview_assets.ml.generation.runner import run_generation, summarize
-    from bioreview_assets.ml.generation.serving import generation_key, resolve_max_new_tokens, resolve_serving
-    from bioreview_assets.ml.tokenization import model_prompt, token_counter
+    from bioreview_assets.services.generation_runner import run_generation, summarize
+    from bioreview_assets.services.serving import generation_key, resolve_max_new_tokens, resolve_serving
+    from bioreview_assets.services.tokenization import model_prompt, token_counter
     from bioreview_assets.store.generation_log import KeyedGenerationLogs
 
     part = keys(context)

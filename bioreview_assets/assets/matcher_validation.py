@@ -7,7 +7,7 @@ from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evalua
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
-from bioreview_assets.ml.similarity import judge_for
+from bioreview_assets.services.similarity import judge_for
 from bioreview_assets.partitions import matcher_partitions, partitioned_checks
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.labelled_pairs import labelled_pair_sources

@@ -9,7 +9,7 @@ from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
 from bioreview_assets.core.scoring import article_refs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
-from bioreview_assets.ml.similarity import score_with_matcher
+from bioreview_assets.services.similarity import score_with_matcher
 from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     SPLIT_DIM,
@@ -38,7 +38,7 @@ def track_system_scores(store, project, system: str, rows: list[ScoreRow]) -> di
     info = system_by_name(system)
     if not project.tracking.mlflow or info.kind != "model" or not AdapterMeta.exists_in(store, info.model):
         return None
-    from bioreview_assets.ml.tracking import track_scores
+    from bioreview_assets.services.score_tracking import track_scores
 
     return track_scores(project.tracking, AdapterMeta.load(store, info.model), rows, policy=info.policy,
                         default_policy=project.default_postprocess, default_matcher=project.default_matcher)

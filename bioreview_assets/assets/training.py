@@ -43,7 +43,7 @@ def not_fine_tuned_note() -> str:
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
     from bioreview_assets.doctor.report import preflight
-    from bioreview_assets.ml.tokenization import model_prompt
+    from bioreview_assets.services.tokenization import model_prompt
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.reporting.plots import loss_curve_png
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bioreview_assets.settings import ModelConfig, TrackingConfig
-from bioreview_assets.store.records import AdapterMeta, ScoreRow
+from bioreview_assets.store.records import AdapterMeta
 
 log = logging.getLogger(__name__)
 
@@ -305,31 +305,3 @@ def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelCon
         links["mlflow"] = asdict(run)
     (Path(output_dir) / TRACKING_FILE).write_text(json.dumps(links, indent=2))
     return links
-
-
-# --------------------------------------------------------------------------------------------------------- scores
-
-
-def score_metric_prefix(split: str, policy: str, matcher: str, *, default_policy: str, default_matcher: str) -> str:
-    """Metric prefix of one score row: `val` for the headline (default policy and matcher), else `val/raw/minilm`."""
-    parts = [split] + ([policy] if policy != default_policy else []) + ([matcher] if matcher != default_matcher else [])
-    return "/".join(parts)
-
-
-def track_scores(tracking: TrackingConfig, adapter_meta: AdapterMeta | None, rows: list[ScoreRow], *, policy: str,
-                 default_policy: str, default_matcher: str) -> dict | None:
-    """Log a system's score rows (one split, every matcher) against its adapter's MLflow run; None without one."""
-    run_info = adapter_meta.mlflow_run if adapter_meta is not None else None
-    if not tracking.mlflow or not run_info:
-        return None
-    run = MlflowRun(**run_info)
-    logged: dict[str, float] = {}
-    for row in rows:
-        prefix = score_metric_prefix(row.split, policy, row.matcher, default_policy=default_policy,
-                                     default_matcher=default_matcher)
-        logged.update({f"{prefix}/{key}": value for key, value in row.tracked().items()})
-    log_metrics(run, logged, int(adapter_meta.global_step or 0))
-    client = run.client()
-    for row in rows:
-        client.set_tag(run.run_id, f"bioreview.matcher.{row.matcher}", str(row.matcher_id))
-    return {"run_id": run.run_id, "metrics": len(logged)}

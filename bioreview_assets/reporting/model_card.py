@@ -23,7 +23,7 @@ SCORE_NOTE = (
 
 @dataclass
 class CardInputs:
-    """Everything a card says, gathered from the stored artefacts (ml/publish.py)."""
+    """Everything a card says, gathered from the stored artefacts (services/publish.py)."""
 
     model: str
     description: str

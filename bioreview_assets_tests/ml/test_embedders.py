@@ -209,7 +209,7 @@ def test_cache_and_score_split_with_the_real_embedder(tmp_path, minilm):
 
 def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
     from bioreview_assets import settings
-    from bioreview_assets.ml.similarity import matcher_embedder
+    from bioreview_assets.services.similarity import matcher_embedder
 
     (tmp_path / "matchers").mkdir()
     for name, bound in (("picky", -0.99), ("loose", 0.95)):

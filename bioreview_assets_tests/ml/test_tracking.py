@@ -15,10 +15,9 @@ from bioreview_assets.ml.tracking import (
     mlflow_tracking_uri,
     run_params,
     run_tags,
-    score_metric_prefix,
     track_probe,
-    track_scores,
 )
+from bioreview_assets.services.score_tracking import score_metric_prefix, track_scores
 from bioreview_assets.settings import BaseModelSource, ModelConfig, TrackingConfig
 from bioreview_assets.store.records import ScoreRow
 from bioreview_assets_tests.tensorboard import read_scalars

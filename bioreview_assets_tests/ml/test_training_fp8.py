@@ -127,7 +127,7 @@ def test_nf4_fp8_leaves_the_linears_the_skip_list_kept_in_bf16_and_refuses_unfit
 
 
 def test_fp8_bases_are_not_broadcast_by_ddp_every_step_and_nf4_fp8_publishes_its_bitsandbytes_pin():
-    from bioreview_assets.ml.publish import inference_requirements
+    from bioreview_assets.services.publish import inference_requirements
     from bioreview_assets.ml.training.trainer import parallel_settings
 
     for quantization, broadcast in (("fp8", False), ("nf4-fp8", False), ("nf4", None)):
