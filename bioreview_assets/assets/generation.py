@@ -7,7 +7,8 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
-from bioreview_assets.core.parsing import PARSE_METHODS, PARSER_VERSION
+from bioreview_assets.core.generated_concern import PARSE_METHODS
+from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import (

@@ -405,7 +405,7 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_env, tmp_path):
 def test_liger_on_is_an_error_without_a_gpu(tiny_env):
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import LigerUnavailableError, apply_liger
+    from bioreview_assets.ml.training.liger import LigerUnavailableError, apply_liger
 
     model = load_training_model(tiny_cfg(quantization="none"), resolve_base_model(tiny_cfg()))
     assert apply_liger(model, "auto") == [] and apply_liger(model, "off") == []
@@ -416,7 +416,7 @@ def test_liger_on_is_an_error_without_a_gpu(tiny_env):
 def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
     import torch
 
-    from bioreview_assets.ml.training.speed import selective_checkpointing_callback
+    from bioreview_assets.ml.training.activation_memory import selective_checkpointing_callback
 
     layers = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(4))
     for layer in layers:
@@ -428,7 +428,7 @@ def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
 
 
 def test_gpu_memory_trade_offs_are_off_on_cpu(tiny_env):
-    from bioreview_assets.ml.training.speed import selective_checkpointing_layers, use_activation_offloading
+    from bioreview_assets.ml.training.activation_memory import selective_checkpointing_layers, use_activation_offloading
 
     training = tiny_cfg().training.model_copy(update={"selective_checkpointing_layers": "all",
                                                       "activation_offloading": True})
@@ -440,7 +440,7 @@ def test_upcast_norms_are_detected(tiny_env):
     from transformers import AutoModelForCausalLM
 
     from bioreview_assets.ml.models import resolve_base_model
-    from bioreview_assets.ml.training.speed import check_no_upcast
+    from bioreview_assets.ml.training.precision import check_no_upcast
 
     model = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(tiny_cfg())), dtype=torch.bfloat16)
     check_no_upcast(model, torch.bfloat16)
@@ -465,7 +465,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import fused_lora_forward
+    from bioreview_assets.ml.training.fused_lora import fused_lora_forward
 
     cfg = tiny_cfg(quantization=quantization)
     base = load_training_model(cfg, resolve_base_model(cfg))
@@ -490,7 +490,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
 
 def test_recompute_stops_before_the_last_base_matmul(trained):
-    from bioreview_assets.ml.training.speed import fused_lora_forward
+    from bioreview_assets.ml.training.fused_lora import fused_lora_forward
 
     run, _, _ = trained
     model = run.trainer.model

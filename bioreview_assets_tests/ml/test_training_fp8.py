@@ -249,7 +249,7 @@ def test_host_embeddings_give_the_same_rows_and_gradient_flow(tiny_env):  # noqa
 
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
+    from bioreview_assets.ml.training.activation_memory import move_input_embeddings_to_host
 
     cfg = tiny_cfg(quantization="none")
     model = get_peft_model(load_training_model(cfg, resolve_base_model(cfg)),

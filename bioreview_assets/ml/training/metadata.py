@@ -13,7 +13,7 @@ from bioreview_assets.ml.runtime_env import gpu_name
 from bioreview_assets.ml.training.checkpoints import ResumePoint, strategy_name
 from bioreview_assets.ml.training.features import FeatureStats
 from bioreview_assets.ml.training.monitoring import TrainingMonitor, has_callback
-from bioreview_assets.ml.training.speed import compute_dtype
+from bioreview_assets.ml.training.precision import compute_dtype
 from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.records import AdapterMeta
 

@@ -27,7 +27,9 @@ from bioreview_assets.ml.training.features import featurize_rows, fixed_subset
 from bioreview_assets.ml.training.loading import load_training_model
 from bioreview_assets.ml.training.metadata import adapter_meta, save_adapter
 from bioreview_assets.ml.training.monitoring import Progress, TrainingMonitor, as_callback
-from bioreview_assets.ml.training.speed import apply_liger, cuda_available, fused_lora_forward
+from bioreview_assets.ml.training.fused_lora import fused_lora_forward
+from bioreview_assets.ml.training.liger import apply_liger
+from bioreview_assets.ml.training.precision import cuda_available
 from bioreview_assets.ml.training.trainer import build_trainer
 from bioreview_assets.store.records import AdapterMeta
 
