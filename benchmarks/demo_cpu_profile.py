@@ -47,7 +47,7 @@ def timed(fn, repeat: int = 1) -> float:
 def cpu_facts() -> None:
     import torch
 
-    from bioreview_assets.ml.training.speed import cpu_has_native_bf16
+    from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "?")

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from score_throughput import random_weights_copy, synthetic_split  # noqa: E402
 
 from bioreview_assets.core.matcher_spec import EmbedderSpec  # noqa: E402
-from bioreview_assets.ml import embedders  # noqa: E402
+from bioreview_assets.ml import embedder_tokens, embedders  # noqa: E402
 
 
 def unique_texts(n_articles: int, seed: int) -> list[str]:
@@ -60,12 +60,12 @@ def forward_parts(embedder, texts: list[str]) -> dict[str, float]:
 
     parts: dict[str, float] = {}
     tokenizer, size = embedder._tokenizer, embedder.batch_size
-    with embedders.rust_tokeniser_pool():
+    with embedder_tokens.rust_tokeniser_pool():
         t0 = time.perf_counter()
         encodings = [tokenizer.encode_batch(texts[at:at + size]) for at in range(0, len(texts), size)]
         parts["tokenise (Rust pool)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tokens = embedders._FlatTokens.joined([embedders._FlatTokens(e) for e in encodings])
+    tokens = embedder_tokens.FlatTokens.joined([embedder_tokens.FlatTokens(e) for e in encodings])
     parts["flat arrays"] = time.perf_counter() - t0
     pad_id = embedder.model.tokenizer.pad_token_id or 0
     order = np.argsort(-tokens.lengths, kind="stable")

@@ -173,6 +173,7 @@ def run_chain_inside(chain: str) -> int:
     from bioreview_assets.cli import main as cli_main
     from bioreview_assets.demo import demo_plan, run_demo
     from bioreview_assets.resources import StorageResource
+    from bioreview_assets.store.records import AdapterMeta
     from bioreview_assets.summary import print_demo_summary
 
     print(f"\n==== chain {chain}: doctor ====", flush=True)
@@ -194,8 +195,8 @@ def run_chain_inside(chain: str) -> int:
     print(json.dumps({"chain": chain, "steps": meter.rows,
                       "failed": [s.label for s, r in results if not r.success]}))
     store = StorageResource().store()
-    for meta_path in sorted(Path(store.root, "adapter").glob("*/adapter_meta.json")):
-        meta = json.loads(meta_path.read_text())
+    for meta_path in sorted(Path(store.root, "adapter").glob(f"*/{AdapterMeta.FILE}")):
+        meta = AdapterMeta.read(meta_path.parent).to_json()
         keys = ("model", "device", "gpu", "quantization", "selective_checkpointing_layers", "activation_offloading",
                 "liger_kernels", "speed_kernels", "train_rows", "train_tokens_total", "global_step", "max_steps",
                 "resumed_from_step", "steps_this_run", "tokens_per_s", "peak_gpu_memory_gib", "final_train_loss",

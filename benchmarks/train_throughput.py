@@ -11,7 +11,7 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
                 the full (16k x 152k) logits, torch AdamW, no Liger
   ours          train_adapter's GPU path: build_trainer (trl SFTTrainer with its fused LM head that scores only
                 supervised positions, no fp32 upcast, non-reentrant checkpointing, 8-bit AdamW), Liger
-                RMSNorm/RoPE/SwiGLU, fused LoRA forward (ml/training/speed.fused_lora_forward)
+                RMSNorm/RoPE/SwiGLU, fused LoRA forward (ml/training/fused_lora.fused_lora_forward)
   ours-plain    ours with peft's own LoRA forward
   ours-addmm    ours without the recompute early stop of the last projection
   ours+sac      ours + selective checkpointing (attention outputs kept: +5.6 GiB); "+sacN" keeps them in N layers,
@@ -690,12 +690,9 @@ def parse_variant(variant: str) -> tuple[str, int | str, bool, bool, bool]:
 def run_ours(config, rows, args, variant: str, *, profile: bool = False) -> dict:
     """train_adapter's step: build_trainer (SFTTrainer, fused LM head, no upcast) on a model prepared like ours."""
     from bioreview_assets.ml.training import build_trainer
-    from bioreview_assets.ml.training.speed import (
-        apply_liger,
-        check_no_upcast,
-        fused_lora_forward,
-        prepare_for_kbit_free,
-    )
+    from bioreview_assets.ml.training.fused_lora import fused_lora_forward
+    from bioreview_assets.ml.training.liger import apply_liger
+    from bioreview_assets.ml.training.precision import check_no_upcast, prepare_for_kbit_free
 
     base, sac_layers, offload, host_embeddings, packing = parse_variant(variant)
     quantization, liger, lora_forward = OURS[base]

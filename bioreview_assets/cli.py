@@ -74,11 +74,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     from bioreview_assets import settings
     from bioreview_assets.core.benchmark import parse_split
+    from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
-    from bioreview_assets.ml.similarity import score_with_matcher
+    from bioreview_assets.services.similarity import score_with_matcher
     from bioreview_assets.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
+    from bioreview_assets.store.records import ScoreRow
 
     source = split_file(args.split)
     loaded = parse_split(args.split, source.read(), settings.load_project().max_bad_row_fraction, str(source.path))
@@ -86,16 +88,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     coverage = prediction_coverage(predictions, [a.id for a in loaded.articles], args.split)
     for warning in coverage["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    result = score_with_matcher(EmbedderResource(), args.matcher or settings.load_project().default_matcher,
-                                article_refs(loaded.articles), predictions.by_article, args.bootstrap)
-    keys = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
-            "n_articles", "n_gt", "n_tool", "n_matched", "matcher_id")
-    report = {k: result.metrics[k] for k in keys} | {"ci": result.metrics.get("ci"), "coverage": coverage}
-    text = json.dumps(report, indent=2)
-    print(text)
+    matcher = args.matcher or settings.load_project().default_matcher
+    result = score_with_matcher(EmbedderResource(), matcher, article_refs(loaded.articles), predictions.by_article,
+                                args.bootstrap)
+    # The record of a scores.parquet row (system: the predictions file), with the coverage beside it.
+    row = ScoreRow.from_metrics(result.metrics, system=Path(args.predictions).stem, split=args.split, matcher=matcher,
+                                split_hash=loaded.content_hash, gt_filter=GT_FILTER_VERSION)
+    print(json.dumps({**row.to_json(), "coverage": coverage}, indent=2))
     if args.out:  # the coverage is stored with the score, never only printed
-        Path(args.out).write_text(json.dumps({**report, "predictions": args.predictions,
-                                              "metrics": result.metrics}, indent=2, default=str))
+        row.write_json(Path(args.out), coverage=coverage, predictions=args.predictions, metrics=result.metrics)
     return 0
 
 
@@ -130,7 +131,7 @@ def _cmd_label_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
+    from bioreview_assets.services.publish import assemble_published_adapter, upload_published_adapter
     from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 

@@ -113,7 +113,8 @@ def calibrate_and_estimate() -> str:
     from bioreview_assets.core.prompts import build_prompt
     from bioreview_assets.ml.cpu_calibration import calibrate_threads, estimate_demo_minutes
     from bioreview_assets.ml.models import load_tokenizer
-    from bioreview_assets.ml.training.speed import compute_dtype, cpu_has_native_bf16
+    from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
+    from bioreview_assets.ml.training.precision import compute_dtype
     from bioreview_assets.store.benchmark_source import split_file
 
     project = settings.load_project()
@@ -164,7 +165,7 @@ def recalibrate() -> str:
         torch.set_num_threads(env.torch_threads())
         return f"torch threads {torch.get_num_threads()} (BIOREVIEW_TORCH_THREADS)"
     from bioreview_assets.ml.cpu_calibration import calibrate_threads
-    from bioreview_assets.ml.training.speed import compute_dtype
+    from bioreview_assets.ml.training.precision import compute_dtype
 
     project = settings.load_project()
     tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]

@@ -27,13 +27,13 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def encoder(self, matcher_name: str) -> tuple[Callable, dict[str, Any]]:
         """(encode(texts) through the embedding cache, the loaded embedder's identity); fails closed."""
-        from bioreview_assets.ml.similarity import cached_encoder, matcher_embedder
+        from bioreview_assets.services.similarity import cached_encoder, matcher_embedder
 
         return cached_encoder(matcher_name, StorageResource().store()), matcher_embedder(matcher_name).identity
 
     def similarity(self, matcher_name: str) -> Callable:
         """similarity(left_texts, right_texts) -> cosine matrix with the matcher's embedder (or its lexical rule)."""
-        from bioreview_assets.ml.similarity import similarity_fn
+        from bioreview_assets.services.similarity import similarity_fn
 
         return similarity_fn(matcher_name, StorageResource().store())
 

@@ -9,6 +9,7 @@ import polars as pl
 from bioreview_assets import settings
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.reporting.report import REPORT_DIR
+from bioreview_assets.reporting.formatting import aligned_frame
 from bioreview_assets.reporting.tables import headline, variants
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -54,12 +55,12 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
     splits = [s for s in project.eval_splits if not board.filter(pl.col("split") == s).is_empty()]
     for split in splits:
         lines += ["", f"Leaderboard, {split} split ({project.default_matcher} matcher, default post-processing "
-                      f"{project.default_postprocess}):", *("  " + line for line in aligned_table(headline(board, split)))]
+                      f"{project.default_postprocess}):", *("  " + line for line in aligned_frame(headline(board, split)))]
     for split in splits:
         extra = variants(board, split)
         if not extra.is_empty():
             lines += ["", f"Policy variants and count baselines, {split}:",
-                      *("  " + line for line in aligned_table(extra))]
+                      *("  " + line for line in aligned_frame(extra))]
     lines += ["", "Columns: F1 = micro F1 with its 95% bootstrap CI over articles; null F1 = the same concerns scored "
               "against another article of the same source (what the concern count alone earns); F1 above null = "
               "F1 - null F1; oracle F1 = F1 if min(#generated, #reference) concerns matched in every article. "
@@ -67,24 +68,13 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
               "articles are reviewer units); checklist = the same most common training concerns for every article."]
     if not paired.is_empty():
         lines += ["", "Paired differences (F1 of A - F1 of B on the same articles, 95% paired bootstrap CI):",
-                  *("  " + line for line in aligned_table(paired.select(
+                  *("  " + line for line in aligned_frame(paired.select(
                       "split", "system_a", "system_b", "diff", "diff_ci_lo", "diff_ci_hi", "outcome")))]
     lines += ["", "Verdict:", *("  " + line for line in verdict_lines(board, fine_tuned_pairs(project.demo_models),
                                                                       project.baselines, splits, paired))]
     lines += ["", "Report and plots:"]
     lines += [f"  {path}" for path in store.glob(*REPORT_DIR, "leaderboard*")]
     return lines
-
-
-def aligned_table(frame: pl.DataFrame, digits: int = 3) -> list[str]:
-    """Fixed-width text rows for a terminal (floats rounded)."""
-    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.iter_rows()]
-    widths = [max(len(c) for c in column) for column in zip(frame.columns, *cells)]
-
-    def line(row: list[str]) -> str:  # first column left-aligned (names), the rest right-aligned (numbers)
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-
-    return [line(frame.columns), *(line(row) for row in cells)]
 
 
 def _applicable(evaluation) -> bool:

@@ -1,17 +1,15 @@
-"""What the Dagster UI shows beside a materialisation: metric glossary, "F1 0.392 [0.343, 0.443]" lines, rounded
-numbers, previews of generated vs reference concerns, inline PNG plots, row counts and column schemas (pure
+"""What the Dagster UI shows beside a materialisation: metric glossary, previews of generated vs reference concerns, inline PNG plots, row counts and column schemas (pure
 functions, no I/O)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import dagster as dg
 import polars as pl
 
-DIGITS = 3
+from bioreview_assets.reporting.formatting import record_table, rounded
 
 GLOSSARY = """\
 | term | meaning |
@@ -37,29 +35,6 @@ def glossary() -> dg.MetadataValue:
     return dg.MetadataValue.md(GLOSSARY)
 
 
-def fmt(value: Any, digits: int = DIGITS) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def with_ci(name: str, value: float | None, interval) -> str:
-    """'F1 0.392 [0.343, 0.443]' (the interval left out when there is none)."""
-    lo, hi = interval if interval else (None, None)
-    if lo is None or hi is None:
-        return f"{name} {fmt(value)}"
-    return f"{name} {fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
-
-
-def rounded(value: Any, digits: int = DIGITS) -> Any:
-    """Floats rounded in nested dicts and lists; None entries of dicts dropped (they mean 'not measured here')."""
-    if isinstance(value, float):
-        return round(value, digits)
-    if type(value) is dict:  # plain containers only: metadata values are records
-        return {k: rounded(v, digits) for k, v in value.items() if v is not None}
-    if type(value) in (list, tuple):
-        return [rounded(v, digits) for v in value]
-    return value
-
-
 def without_nulls(metadata: dict) -> dict:
     """Metadata with None values dropped and floats rounded (a None in the UI reads as a broken value)."""
     return {k: rounded(v) for k, v in metadata.items() if v is not None}
@@ -83,23 +58,6 @@ def table_metadata(frame: pl.DataFrame, descriptions: dict[str, str] | None = No
     return {"dagster/row_count": frame.height, "dagster/column_schema": column_schema(frame, descriptions)}
 
 
-def cell(text: Any, width: int = 140) -> str:
-    """One markdown table cell: no pipes or newlines, cut to width."""
-    if text is None:
-        return ""
-    value = fmt(text) if isinstance(text, float) else str(text)
-    value = " ".join(value.replace("|", "/").split())
-    return value if len(value) <= width else value[: width - 1] + "…"
-
-
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    if not rows:
-        return "_no rows_"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def match_preview(matches: pl.DataFrame, articles: int = 3, per_article: int = 4) -> dg.MetadataValue:
     """Reference concerns of the first articles beside the generated concern matched to them (or the nearest one),
     with the similarity and whether it matched; then generated concerns that matched nothing."""
@@ -118,7 +76,7 @@ def match_preview(matches: pl.DataFrame, articles: int = 3, per_article: int = 4
         n_ref = rows.filter(pl.col("row_kind") == "reference").height
         n_hit = int(rows["matched"].sum())
         parts += [f"**{aid}** ({rows['source'][0]}): {n_hit} of {n_ref} reference concerns matched",
-                  markdown_table(table, ["reference concern", "generated concern (matched or nearest)",
+                  record_table(table, ["reference concern", "generated concern (matched or nearest)",
                                          "similarity", "match"])]
     return dg.MetadataValue.md("\n\n".join(parts))
 
@@ -137,7 +95,7 @@ def generation_preview(table: pl.DataFrame, references: dict[str, list[str]], ar
                   "reference concern": reference[i] if i < len(reference) else ""} for i in range(n)]
         status = row.get("error") or row.get("parse_method")
         parts += [f"**{row['article_id']}**: {len(generated)} generated ({status}), {len(reference)} reference",
-                  markdown_table(lines, ["generated concern", "reference concern"]) if lines else "_empty output_"]
+                  record_table(lines, ["generated concern", "reference concern"]) if lines else "_empty output_"]
     return dg.MetadataValue.md("\n\n".join(parts))
 
 

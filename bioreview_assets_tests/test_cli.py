@@ -32,7 +32,9 @@ def test_coverage_is_printed_warned_and_stored_with_the_score(tmp_path, capsys):
     assert f"warning: {path}: 1 predictions are for ids not in the val split" in err
     assert f"warning: {path}: 20 of 30 val articles have no prediction" in err
     stored = json.loads((tmp_path / "result.json").read_text())
-    assert stored["coverage"] == printed["coverage"] and stored["f1_micro"] == printed["f1_micro"]
+    assert stored["coverage"] == printed["coverage"] and stored["f1"] == printed["f1"]
+    assert printed["system"] == "preds" and printed["split"] == "val" and printed["matcher"] == "lexical"
+    assert stored["metrics"]["f1_micro"] == stored["f1"]
 
 
 def test_malformed_rows_are_an_error_naming_file_and_line(tmp_path, capsys):

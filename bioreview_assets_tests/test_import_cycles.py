@@ -86,8 +86,7 @@ def package_cycles(graph: dict[str, set[str]], packages: set[str]) -> list[list[
     level, as `bioreview_assets.ml` at the root); a cycle between them is a package cycle even where no module
     cycle exists (`config/systems.py` -> `settings.py` -> `config/k8s.py`). A package's own loose modules stay
     nodes of their own rather than one node with the package: the root holds modules of four layers (settings,
-    env, definitions, ...) and `ml/` holds both the models its subpackages load and services above them, so
-    lumping either would tie every layer to every other and hide the cycles between them. Any cycle between two
+    env, definitions, ...), so lumping them would tie every layer to every other and hide the cycles between them. Any cycle between two
     packages anywhere in the tree shows up at the level of their common parent.
     """
     found: list[list[str]] = []
@@ -138,17 +137,27 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Layer contracts (the README's layout, shared/ARCHITECTURE.md's layers): (the layers a rule is about, what they
+# Layer contracts (the README's layout): (the layers a rule is about, what they
 # must not import, why). A name covers the module of that name and everything under it; a layer's own modules are
 # always allowed to it (core -> core).
 _ROOT = PACKAGE.name
 DAGSTER = ("dagster", "dagster_k8s", "dagster_postgres", "dagster_webserver")
+TORCH = ("torch", "transformers", "peft", "trl", "vllm", "bitsandbytes", "sentence_transformers", "triton")
 CONTRACTS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     ((f"{_ROOT}.core",), (_ROOT, *DAGSTER, "torch"),
      "core is pure Python, usable without Dagster or torch, and imports nothing else of the package"),
-    ((f"{_ROOT}.store", f"{_ROOT}.ml", f"{_ROOT}.reporting"),
+    ((f"{_ROOT}.store", f"{_ROOT}.ml", f"{_ROOT}.reporting", f"{_ROOT}.services"),
      (f"{_ROOT}.assets", f"{_ROOT}.definitions", f"{_ROOT}.checks", *DAGSTER),
      "the layers below the Dagster glue never import it, nor Dagster itself"),
+    ((f"{_ROOT}.ml",), (f"{_ROOT}.services", f"{_ROOT}.reporting"),
+     "ml is the model code (torch, transformers, peft, trl, vLLM) and the pieces only it uses: the services that "
+     "orchestrate it, and the reports, sit above it"),
+    ((f"{_ROOT}.services",), TORCH,
+     "services hold no model code of their own: what loads or runs a model lives in ml/ (imported lazily)"),
+    ((f"{_ROOT}.store",), (f"{_ROOT}.ml", f"{_ROOT}.services", f"{_ROOT}.reporting"),
+     "the store (and its typed records) sits below every layer that reads or writes artefacts"),
+    ((f"{_ROOT}.reporting",), (f"{_ROOT}.ml", f"{_ROOT}.services", *TORCH),
+     "reports are built from stored records, never from models"),
 ]
 # Existing violations the guard tolerates: (importer, imported) -> why it is not fixed yet. The guard fails on any
 # violation not listed here, and on an entry here that no longer occurs. Empty: the tree keeps every contract.
@@ -271,6 +280,20 @@ def test_guard_sees_a_broken_contract(tmp_path):
     contracts = [(("fake.core",), ("fake", "dagster"), "core imports nothing of ours")]
     assert violations(imports(package), contracts) == {("fake.core.other", "fake.assets.glue"),
                                                        ("fake.core.pure", "dagster.foo")}
+
+
+def test_guard_sees_ml_climbing_into_services_and_services_importing_torch(tmp_path):
+    package = _plant(tmp_path, {
+        "ml/__init__.py": "",
+        "ml/model.py": "import torch\n",
+        "ml/train.py": "def late():\n    from ..services import publish\n",
+        "services/__init__.py": "",
+        "services/publish.py": "from ..ml import model\nfrom transformers import AutoModel\n",
+    })
+    contracts = [(("fake.ml",), ("fake.services",), "ml imports no service"),
+                 (("fake.services",), TORCH, "services hold no model code")]
+    assert violations(imports(package), contracts) == {("fake.ml.train", "fake.services.publish"),
+                                                       ("fake.services.publish", "transformers")}
 
 
 if __name__ == "__main__":

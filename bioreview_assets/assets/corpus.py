@@ -27,7 +27,7 @@ from bioreview_assets.ui_metadata import link, table_metadata
 @locked_partition
 def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """SFT chat rows (system, user, assistant target) for one model and split, with corpus statistics."""
-    from bioreview_assets.ml.tokenization import chat_renderer, model_prompt, token_counter
+    from bioreview_assets.services.tokenization import chat_renderer, model_prompt, token_counter
 
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]

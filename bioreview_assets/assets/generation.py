@@ -7,7 +7,8 @@ import polars as pl
 
 from bioreview_assets import settings
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
-from bioreview_assets.core.parsing import PARSE_METHODS, PARSER_VERSION
+from bioreview_assets.core.generated_concern import PARSE_METHODS
+from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import (
@@ -55,9 +56,9 @@ def generations(
     """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
     from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.generation import GenerationRequest
-    from bioreview_assets.ml.generation.runner import run_generation, summarize
-    from bioreview_assets.ml.generation.serving import generation_key, resolve_max_new_tokens, resolve_serving
-    from bioreview_assets.ml.tokenization import model_prompt, token_counter
+    from bioreview_assets.services.generation_runner import run_generation, summarize
+    from bioreview_assets.services.serving import generation_key, resolve_max_new_tokens, resolve_serving
+    from bioreview_assets.services.tokenization import model_prompt, token_counter
     from bioreview_assets.store.generation_log import KeyedGenerationLogs
 
     part = keys(context)

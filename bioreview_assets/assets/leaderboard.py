@@ -6,7 +6,8 @@ import polars as pl
 from bioreview_assets import settings
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
 from bioreview_assets.reporting.report import REPORT_DIR, write_report
-from bioreview_assets.reporting.tables import headline, markdown
+from bioreview_assets.reporting.formatting import frame_table as markdown
+from bioreview_assets.reporting.tables import headline
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.resources import StorageResource
 from bioreview_assets.ui_metadata import GLOSSARY, glossary, link, png_markdown, table_metadata

@@ -7,22 +7,23 @@ from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evalua
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
-from bioreview_assets.ml.similarity import judge_for
+from bioreview_assets.services.similarity import judge_for
 from bioreview_assets.partitions import matcher_partitions, partitioned_checks
 from bioreview_assets.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.labelled_pairs import labelled_pair_sources
-from bioreview_assets.ui_metadata import link, markdown_table, rounded, with_ci
+from bioreview_assets.reporting.formatting import labelled_ci, record_table, rounded
+from bioreview_assets.ui_metadata import link
 
 
 def validation_table(results: dict[str, dict]) -> str:
-    rows = [{"labels": name, "pairs": r["n_pairs"], "same": r["n_same"], "F1": with_ci("F1", r["f1"], r["ci"]["f1"]),
+    rows = [{"labels": name, "pairs": r["n_pairs"], "same": r["n_same"], "F1": labelled_ci("F1", r["f1"], r["ci"]["f1"]),
              "precision": r["precision"], "recall": r["recall"], "best threshold": r["best_configured_threshold"],
              "best F1": r["best_f1"],
              "kappa": ", ".join(f"{'/'.join(a['annotators'])} {a['kappa']:.2f} ({a['n_pairs']})"
                                 for a in r["agreement"]) or "-"}
             for name, r in results.items()]
-    return markdown_table(rows, ["labels", "pairs", "same", "F1", "precision", "recall", "best threshold", "best F1",
-                                 "kappa"])
+    return record_table(rows, ["labels", "pairs", "same", "F1", "precision", "recall", "best threshold", "best F1",
+                                "kappa"])
 
 
 @dg.asset(
@@ -49,7 +50,7 @@ def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResour
     first = next(iter(results.values()))
     return dg.MaterializeResult(
         metadata={
-            "f1_with_ci": dg.MetadataValue.text(with_ci("F1", first["f1"], first["ci"]["f1"])),
+            "f1_with_ci": dg.MetadataValue.text(labelled_ci("F1", first["f1"], first["ci"]["f1"])),
             "f1": first["f1"], "precision": first["precision"], "recall": first["recall"],
             "best_threshold": first["best_configured_threshold"], "configured_threshold": spec.threshold,
             "validation": dg.MetadataValue.md(validation_table(results)),

@@ -26,7 +26,7 @@ def published_adapter(
     context: dg.AssetExecutionContext, config: PublishConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
     """Hub-ready adapter folder: weights, tokenizer and chat template, model card with scores; no training state."""
-    from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
+    from bioreview_assets.services.publish import assemble_published_adapter, upload_published_adapter
 
     model = context.partition_key
     store = storage.store()

@@ -1,7 +1,5 @@
 """scores[system x split]: matcher-identified metrics, per-article matches as parquet, DuckDB views refreshed."""
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
@@ -11,7 +9,7 @@ from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
 from bioreview_assets.core.scoring import article_refs
 from bioreview_assets.gpu_tags import embedding_asset_kwargs
-from bioreview_assets.ml.similarity import score_with_matcher
+from bioreview_assets.services.similarity import score_with_matcher
 from bioreview_assets.config.systems import system_by_name
 from bioreview_assets.partitions import (
     SPLIT_DIM,
@@ -24,53 +22,26 @@ from bioreview_assets.partitions import (
 )
 from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
+from bioreview_assets.reporting.formatting import labelled_ci, number, record_table, rounded, signed
 from bioreview_assets.ui_metadata import (
-    GLOSSARY, link, fmt, glossary, markdown_table, match_preview, png_markdown, rounded, table_metadata, with_ci,
-    without_nulls,
+    GLOSSARY, link, glossary, match_preview, png_markdown, table_metadata, without_nulls,
 )
-from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.store.layout import read_eval_articles, read_split_meta, scores_dir
+from bioreview_assets.store.records import AdapterMeta, ScoreRow
 from bioreview_assets.store.score_inputs import score_inputs_signature
 from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.configured_here import systems_here_metadata
 
 
-def _interval(ci: dict, key: str, name: str) -> dict:
-    lo, hi = ci.get(key) or (None, None)
-    return {f"{name}_ci_lo": lo, f"{name}_ci_hi": hi}
-
-
-def scores_row(system: str, split: str, matcher: str, metrics: dict, split_hash: str) -> dict:
-    ci = metrics.get("ci") or {}
-    return {
-        "system": system, "split": split, "matcher": matcher, "matcher_id": metrics["matcher_id"],
-        "split_hash": split_hash, "gt_filter": GT_FILTER_VERSION,
-        "f1": metrics["f1_micro"], "recall": metrics["recall_micro"], "precision": metrics["precision_micro"],
-        "recall_major": metrics["recall_major"], "f1_category_macro": metrics.get("f1_category_macro"),
-        "soft_f1": metrics.get("soft_f1"),
-        "null_f1": metrics["null_f1"], "count_oracle_f1": metrics["count_oracle_f1"],
-        **_interval(ci, "recall_micro", "recall"),
-        **_interval(ci, "precision_micro", "precision"),
-        **_interval(ci, "f1_micro_ours", "f1"),
-        "n_articles": metrics["n_articles"], "n_gt": metrics["n_gt"], "n_tool": metrics["n_tool"],
-        "n_matched": metrics["n_matched"], "concerns_per_article": metrics["n_tool"] / max(metrics["n_articles"], 1),
-        "articles_in_output": metrics["coverage"]["n_articles_in_output"],
-        "articles_missing_from_output": metrics["coverage"]["n_articles_missing_from_output"],
-        "unknown_prediction_ids": metrics["coverage"]["n_unknown_prediction_ids"],
-        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def track_system_scores(store, project, system: str, split: str, results: dict) -> dict | None:
+def track_system_scores(store, project, system: str, rows: list[ScoreRow]) -> dict | None:
     """Scores of a fine-tuned model's system logged against its adapter's MLflow run (tracking.mlflow on)."""
     info = system_by_name(system)
-    if not project.tracking.mlflow or info.kind != "model" or not store.exists(*adapter_dir(info.model),
-                                                                               "adapter_meta.json"):
+    if not project.tracking.mlflow or info.kind != "model" or not AdapterMeta.exists_in(store, info.model):
         return None
-    from bioreview_assets.ml.tracking import track_scores
+    from bioreview_assets.services.score_tracking import track_scores
 
-    return track_scores(project.tracking, store.read_json(*adapter_dir(info.model), "adapter_meta.json"), split=split,
-                        policy=info.policy, results=results, default_policy=project.default_postprocess,
-                        default_matcher=project.default_matcher)
+    return track_scores(project.tracking, AdapterMeta.load(store, info.model), rows, policy=info.policy,
+                        default_policy=project.default_postprocess, default_matcher=project.default_matcher)
 
 
 MATCH_COLUMNS = {
@@ -92,27 +63,22 @@ def score_summary(m: dict, system: str, split: str) -> str:
         f"**{system} / {split}**, {units}, {m['n_gt']} reference and {m['n_tool']} generated "
         f"concerns, {m['n_matched']} matched",
         "",
-        f"* {with_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",
-        f"* {with_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
-        f"{with_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
-        f"* recall-major {fmt(m['recall_major'])}",
-        f"* null F1 {null:.3f}, F1 above null {fmt_delta(m['f1_micro'], null)}" if null is not None
+        f"* {labelled_ci('F1', m['f1_micro'], ci.get('f1_micro_ours'))}",
+        f"* {labelled_ci('recall', m['recall_micro'], ci.get('recall_micro'))}; "
+        f"{labelled_ci('precision', m['precision_micro'], ci.get('precision_micro'))}",
+        f"* recall-major {number(m['recall_major'])}",
+        f"* null F1 {null:.3f}, F1 above null {signed(m['f1_micro'], null)}" if null is not None
         else "* null F1 not computed",
-        f"* count-oracle F1 {fmt(m['count_oracle_f1'])}",
+        f"* count-oracle F1 {number(m['count_oracle_f1'])}",
     ]
     return "\n".join(lines)
-
-
-def fmt_delta(value: float | None, base: float) -> str:
-    """value - base signed, or n/a when value is undefined (no reference concerns)."""
-    return "n/a" if value is None else f"{value - base:+.3f}"
 
 
 def group_table(groups: dict, label: str) -> str:
     rows = [{label: name, "reference": v.get("n_gt"), "generated": v.get("n_tool"), "matched": v.get("n_matched"),
              "recall": v.get("recall", v.get("recall_micro")), "precision": v.get("precision", v.get("precision_micro")),
              "F1": v.get("f1", v.get("f1_micro"))} for name, v in sorted((groups or {}).items())]
-    return markdown_table(rows, [label, "reference", "generated", "matched", "recall", "precision", "F1"])
+    return record_table(rows, [label, "reference", "generated", "matched", "recall", "precision", "F1"])
 
 
 @dg.asset(
@@ -155,11 +121,10 @@ def scores(
                for name in project.matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}
+    rows = [ScoreRow.from_metrics(r.metrics, system=system, split=split, matcher=n, split_hash=split_hash,
+                                  gt_filter=GT_FILTER_VERSION) for n, r in results.items()]
     with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
-        store.write_parquet(
-            pl.DataFrame([scores_row(system, split, n, r.metrics, split_hash) for n, r in results.items()]),
-            *staged, "scores.parquet",
-        )
+        ScoreRow.write(store, rows, *staged)
         store.write_parquet(
             pl.DataFrame([{**tag, "matcher": n, **row} for n, r in results.items() for row in r.articles],
                          infer_schema_length=None),
@@ -174,14 +139,14 @@ def scores(
         signature = score_inputs_signature(store, system, split)
         store.write_json(signature, *staged, "signature.json")
     refreshed = catalog.refresh(store)
-    tracked = track_system_scores(store, project, system, split, {n: r.metrics for n, r in results.items()})
+    tracked = track_system_scores(store, project, system, rows)
     main = results[project.default_matcher]
     m = main.metrics
     ci = m.get("ci") or {}
     matches = pl.DataFrame(main.matches, infer_schema_length=None)
     return dg.MaterializeResult(
         metadata=without_nulls({
-            "f1_with_ci": dg.MetadataValue.text(with_ci("F1", m["f1_micro"], ci.get("f1_micro_ours"))),
+            "f1_with_ci": dg.MetadataValue.text(labelled_ci("F1", m["f1_micro"], ci.get("f1_micro_ours"))),
             "summary": dg.MetadataValue.md(score_summary(m, system, split)),
             "f1": m["f1_micro"], "recall": m["recall_micro"], "precision": m["precision_micro"],
             "recall_major": m["recall_major"], "null_f1": m["null_f1"], "count_oracle_f1": m["count_oracle_f1"],

@@ -1,7 +1,5 @@
 """adapter[model] (QLoRA/LoRA SFT) and merged_model[model] (LoRA merged into a bf16 base for serving)."""
 
-import json
-
 import dagster as dg
 
 from bioreview_assets import settings
@@ -12,6 +10,7 @@ from bioreview_assets.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
 from bioreview_assets.store.locks import locked_partition
+from bioreview_assets.store.records import MergeMeta
 from bioreview_assets.ui_metadata import png_markdown, without_nulls
 from bioreview_assets.configured_here import systems_here_metadata
 
@@ -44,7 +43,7 @@ def not_fine_tuned_note() -> str:
 def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
     from bioreview_assets.doctor.report import preflight
-    from bioreview_assets.ml.tokenization import model_prompt
+    from bioreview_assets.services.tokenization import model_prompt
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.reporting.plots import loss_curve_png
 
@@ -83,38 +82,38 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         tracking=settings.load_project().tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
-    modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
+    modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta.lora_modules.items()}
     return dg.MaterializeResult(
         # None entries (peak GPU memory on CPU, no resume) mean "not measured here": left out, not shown as null.
         metadata=without_nulls({
-            "loss_curve": png_markdown(loss_curve_png(meta["loss_history"], model), "train/val loss"),
-            "final_train_loss": meta["final_train_loss"],
-            "final_val_loss": meta["final_val_loss"],
-            "tokens_per_s": meta["tokens_per_s"],
-            "world_size": meta["world_size"],
-            "strategy": meta["strategy"],
-            "tokens_per_s_per_rank": dg.MetadataValue.json(meta["tokens_per_s_per_rank"]),
-            "peak_gpu_memory_gib": meta["peak_gpu_memory_gib"],
-            "trainable_params": meta["trainable_params"],
+            "loss_curve": png_markdown(loss_curve_png(meta.loss_history, model), "train/val loss"),
+            "final_train_loss": meta.final_train_loss,
+            "final_val_loss": meta.final_val_loss,
+            "tokens_per_s": meta.tokens_per_s,
+            "world_size": meta.world_size,
+            "strategy": meta.strategy,
+            "tokens_per_s_per_rank": dg.MetadataValue.json(meta.tokens_per_s_per_rank),
+            "peak_gpu_memory_gib": meta.peak_gpu_memory_gib,
+            "trainable_params": meta.trainable_params,
             "lora_wrapped_modules": dg.MetadataValue.json(modules),
-            "train_rows": meta["train_rows"],
-            "rows_dropped_over_length": meta["train_rows_dropped_over_length"],
-            "masked_token_fraction": meta["masked_token_fraction"],
-            "global_step": meta["global_step"],
-            "resumed_from_step": meta["resumed_from_step"],
-            "wall_time_s": meta["wall_time_s"],
-            "gpu": meta["gpu"],
-            "library_versions": dg.MetadataValue.json(meta["library_versions"]),
+            "train_rows": meta.train_rows,
+            "rows_dropped_over_length": meta.train_rows_dropped_over_length,
+            "masked_token_fraction": meta.masked_token_fraction,
+            "global_step": meta.global_step,
+            "resumed_from_step": meta.resumed_from_step,
+            "wall_time_s": meta.wall_time_s,
+            "gpu": meta.gpu,
+            "library_versions": dg.MetadataValue.json(meta.library_versions),
             "prompt_hash": prompt_hash,
             "config_hash": cfg.config_hash(),
-            "weights_hash": meta["weights_hash"],
+            "weights_hash": meta.weights_hash,
             "path": published,
-            **tracking_metadata(store, published, meta["tracking"]),
+            **tracking_metadata(store, published, meta.tracking),
         }),
         # The weights' content hash: a retrain that changes the weights shows merged_model and generations stale.
-        data_version=dg.DataVersion(meta["weights_hash"]),
-        check_results=[*evaluate_adapter_checks(meta["loss_history"].get("val") or [], label=model),
-                       evaluate_train_loss_fell(meta["loss_history"]["train"], cfg.training.loss_fall_fraction,
+        data_version=dg.DataVersion(meta.weights_hash),
+        check_results=[*evaluate_adapter_checks(meta.val_losses, label=model),
+                       evaluate_train_loss_fell(meta.train_losses, cfg.training.loss_fall_fraction,
                                                 label=model)],
     )
 
@@ -138,14 +137,14 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
     probe = copy_probe_checkpoint(store, cfg, settings.load_project().tracking)
     probe_meta, published = probe.meta, probe.published
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
-                                          "val_loss_at_step": probe_meta["final_val_loss"],
-                                          "weights_hash": probe_meta["weights_hash"], "path": published,
-                                          **tracking_metadata(store, published, probe_meta["tracking"])},
-                                data_version=dg.DataVersion(probe_meta["weights_hash"]),
+                                          "val_loss_at_step": probe_meta.final_val_loss,
+                                          "weights_hash": probe_meta.weights_hash, "path": published,
+                                          **tracking_metadata(store, published, probe_meta.tracking)},
+                                data_version=dg.DataVersion(probe_meta.weights_hash),
                                 check_results=[*evaluate_adapter_checks(probe.val_history, label=cfg.name),
                                                # the base run's train losses up to the probed step
                                                evaluate_train_loss_fell(
-                                                   [p for p in probe_meta["loss_history"]["train"]
+                                                   [p for p in probe_meta.train_losses
                                                     if p[0] <= cfg.probe_step],
                                                    cfg.training.loss_fall_fraction, label=cfg.name)])
 
@@ -172,11 +171,11 @@ def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) ->
     adapter_path = store.fetch_dir(*adapter_dir(model)) / "adapter"
     out = store.local_dir(*merged_dir(model))
     merge_adapter(cfg, adapter_path, out)
-    merge_meta = json.loads((out / "merge_meta.json").read_text())
+    merge_meta = MergeMeta.read(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     published = store.publish_dir(out, *merged_dir(model))
     return dg.MaterializeResult(
-        metadata={"path": published, "size_mb": round(size / 2**20, 1), "weights_hash": merge_meta["weights_hash"],
-                  "adapter_weights_hash": merge_meta["adapter_weights_hash"]},
-        data_version=dg.DataVersion(merge_meta["weights_hash"]),
+        metadata={"path": published, "size_mb": round(size / 2**20, 1), "weights_hash": merge_meta.weights_hash,
+                  "adapter_weights_hash": merge_meta.adapter_weights_hash},
+        data_version=dg.DataVersion(merge_meta.weights_hash),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bioreview_assets.core.checklist import build_checklist
 from bioreview_assets.core.bm25 import Bm25Baseline, Bm25Doc, article_text_for_bm25
 from bioreview_assets.core.gt_filter import GTPolicy, filter_article
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_units
 from bioreview_assets.core.schema import Article
 

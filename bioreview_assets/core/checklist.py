@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bioreview_assets.core.gt_filter import GTPolicy, filter_article
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.schema import Article
 
 Encode = Callable[[list[str]], np.ndarray]

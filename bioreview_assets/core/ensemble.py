@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bioreview_assets.core.matching import hungarian_match
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.postprocess import SimilarityFn
 
 STRATEGIES: tuple[str, ...] = ("union", "vote")

@@ -23,22 +23,11 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES
+from bioreview_assets.core.generated_concern import GeneratedConcern, ParseResult
+from bioreview_assets.core.prose_parsing import describe_repetition_loop, parse_prose
 
-PARSE_METHODS: tuple[str, ...] = (
-    "strict",
-    "fenced",
-    "salvaged",
-    "bare_objects",
-    "prose",
-    "empty",
-    "repetition_loop",
-    "unparsable",
-)
 # Bump when parse_concerns changes what it returns for some text: concerns re-parse the stored raw generations
 # (never regenerate) and the concerns asset's code and data versions change, so the UI shows what is stale.
 PARSER_VERSION = "1"
@@ -46,97 +35,11 @@ PARSER_VERSION = "1"
 CONTAINER_KEYS: tuple[str, ...] = ("concerns", "review_concerns")
 TEXT_KEYS: tuple[str, ...] = ("text", "concern_text")
 
-MIN_PROSE_WORDS = 6
-PROSE_PREAMBLES: tuple[str, ...] = ("here are", "here is", "sure", "certainly", "below are", "output", "json")
-LOOP_MIN_LINE_CHARS = 21  # "the same line of more than 20 characters..."
-LOOP_MIN_LINE_REPEATS = 10  # "...repeated at least 10 times"
-LOOP_MIN_WORDS = 80  # below this, repeated n-grams are normal phrasing, not a loop
-LOOP_NGRAM = 6
-LOOP_MAX_DISTINCT_NGRAM_RATIO = 0.5  # at most half the word 6-grams are new: the text is mostly repeats
-
 _DECODER = json.JSONDecoder()
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
-_LIST_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|\(\d{1,3}\)|[-*•])\s+")
-_LEADING_LABEL = re.compile(r"^\s*(?:\*\*)?\s*([A-Za-z_ ]{3,40}?)\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*")
-
-
-@dataclass(frozen=True)
-class GeneratedConcern:
-    """One concern produced by a model, with its labels checked against the vocabulary."""
-
-    text: str
-    category: str | None
-    severity: str | None
-    category_valid: bool
-    severity_valid: bool
-
-    def __post_init__(self) -> None:
-        # The flags are derived data; a mismatch means a caller built the object by hand wrongly.
-        if not self.text.strip():
-            raise ValueError("concern text is empty")
-        if self.category_valid != _is_valid(self.category, SCORED_CATEGORIES):
-            raise ValueError(f"category_valid={self.category_valid} disagrees with category {self.category!r}")
-        if self.severity_valid != _is_valid(self.severity, SEVERITIES):
-            raise ValueError(f"severity_valid={self.severity_valid} disagrees with severity {self.severity!r}")
-
-    @classmethod
-    def of(cls, text: str, category: Any = None, severity: Any = None) -> GeneratedConcern:
-        """Build a concern from raw values: strip the text, normalise labels, derive the validity flags."""
-        cat = normalise_label(category)
-        sev = normalise_label(severity)
-        return cls(
-            text=text.strip(),
-            category=cat,
-            severity=sev,
-            category_valid=_is_valid(cat, SCORED_CATEGORIES),
-            severity_valid=_is_valid(sev, SEVERITIES),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with labels and validity flags."""
-        return {
-            "text": self.text,
-            "category": self.category,
-            "severity": self.severity,
-            "category_valid": self.category_valid,
-            "severity_valid": self.severity_valid,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GeneratedConcern:
-        """Inverse of to_dict; flags, when present, must agree with the labels."""
-        concern = cls.of(data["text"], data.get("category"), data.get("severity"))
-        for flag in ("category_valid", "severity_valid"):
-            if flag in data and data[flag] != getattr(concern, flag):
-                raise ValueError(f"{flag}={data[flag]!r} disagrees with the labels of {dict(data)!r}")
-        return concern
-
-
-@dataclass(frozen=True)
-class ParseResult:
-    """Concerns parsed from one raw output, and how they were found."""
-
-    concerns: tuple[GeneratedConcern, ...]
-    method: str
-    ok: bool
-    detail: str
-
-    def __post_init__(self) -> None:
-        if self.method not in PARSE_METHODS:
-            raise ValueError(f"unknown parse method {self.method!r}")
-        if self.ok != bool(self.concerns):
-            raise ValueError("ok must be True exactly when at least one concern was parsed")
-
-
-def normalise_label(value: Any) -> str | None:
-    """Strip + lower-case a label; None and blank stay None (never the string "None")."""
-    if value is None:
-        return None
-    label = str(value).strip().lower()
-    return label or None
 
 
 def strip_reasoning(raw: str) -> tuple[str, bool]:
@@ -176,7 +79,7 @@ def _parse_stripped(text: str, had_reasoning: bool) -> ParseResult:
     loop = describe_repetition_loop(text)
     if loop is not None:
         return ParseResult((), "repetition_loop", False, loop)
-    return _parse_prose(text) or ParseResult((), "unparsable", False, "no JSON array, concern objects or list found")
+    return parse_prose(text) or ParseResult((), "unparsable", False, "no JSON array, concern objects or list found")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,71 +235,3 @@ def _result(concerns: list[GeneratedConcern], dropped: int, method: str, detail:
     if dropped:
         detail += f", {dropped} items dropped (no text)"
     return ParseResult(tuple(concerns), method, bool(concerns), detail)
-
-
-def _is_valid(label: str | None, vocabulary: tuple[str, ...]) -> bool:
-    return label is not None and label in vocabulary
-
-
-# ----------------------------------------------------------------------------------------------
-# Repetition loops and prose
-
-
-def describe_repetition_loop(text: str) -> str | None:
-    """Say why text looks like a repetition loop, or None when it does not."""
-    lines = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= LOOP_MIN_LINE_CHARS)
-    if lines:
-        line, count = lines.most_common(1)[0]
-        if count >= LOOP_MIN_LINE_REPEATS:
-            return f"line repeated {count} times: {line[:60]!r}"
-    words = text.split()
-    if len(words) < LOOP_MIN_WORDS:
-        return None
-    ngrams = [tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1)]
-    ratio = len(set(ngrams)) / len(ngrams)
-    if ratio <= LOOP_MAX_DISTINCT_NGRAM_RATIO:
-        return f"only {ratio:.0%} of the {len(words)} words' {LOOP_NGRAM}-grams are distinct"
-    return None
-
-
-def _parse_prose(text: str) -> ParseResult | None:
-    concerns = [_concern_from_prose(item) for item in _list_items(text)]
-    concerns = [c for c in concerns if c is not None]
-    if not concerns:
-        return None
-    return ParseResult(tuple(concerns), "prose", True, f"list items: {len(concerns)} concerns")
-
-
-def _list_items(text: str) -> list[str]:
-    """Numbered/bulleted items with their continuation lines; unmarked paragraphs are not items."""
-    items: list[list[str]] = []
-    current: list[str] | None = None
-    for line in text.splitlines():
-        marker = _LIST_MARKER.match(line)
-        if marker:
-            current = [line[marker.end() :].strip()]
-            items.append(current)
-        elif not line.strip():
-            current = None  # a blank line ends the item; what follows unmarked is commentary
-        elif current is not None:
-            current.append(line.strip())
-    return [" ".join(parts).strip() for parts in items]
-
-
-def _concern_from_prose(item: str) -> GeneratedConcern | None:
-    """A list item of >= MIN_PROSE_WORDS words that is not a preamble; a leading category label is used."""
-    text, category = _split_category_label(item)
-    text = text.replace("**", "").strip()
-    if text.lower().startswith(PROSE_PREAMBLES) or len(text.split()) < MIN_PROSE_WORDS:
-        return None
-    return GeneratedConcern.of(text, category)
-
-
-def _split_category_label(item: str) -> tuple[str, str | None]:
-    # "**Statistical methodology:** ..." carries a category; any other text before a colon is content.
-    label = _LEADING_LABEL.match(item)
-    if label:
-        category = label.group(1).strip().lower().replace(" ", "_")
-        if category in SCORED_CATEGORIES:
-            return item[label.end() :], category
-    return item, None

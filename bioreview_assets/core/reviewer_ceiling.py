@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.schema import Article
 
 REVIEWERS_SYSTEM = "reviewers"

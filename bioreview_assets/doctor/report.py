@@ -50,7 +50,7 @@ def run_spec(cfg: settings.ModelConfig) -> RunSpec:
 
 
 def embedder_findings(matchers: list[str]) -> list[Finding]:
-    from bioreview_assets.ml.embedders import weights_problem
+    from bioreview_assets.ml.embedder_weights import weights_problem
 
     out = []
     for name in matchers:

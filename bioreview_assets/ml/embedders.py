@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib
-import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +11,19 @@ import numpy as np
 
 from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
 from bioreview_assets.core.matching import cosine, jaccard_matrix
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-_CHUNK = 1 << 20
-# (resolved path, size, mtime_ns) -> sha256: weights are hashed once per process, not per load.
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+from bioreview_assets.ml.embedder_tokens import (
+    FlatTokens,
+    rust_tokeniser_pool,
+    tokenise,
+    tokeniser_threads,
+    truncating_rust_tokenizer,
+)
+from bioreview_assets.ml.embedder_weights import (
+    EmbedderUnavailable,
+    from_hub_cache,
+    resolve_weights_dir,
+    weights_sha256,
+)
 
 # Texts per tokenisation chunk, in batches: small enough that tokenising overlaps the model, large enough
 # that sorting by token length inside a chunk keeps padding low.
@@ -30,108 +33,8 @@ _PROBE_TEXT = "The statistical analysis does not correct for multiple comparison
 _PROBE_UNRELATED = "Preheat the oven and bake the bread for forty minutes until the crust turns golden."
 
 
-class EmbedderUnavailable(RuntimeError):
-    """The configured embedder cannot be loaded or used; scoring must stop (never substitute another matcher)."""
-
-
 class SanityProbeFailed(EmbedderUnavailable):
     """The embedder loaded but does not separate identical from unrelated texts as required."""
-
-
-def _local_dir_hint(repo_id: str, revision: str | None, key: str) -> str:
-    local = f"models/{repo_id.rsplit('/', 1)[-1]}"
-    return (
-        f"get it with `huggingface-cli download {repo_id}"
-        + (f" --revision {revision}" if revision else "")
-        + f" --local-dir {local}` on a machine with hub access, copy it here, and set "
-        f"`{key}: {local}` under `embedder:` in configs/matchers/<matcher>.yaml"
-    )
-
-
-def weights_problem(spec: EmbedderSpec) -> str | None:
-    """Why the embedder's weights cannot be loaded here (None: they are found); loads nothing (`bioreview doctor`)."""
-    try:
-        _resolve_dir(spec)
-    except EmbedderUnavailable as err:
-        return str(err)
-    return None
-
-
-def _resolve_dir(spec: EmbedderSpec) -> tuple[Path, str, str | None]:
-    """(model folder, where it came from, hub commit if from the hub cache); resolution: path > package > hub cache."""
-    if spec.path is not None:
-        path = Path(spec.path).expanduser()
-        if not path.is_dir():
-            raise EmbedderUnavailable(
-                f"embedder {spec.name!r}: path {str(path)!r} does not exist or is not a folder; "
-                + _local_dir_hint(spec.model_id, spec.revision, "path")
-            )
-        return path, f"path:{path}", None
-    if spec.package is not None:
-        pip_name = spec.package.replace("_", "-")
-        try:
-            module = importlib.import_module(spec.package)
-        except ImportError as exc:
-            raise EmbedderUnavailable(
-                f"embedder {spec.name!r}: python package {spec.package!r} is not installed ({exc}); "
-                f"`pip install {pip_name}`"
-            ) from exc
-        getter = getattr(module, "get_model_path", None)
-        if getter is None:
-            raise EmbedderUnavailable(f"embedder {spec.name!r}: package {spec.package!r} has no get_model_path()")
-        path = Path(getter())
-        if not path.is_dir():
-            raise EmbedderUnavailable(
-                f"embedder {spec.name!r}: package {spec.package!r} points at {str(path)!r}, which is missing; "
-                f"reinstall it (`pip install --force-reinstall {pip_name}`)"
-            )
-        return path, f"package:{spec.package}", None
-    return _from_hub_cache(spec.model_id, spec.revision, spec, key="path")
-
-
-def _from_hub_cache(repo_id: str, revision: str | None, spec: EmbedderSpec, key: str) -> tuple[Path, str, str]:
-    from huggingface_hub import snapshot_download
-
-    try:
-        # local_files_only: a run must never download (offline clusters, pinned weights).
-        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure here means "not available locally"
-        raise EmbedderUnavailable(
-            f"embedder {spec.name!r}: {'model' if key == 'path' else key} {repo_id!r}"
-            + (f" at revision {revision!r}" if revision else "")
-            + f" is not in the local Hugging Face cache ({type(exc).__name__}); "
-            + _local_dir_hint(repo_id, revision, key)
-        ) from exc
-    path = Path(folder)
-    return path, f"hub-cache:{repo_id}", path.name
-
-
-def _file_sha256(path: Path) -> str:
-    resolved = path.resolve()
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(resolved, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def weights_sha256(folders: dict[str, Path], length: int = 16) -> str:
-    """Short sha256 over every weight file (*.safetensors, *.bin) under the named folders, by relative path."""
-    digest = hashlib.sha256()
-    for label, folder in sorted(folders.items()):
-        files = sorted(
-            p for p in folder.rglob("*")
-            if p.suffix in _WEIGHT_SUFFIXES and p.is_file() and ".cache" not in p.relative_to(folder).parts
-        )
-        for file in files:
-            digest.update(f"{label}/{file.relative_to(folder).as_posix()}\0{_file_sha256(file)}\n".encode())
-        if not files:
-            raise EmbedderUnavailable(f"no weight files ({', '.join(_WEIGHT_SUFFIXES)}) under {str(folder)!r}")
-    return digest.hexdigest()[:length]
 
 
 def _pick_device(requested: str) -> str:
@@ -184,7 +87,7 @@ def _attach_adapter(spec: EmbedderSpec, model) -> Path:
             f"embedder {spec.name!r}: adapter {spec.adapter!r} needs the `adapters` package (`pip install adapters`)"
         ) from exc
     local = Path(spec.adapter).expanduser()
-    folder = local if local.is_dir() else _from_hub_cache(spec.adapter, None, spec, key="adapter")[0]
+    folder = local if local.is_dir() else from_hub_cache(spec.adapter, None, spec, key="adapter")[0]
     auto_model = model[0].auto_model
     adapters.init(auto_model)
     auto_model.load_adapter(str(folder), load_as="proximity", set_active=True)
@@ -197,62 +100,6 @@ def _pooling_mode(model) -> str:
         if "pooling_mode" in config:
             return str(config["pooling_mode"])
     raise EmbedderUnavailable("the loaded model has no Pooling module; set `pooling: mean|cls` in the embedder spec")
-
-
-def _truncating_rust_tokenizer(model):
-    """A private copy of the model's Rust tokenizer that truncates at max_seq_length; None if it has none."""
-    backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
-    if backend is None:
-        return None
-    backend = type(backend).from_str(backend.to_str())
-    backend.no_padding()
-    if model.max_seq_length is not None:
-        backend.enable_truncation(int(model.max_seq_length))
-    return backend
-
-
-# Whether the Rust tokenizer may use its own thread pool (rayon) in this process. Our images set
-# TOKENIZERS_PARALLELISM=false because a process forked after rayon has run deadlocks on its first parallel call;
-# so the pool is switched on only around the embedder's own calls, and never in a child forked after one.
-_RUST_POOL = {"used": False, "allowed": True}
-
-
-def _after_fork_in_child() -> None:
-    if _RUST_POOL["used"]:
-        _RUST_POOL["allowed"] = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@contextlib.contextmanager
-def rust_tokeniser_pool():
-    """Yield True with TOKENIZERS_PARALLELISM=true inside (one tokeniser call then spreads over every core), or
-    False where that is unsafe (a child forked after this process used the pool); the variable is restored after.
-    """
-    if not _RUST_POOL["allowed"]:
-        yield False
-        return
-    before = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    _RUST_POOL["used"] = True
-    try:
-        yield True
-    finally:
-        if before is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = before
-
-
-def tokeniser_threads() -> int:
-    """Threads that tokenise at once: the cores this process may use, at most 8 (short texts: more buys nothing)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
 
 
 @dataclass
@@ -268,7 +115,7 @@ class Embedder:
 
     def __post_init__(self) -> None:
         self.dimension = int(self.model.get_embedding_dimension())
-        self._tokenizer = _truncating_rust_tokenizer(self.model)
+        self._tokenizer = truncating_rust_tokenizer(self.model)
 
     @property
     def batch_size(self) -> int:
@@ -318,17 +165,17 @@ class Embedder:
               ThreadPoolExecutor(max_workers=1 if pooled else tokeniser_threads()) as workers,
               torch.inference_mode()):
             pending = [
-                (start, [workers.submit(_tokenise, self._tokenizer, texts[at:at + piece])
+                (start, [workers.submit(tokenise, self._tokenizer, texts[at:at + piece])
                          for at in range(start, end, piece)])
                 for start, end in zip(starts, [*starts[1:], len(texts)])
             ]
             out = torch.empty((len(texts), self.dimension), dtype=torch.float32, device=self.device)
             for start, parts in pending:
-                tokens = _FlatTokens.joined([part.result() for part in parts])
+                tokens = FlatTokens.joined([part.result() for part in parts])
                 self._embed_chunk(tokens, out[start:start + len(tokens.lengths)])
             return out.cpu().numpy()
 
-    def _embed_chunk(self, tokens: _FlatTokens, out: Any) -> None:
+    def _embed_chunk(self, tokens: FlatTokens, out: Any) -> None:
         """Embed one tokenised chunk into `out` (a device tensor view), longest texts first to limit padding."""
         import torch
 
@@ -343,50 +190,9 @@ class Embedder:
             out[torch.from_numpy(rows).to(self.device)] = self.model(features)["sentence_embedding"].float()
 
 
-def _tokenise(tokenizer: Any, texts: list[str]) -> "_FlatTokens":
-    """One tokeniser call and its conversion to flat arrays, on a worker thread (off the thread that embeds)."""
-    return _FlatTokens(tokenizer.encode_batch(texts))
-
-
-class _FlatTokens:
-    """Token ids of many texts in flat arrays, cut into padded batches without a Python loop per text."""
-
-    def __init__(self, encodings: list[Any] | None = None) -> None:
-        encodings = encodings or []
-        ids = [e.ids for e in encodings]  # each .ids access builds a new Python list: take it once
-        self.lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        total = int(self.lengths.sum())
-        self._ids = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
-        self._types = np.fromiter(itertools.chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64,
-                                  count=total)
-        self._starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
-
-    @classmethod
-    def joined(cls, pieces: list["_FlatTokens"]) -> "_FlatTokens":
-        """The pieces' texts in order, as one _FlatTokens."""
-        out = cls()
-        out.lengths = np.concatenate([p.lengths for p in pieces])
-        out._ids = np.concatenate([p._ids for p in pieces])
-        out._types = np.concatenate([p._types for p in pieces])
-        out._starts = np.concatenate([[0], np.cumsum(out.lengths)[:-1]]).astype(np.int64)
-        return out
-
-    def padded(self, rows: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(input ids, attention mask, token type ids) of `rows`, right-padded to their longest text."""
-        lengths = self.lengths[rows]
-        width = int(lengths.max())
-        valid = np.arange(width) < lengths[:, None]
-        positions = (self._starts[rows][:, None] + np.arange(width))[valid]
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        ids[valid] = self._ids[positions]
-        types[valid] = self._types[positions]
-        return ids, valid.astype(np.int64), types
-
-
 def load_embedder(spec: EmbedderSpec) -> Embedder:
     """Load the embedder from spec.path, spec.package or the local hub cache; raise EmbedderUnavailable otherwise."""
-    folder, location, hub_commit = _resolve_dir(spec)
+    folder, location, hub_commit = resolve_weights_dir(spec)
     folders = {"model": folder}
     try:
         device = _pick_device(spec.device)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from bioreview_assets.settings import ModelConfig
 from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.content_identity import folder_hash
+from bioreview_assets.store.records import MergeMeta
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,16 @@ def merge_adapter(cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> Path:
     with atomic_dir(out_dir) as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        meta = {
-            "base_model": str(base_path),
-            "adapter_dir": str(adapter_dir),
+        meta = MergeMeta(
+            base_model=str(base_path),
+            adapter_dir=str(adapter_dir),
             # Content identities: which adapter these weights were merged from, and what the merged folder holds
             # (generations are keyed by the latter; a merged model older than its adapter is refused at serving).
-            "adapter_weights_hash": folder_hash(adapter_dir),
-            "weights_hash": folder_hash(tmp),
-            "dtype": str(dtype).removeprefix("torch."),
-            "trained_on_quantization": cfg.training.quantization,
-        }
-        (tmp / "merge_meta.json").write_text(json.dumps(meta, indent=2))
-    log.info("merged %s into %s -> %s (%s)", adapter_dir, base_path, out_dir, meta["dtype"])
+            adapter_weights_hash=folder_hash(adapter_dir),
+            weights_hash=folder_hash(tmp),
+            dtype=str(dtype).removeprefix("torch."),
+            trained_on_quantization=cfg.training.quantization,
+        )
+        meta.write(tmp)
+    log.info("merged %s into %s -> %s (%s)", adapter_dir, base_path, out_dir, meta.dtype)
     return out_dir

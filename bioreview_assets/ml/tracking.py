@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bioreview_assets.settings import ModelConfig, TrackingConfig
+from bioreview_assets.store.records import AdapterMeta
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class Tracker:
                 log.warning("MLflow run %s not finished cleanly: %s", self.mlflow.run_id, err)
 
 
-def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelConfig, parent_meta: dict,
+def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelConfig, parent_meta: AdapterMeta,
                 log_history: list[dict]) -> dict:
     """A checkpoint probe as a run of its own: the parent's log up to the probed step, nested under its MLflow run."""
     tensorboard = Path(output_dir) / TENSORBOARD_DIR
@@ -296,53 +297,11 @@ def track_probe(tracking: TrackingConfig | None, output_dir: Path, cfg: ModelCon
     write_log_history(tensorboard, log_history)
     links = {"tensorboard_dir": str(tensorboard), "mlflow": None}
     if tracking is not None and tracking.mlflow:
-        identity = {k: parent_meta[k] for k in ("config_hash", "corpus_hash", "prompt_hash") if k in parent_meta}
-        parent = (parent_meta.get("tracking") or {}).get("mlflow") or {}
+        identity = {k: parent_meta.identity[k] for k in ("config_hash", "corpus_hash", "prompt_hash")}
+        parent = parent_meta.mlflow_run or {}
         run = open_mlflow_run(tracking, cfg, {"model": cfg.name, **identity}, parent_run_id=parent.get("run_id"))
         log_history_to_mlflow(run, log_history)
         run.client().set_terminated(run.run_id)
         links["mlflow"] = asdict(run)
     (Path(output_dir) / TRACKING_FILE).write_text(json.dumps(links, indent=2))
     return links
-
-
-# --------------------------------------------------------------------------------------------------------- scores
-
-
-def score_metric_prefix(split: str, policy: str, matcher: str, *, default_policy: str, default_matcher: str) -> str:
-    """Metric prefix of one score row: `val` for the headline (default policy and matcher), else `val/raw/minilm`."""
-    parts = [split] + ([policy] if policy != default_policy else []) + ([matcher] if matcher != default_matcher else [])
-    return "/".join(parts)
-
-
-SCORE_METRICS = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
-                 "n_articles", "n_gt", "n_tool", "n_matched")
-
-
-def score_metrics(metrics: dict) -> dict[str, float]:
-    """The figures of one matcher's score, with the CI bounds of F1, recall and precision."""
-    out = {key.removesuffix("_micro"): metrics[key] for key in SCORE_METRICS if metrics.get(key) is not None}
-    for key, name in (("f1_micro_ours", "f1"), ("recall_micro", "recall"), ("precision_micro", "precision")):
-        bounds = (metrics.get("ci") or {}).get(key)
-        if bounds and None not in bounds:
-            out[f"{name}_ci_lo"], out[f"{name}_ci_hi"] = bounds
-    return out
-
-
-def track_scores(tracking: TrackingConfig, adapter_meta: dict | None, *, split: str, policy: str,
-                 results: dict[str, dict], default_policy: str, default_matcher: str) -> dict | None:
-    """Log a system's scores (every matcher) against its adapter's MLflow run; None when there is no such run."""
-    run_info = ((adapter_meta or {}).get("tracking") or {}).get("mlflow")
-    if not tracking.mlflow or not run_info:
-        return None
-    run = MlflowRun(**run_info)
-    logged: dict[str, float] = {}
-    for matcher, metrics in results.items():
-        prefix = score_metric_prefix(split, policy, matcher, default_policy=default_policy,
-                                   default_matcher=default_matcher)
-        logged.update({f"{prefix}/{key}": value for key, value in score_metrics(metrics).items()})
-    log_metrics(run, logged, int(adapter_meta.get("global_step") or 0))
-    client = run.client()
-    for matcher, metrics in results.items():
-        client.set_tag(run.run_id, f"bioreview.matcher.{matcher}", str(metrics.get("matcher_id")))
-    return {"run_id": run.run_id, "metrics": len(logged)}

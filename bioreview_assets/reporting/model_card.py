@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 from bioreview_assets.core.quantization import NF4_STORED
+from bioreview_assets.reporting.formatting import markdown_table, number, with_ci
+from bioreview_assets.store.records import AdapterMeta, ScoreRow
 
 CARD_TAGS = ["peft", "lora", "trl", "sft", "bioreview", "biomedical", "peer-review"]
 SCORE_NOTE = (
@@ -21,7 +23,7 @@ SCORE_NOTE = (
 
 @dataclass
 class CardInputs:
-    """Everything a card says, gathered from the stored artefacts (ml/publish.py)."""
+    """Everything a card says, gathered from the stored artefacts (services/publish.py)."""
 
     model: str
     description: str
@@ -29,10 +31,10 @@ class CardInputs:
     training: dict  # TrainingConfig as JSON
     generation: dict  # GenerationConfig as JSON
     prompt_config: dict  # PromptConfig as JSON (version, token budget)
-    meta: dict  # adapter_meta.json
+    meta: AdapterMeta
     corpora: dict[str, dict] = field(default_factory=dict)  # split -> sft_corpus meta
     splits: dict[str, dict] = field(default_factory=dict)  # split -> benchmark_split meta
-    scores: list[dict] = field(default_factory=list)  # rows of scores.parquet (every eval split and matcher)
+    scores: list[ScoreRow] = field(default_factory=list)  # every eval split and matcher
     matchers: dict[str, dict] = field(default_factory=dict)  # matcher name -> identity dict
     prompt: dict | None = None  # the prompt spec the corpus was built with, when its hash is the adapter's
     default_matcher: str | None = None
@@ -66,18 +68,18 @@ def card_data(inputs: CardInputs):
         tags.insert(2, "qlora")
     results = []
     for row in inputs.scores:
-        if row["matcher"] != inputs.default_matcher:
+        if row.matcher != inputs.default_matcher:
             continue
         for metric, name in (("f1", "micro F1"), ("recall", "micro recall"), ("precision", "micro precision"),
                              ("null_f1", "null F1 (shuffled articles)")):
-            if row.get(metric) is None:
+            if getattr(row, metric) is None:
                 continue
             results.append(EvalResult(
                 task_type="text-generation", task_name="biomedical peer-review concerns",
-                dataset_type=_data_label(inputs, row["split"]), dataset_name=f"{_data_label(inputs, row['split'])} "
-                f"({row['split']})", dataset_split=row["split"], dataset_revision=row.get("split_hash"),
-                metric_type=metric, metric_name=f"{name}, matcher {row['matcher']}", metric_value=round(row[metric], 4),
-                metric_config=row.get("matcher_id"),
+                dataset_type=_data_label(inputs, row.split), dataset_name=f"{_data_label(inputs, row.split)} "
+                f"({row.split})", dataset_split=row.split, dataset_revision=row.split_hash,
+                metric_type=metric, metric_name=f"{name}, matcher {row.matcher}",
+                metric_value=round(getattr(row, metric), 4), metric_config=row.matcher_id,
             ))
     return ModelCardData(
         base_model=hub_base_model(inputs.base),
@@ -98,29 +100,25 @@ def render_model_card(inputs: CardInputs) -> str:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return number(value, digits, missing="-")
 
 
-def _ci(row: dict, name: str) -> str:
-    lo, hi = row.get(f"{name}_ci_lo"), row.get(f"{name}_ci_hi")
-    value = _fmt(row.get(name))
-    return f"{value} [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else value
+def _ci(row: ScoreRow, name: str) -> str:
+    return with_ci(getattr(row, name), row.interval(name), missing="-")
+
+
+SCORE_COLUMNS = ["split", "matcher", "F1 [95% CI]", "recall [95% CI]", "precision [95% CI]", "null F1",
+                 "count-oracle F1", "articles", "matcher identity"]
 
 
 def _scores_section(inputs: CardInputs) -> list[str]:
     lines = ["## Scores", ""]
     if not inputs.scores:
         return lines + ["Not scored yet: materialise `scores` for this model's system, then publish again.", ""]
-    lines += ["| split | matcher | F1 [95% CI] | recall [95% CI] | precision [95% CI] | null F1 | count-oracle F1 "
-              "| articles | matcher identity |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in sorted(inputs.scores, key=lambda r: (r["split"] != "val", r["split"], r["matcher"])):
-        lines.append(f"| {row['split']} | {row['matcher']} | {_ci(row, 'f1')} | {_ci(row, 'recall')} | "
-                     f"{_ci(row, 'precision')} | {_fmt(row.get('null_f1'))} | {_fmt(row.get('count_oracle_f1'))} | "
-                     f"{row.get('n_articles')} | `{row.get('matcher_id')}` |")
+    rows = sorted(inputs.scores, key=lambda r: (r.split != "val", r.split, r.matcher))
+    lines += markdown_table(SCORE_COLUMNS, [
+        [row.split, row.matcher, _ci(row, "f1"), _ci(row, "recall"), _ci(row, "precision"), _fmt(row.null_f1),
+         _fmt(row.count_oracle_f1), str(row.n_articles), f"`{row.matcher_id}`"] for row in rows]).split("\n")
     lines += ["", SCORE_NOTE, ""]
     for name, identity in sorted(inputs.matchers.items()):
         lines.append(f"* matcher `{name}`: `{yaml.safe_dump(identity, default_flow_style=True, width=10**6).strip()}`")
@@ -147,14 +145,14 @@ def _limits(inputs: CardInputs) -> list[str]:
                       f"user turn (methods and results kept longest); {100 * train_stats['truncation_rate']:.0f}% "
                       "of training prompts were cut.")
     for row in inputs.scores:
-        if row.get("null_f1") is not None and row.get("f1") and row["null_f1"] >= 0.5 * row["f1"]:
-            limits.append(f"On {row['split']} under matcher `{row['matcher']}` the null F1 ({row['null_f1']:.3f}) is "
-                          f"at least half the F1 ({row['f1']:.3f}): that F1 owes much to generic concerns.")
+        if row.null_f1 is not None and row.f1 and row.null_f1 >= 0.5 * row.f1:
+            limits.append(f"On {row.split} under matcher `{row.matcher}` the null F1 ({_fmt(row.null_f1)}) is "
+                          f"at least half the F1 ({_fmt(row.f1)}): that F1 owes much to generic concerns.")
     limits += [
         "Concerns about figures are excluded from training targets and from scoring: the model never sees figures.",
         "The prompt must come from bioreview's prompt builder (`prompt.json`; its hash under Training); other "
         "prompts are out of distribution.",
-        f"The validation loss is measured on a fixed subset of {meta.get('val_subset_rows')} validation rows.",
+        f"The validation loss is measured on a fixed subset of {meta.val_subset_rows} validation rows.",
         "F1 depends on the matcher: compare it with the null F1 beside it, and only across rows of one matcher "
         "identity.",
         "Generated concerns can be generic, wrong or unsupported by the paper: this is a research artefact, not a "
@@ -209,23 +207,23 @@ def _body(inputs: CardInputs) -> str:
         *_scores_section(inputs),
         "## Training", "",
         f"* base: `{yaml.safe_dump(inputs.base, default_flow_style=True, width=10**6).strip()}`",
-        f"* corpus `{train_corpus.get('corpus', '?')}`: {meta.get('train_rows')} training rows "
-        f"({meta.get('train_rows_dropped_over_length')} dropped over max length), "
-        f"{meta.get('supervised_tokens_total')} supervised of {meta.get('train_tokens_total')} tokens",
-        f"* corpus hash `{meta.get('corpus_hash')}`, prompt hash `{meta.get('prompt_hash')}`, "
-        f"config hash `{meta.get('config_hash')}`",
+        f"* corpus `{train_corpus.get('corpus', '?')}`: {meta.train_rows} training rows "
+        f"({meta.train_rows_dropped_over_length} dropped over max length), "
+        f"{meta.supervised_tokens_total} supervised of {meta.train_tokens_total} tokens",
+        f"* corpus hash `{meta.corpus_hash}`, prompt hash `{meta.prompt_hash}`, "
+        f"config hash `{meta.config_hash}`",
         *[f"* {split} split hash `{corpus.get('split_hash')}` (corpus `{corpus.get('corpus_hash')}`)"
           for split, corpus in sorted(inputs.corpora.items())],
-        f"* {meta.get('global_step')} optimizer steps; final train loss {_fmt(meta.get('final_train_loss'), 4)}, "
-        f"val loss {_fmt(meta.get('final_val_loss'), 4)}; {_fmt(meta.get('tokens_per_s'), 1)} tokens/s on "
-        f"{meta.get('gpu') or meta.get('device')}",
-        f"* {meta.get('quantization')} base, compute {meta.get('compute_dtype')}, attention "
-        f"{meta.get('attn_implementation')}, {meta.get('trainable_params')} trainable parameters",
-        *([f"* checkpoint probe: step {meta['global_step']} of `{meta['probe_of']}`"] if meta.get("probe_of") else []),
+        f"* {meta.global_step} optimizer steps; final train loss {_fmt(meta.final_train_loss, 4)}, "
+        f"val loss {_fmt(meta.final_val_loss, 4)}; {_fmt(meta.tokens_per_s, 1)} tokens/s on "
+        f"{meta.gpu or meta.device}",
+        f"* {meta.quantization} base, compute {meta.compute_dtype}, attention "
+        f"{meta.attn_implementation}, {meta.trainable_params} trainable parameters",
+        *([f"* checkpoint probe: step {meta.global_step} of `{meta.probe_of}`"] if meta.probe_of else []),
         "", "```yaml", yaml.safe_dump({"training": inputs.training}, sort_keys=False).strip(), "```", "",
         "## Library versions", "",
         "| package | version |", "|---|---|",
-        *[f"| {name} | {version} |" for name, version in (meta.get("library_versions") or {}).items() if version],
+        *[f"| {name} | {version} |" for name, version in (meta.library_versions or {}).items() if version],
         "",
         "## Known limits", "",
         *[f"* {limit}" for limit in _limits(inputs)],

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from bioreview_assets import settings
+from bioreview_assets.reporting.formatting import frame_table as markdown
 from bioreview_assets.reporting.paired import comparison_pairs, load_article_scores, paired_table
 from bioreview_assets.reporting.plots import leaderboard_png
 from bioreview_assets.reporting.tables import (
     breakdown,
     headline,
     leaderboard,
-    markdown,
     matcher_comparison,
     probe_table,
 )

@@ -78,19 +78,6 @@ def matcher_comparison(scores: pl.DataFrame) -> pl.DataFrame:
     return scores.pivot(on="matcher", index=["system", "split"], values="f1").sort(["split", "system"])
 
 
-def markdown(frame: pl.DataFrame, digits: int = 3) -> str:
-    """A GitHub markdown table (floats rounded)."""
-    if frame.is_empty():
-        return "_no rows_"
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    lines = [header, rule]
-    for row in frame.iter_rows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def breakdown(metrics_by_partition: dict[tuple[str, str], dict], key: str, label: str) -> pl.DataFrame:
     """Per-source or per-category micro metrics of every system x split (key: per_source_micro | per_category_micro)."""
     rows = []

@@ -6,7 +6,8 @@ import json
 
 import polars as pl
 
-from bioreview_assets.core.parsing import PARSER_VERSION, GeneratedConcern, parse_concerns
+from bioreview_assets.core.generated_concern import GeneratedConcern
+from bioreview_assets.core.parsing import PARSER_VERSION, parse_concerns
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import generations_dir
 

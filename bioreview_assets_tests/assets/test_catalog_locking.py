@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.catalog import query_table, refresh_catalog

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bioreview_assets.ml.generation.serving import PromptMismatch
+from bioreview_assets.services.serving import PromptMismatch
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.schema import SPLITS

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bioreview_assets.core.ensemble import EnsembleConcern, merge_members
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.postprocess import select
 
 

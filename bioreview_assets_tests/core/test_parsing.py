@@ -6,13 +6,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bioreview_assets.core.parsing import (
-    PARSE_METHODS,
-    GeneratedConcern,
-    ParseResult,
-    parse_concerns,
-    strip_reasoning,
-)
+from bioreview_assets.core.generated_concern import PARSE_METHODS, GeneratedConcern, ParseResult
+from bioreview_assets.core.parsing import parse_concerns, strip_reasoning
 from bioreview_assets.core.prompts import target_text
 from bioreview_assets.core.schema import SCORED_CATEGORIES, SEVERITIES, ScorableConcern
 

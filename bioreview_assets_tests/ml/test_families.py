@@ -166,8 +166,8 @@ def test_bf16_lora_trains_and_reloads(name, tmp_path):
         update={"quantization": "none", "bf16": True, "max_steps": 1, "save_steps": 1, "eval_subset": 1})})
     run = train_adapter(cfg, [chat_row("t0"), chat_row("t1")], [chat_row("v0")], tmp_path,
                         prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
-    assert run.meta["quantization"] == "none" and run.meta["global_step"] == 1
-    kinds = {kind: set(entry["wrapped"].values()) for kind, entry in run.meta["lora_modules"].items()}
+    assert run.meta.quantization == "none" and run.meta.global_step == 1
+    kinds = {kind: set(entry["wrapped"].values()) for kind, entry in run.meta.lora_modules.items()}
     assert kinds and all(types == {"Linear"} for types in kinds.values())  # plain layers, nothing quantised
     reloaded = load_adapter_model(cfg, Path(tmp_path) / "adapter")
     assert sum("lora_A" in n for n, _ in reloaded.named_parameters()) > 0

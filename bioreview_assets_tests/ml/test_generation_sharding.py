@@ -16,8 +16,8 @@ import pytest
 
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec, make_backend
 from bioreview_assets.ml.generation import sharding, vllm_backend
-from bioreview_assets.ml.generation.runner import run_generation
-from bioreview_assets.ml.generation.serving import generation_key
+from bioreview_assets.services.generation_runner import run_generation
+from bioreview_assets.services.serving import generation_key
 from bioreview_assets.ml.generation.sharding import ShardCommand, ShardedTransformersBackend, ShardFailed, deal
 from bioreview_assets.ml.generation.transformers_backend import Prompt, TransformersBackend, plan_batches
 from bioreview_assets.ml.generation.vllm_backend import VLLMBackend

@@ -15,12 +15,11 @@ from bioreview_assets.ml.tracking import (
     mlflow_tracking_uri,
     run_params,
     run_tags,
-    score_metric_prefix,
-    score_metrics,
     track_probe,
-    track_scores,
 )
+from bioreview_assets.services.score_tracking import score_metric_prefix, track_scores
 from bioreview_assets.settings import BaseModelSource, ModelConfig, TrackingConfig
+from bioreview_assets.store.records import ScoreRow
 from bioreview_assets_tests.tensorboard import read_scalars
 from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, corpus, tiny_cfg
 
@@ -34,7 +33,14 @@ def _metrics(f1: float) -> dict:
     return {"f1_micro": f1, "recall_micro": 0.5, "precision_micro": 0.4, "recall_major": 0.3, "null_f1": 0.1,
             "count_oracle_f1": 0.8, "n_articles": 30, "n_gt": 300, "n_tool": 280, "n_matched": 120,
             "matcher_id": f"id-{f1}", "ci": {"f1_micro_ours": [f1 - 0.1, f1 + 0.1], "recall_micro": [0.4, 0.6],
-                                             "precision_micro": [0.3, 0.5]}}
+                                             "precision_micro": [0.3, 0.5]},
+            "coverage": {"n_articles_in_output": 30, "n_articles_missing_from_output": 0,
+                         "n_unknown_prediction_ids": 0}}
+
+
+def _row(f1: float, matcher: str = "minilm") -> ScoreRow:
+    return ScoreRow.from_metrics(_metrics(f1), system="tiny-random", split="val", matcher=matcher, split_hash="s0",
+                                 gt_filter="1")
 
 
 def test_score_metric_names():
@@ -42,7 +48,7 @@ def test_score_metric_names():
                                                         default_matcher="minilm")
     assert prefix("dedup-cap20", "minilm") == "val"  # the headline figures: val/f1, val/null_f1, ...
     assert prefix("raw", "minilm") == "val/raw" and prefix("dedup-cap20", "minilm-strict") == "val/minilm-strict"
-    figures = score_metrics(_metrics(0.42))
+    figures = _row(0.42).tracked()
     assert figures["f1"] == 0.42 and figures["null_f1"] == 0.1 and figures["count_oracle_f1"] == 0.8
     assert (figures["f1_ci_lo"], figures["f1_ci_hi"]) == pytest.approx((0.32, 0.52))
 
@@ -104,7 +110,7 @@ def test_mlflow_run_per_adapter_with_its_scores_and_a_nested_probe(tmp_path):
     cfg = tiny_cfg(max_steps=4, save_steps=2)
     meta = train_adapter(cfg, train, val, tmp_path / "adapter", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH,
                          tracking=tracking).meta
-    info = meta["tracking"]["mlflow"]
+    info = meta.mlflow_run
     assert (tmp_path / "adapter" / TRACKING_FILE).exists()
     client = mlflow_client(tracking.mlflow_tracking_uri)
     run = client.get_run(info["run_id"])
@@ -114,18 +120,18 @@ def test_mlflow_run_per_adapter_with_its_scores_and_a_nested_probe(tmp_path):
     assert run.data.params["training.max_steps"] == "4" and run.data.params["training.lora.r"] == "8"
     assert [m.step for m in client.get_metric_history(info["run_id"], "train/loss")] == [1, 2, 3, 4]
     assert [m.step for m in client.get_metric_history(info["run_id"], "eval/loss")] == [2, 4]
-    assert run.data.metrics["summary/final_val_loss"] == pytest.approx(meta["final_val_loss"])
+    assert run.data.metrics["summary/final_val_loss"] == pytest.approx(meta.final_val_loss)
     assert "train/tokens_per_s" in run.data.metrics and "train/grad_norm" in run.data.metrics
 
-    logged = track_scores(tracking, meta, split="val", policy="dedup-cap20", default_policy="dedup-cap20",
-                          default_matcher="minilm", results={"minilm": _metrics(0.42), "minilm-strict": _metrics(0.3)})
+    logged = track_scores(tracking, meta, [_row(0.42, "minilm"), _row(0.3, "minilm-strict")], policy="dedup-cap20",
+                          default_policy="dedup-cap20", default_matcher="minilm")
     assert logged["run_id"] == info["run_id"]
     scored = client.get_run(info["run_id"]).data
     assert scored.metrics["val/f1"] == 0.42 and scored.metrics["val/minilm-strict/f1"] == 0.3
     assert scored.metrics["val/f1_ci_lo"] == pytest.approx(0.32) and scored.metrics["val/null_f1"] == 0.1
     assert scored.tags["bioreview.matcher.minilm"] == "id-0.42"
-    assert track_scores(TrackingConfig(), meta, split="val", policy="dedup-cap20", default_policy="dedup-cap20",
-                        default_matcher="minilm", results={"minilm": _metrics(0.42)}) is None  # switched off
+    assert track_scores(TrackingConfig(), meta, [_row(0.42, "minilm")], policy="dedup-cap20",
+                        default_policy="dedup-cap20", default_matcher="minilm") is None  # switched off
 
     probe_cfg = ModelConfig(name="tiny-random@step2", base=cfg.base, training=cfg.training, probe_of="tiny-random",
                             probe_step=2)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bioreview_assets.store.records import AdapterMeta
+
 PROMPT_HASH = "prompt-v2-test"
 CORPUS_HASH = "corpus-test"
 
@@ -121,9 +123,10 @@ def _logits(model, input_ids):
 
 def test_nf4_qlora_runs_on_cpu_and_records_its_metadata(trained):
     run, out, events = trained
-    meta = run.meta
+    meta = run.meta.to_json()
 
     assert json.loads((out / "adapter_meta.json").read_text()) == json.loads(json.dumps(meta, default=str))
+    assert AdapterMeta.read(out) == run.meta  # the record reads back what it wrote
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert meta["quantization"] == "nf4" and meta["global_step"] == 8
     wrapped = meta["lora_modules"]["full_attention"]["wrapped"]
@@ -145,14 +148,14 @@ def test_training_writes_tensorboard_event_files_beside_the_checkpoints(trained)
 
     run, out, _ = trained
     logdir = out / "tensorboard"
-    assert run.meta["tracking"] == {"tensorboard_dir": str(logdir), "mlflow": None}
+    assert run.meta.tracking == {"tensorboard_dir": str(logdir), "mlflow": None}
     assert list(logdir.glob("events.out.tfevents.*"))
     events = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     events.Reload()
     scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= set(scalars)
     assert [step for step, _ in scalars["train/loss"]] == list(range(1, 9))
-    assert [v for _, v in scalars["train/loss"]] == pytest.approx([v for _, v in run.meta["loss_history"]["train"]])
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([v for _, v in run.meta.train_losses])
     assert [step for step, _ in scalars["eval/loss"]] == [2, 4, 6, 8]
     assert all(v > 0 for _, v in scalars["train/tokens_per_s"])
     assert not any(tag.startswith("train/gpu_") for tag in scalars)  # CUDA memory only where there is CUDA
@@ -303,7 +306,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
     done = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob(f"checkpoint-*/{CHECKPOINT_MARKER}"))
     assert done < 8
 
-    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH).meta
+    meta = train_adapter(cfg, train, val, tmp_path / "out", prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH).meta.to_json()
 
     assert meta["resumed_from_step"] == done
     assert meta["global_step"] == 8 and meta["steps_this_run"] == 8 - done
@@ -342,7 +345,7 @@ def test_resume_refuses_other_library_versions(trained, tmp_path):
         train_adapter(tiny_cfg(), train, val, crashed, **kwargs)
     assert not (crashed / "adapter").exists()
 
-    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs).meta
+    meta = train_adapter(tiny_cfg(), train, val, crashed, allow_version_mismatch=True, **kwargs).meta.to_json()
     assert meta["resumed_from_step"] == 8 and meta["steps_this_run"] == 0  # finished run: restored, not retrained
     assert meta["resume_version_differences"]["transformers"][0] == "4.40.0"
 
@@ -402,7 +405,7 @@ def test_packed_rows_do_not_attend_to_each_other(tiny_env, tmp_path):
 def test_liger_on_is_an_error_without_a_gpu(tiny_env):
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import LigerUnavailableError, apply_liger
+    from bioreview_assets.ml.training.liger import LigerUnavailableError, apply_liger
 
     model = load_training_model(tiny_cfg(quantization="none"), resolve_base_model(tiny_cfg()))
     assert apply_liger(model, "auto") == [] and apply_liger(model, "off") == []
@@ -413,7 +416,7 @@ def test_liger_on_is_an_error_without_a_gpu(tiny_env):
 def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
     import torch
 
-    from bioreview_assets.ml.training.speed import selective_checkpointing_callback
+    from bioreview_assets.ml.training.activation_memory import selective_checkpointing_callback
 
     layers = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(4))
     for layer in layers:
@@ -425,7 +428,7 @@ def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
 
 
 def test_gpu_memory_trade_offs_are_off_on_cpu(tiny_env):
-    from bioreview_assets.ml.training.speed import selective_checkpointing_layers, use_activation_offloading
+    from bioreview_assets.ml.training.activation_memory import selective_checkpointing_layers, use_activation_offloading
 
     training = tiny_cfg().training.model_copy(update={"selective_checkpointing_layers": "all",
                                                       "activation_offloading": True})
@@ -437,7 +440,7 @@ def test_upcast_norms_are_detected(tiny_env):
     from transformers import AutoModelForCausalLM
 
     from bioreview_assets.ml.models import resolve_base_model
-    from bioreview_assets.ml.training.speed import check_no_upcast
+    from bioreview_assets.ml.training.precision import check_no_upcast
 
     model = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(tiny_cfg())), dtype=torch.bfloat16)
     check_no_upcast(model, torch.bfloat16)
@@ -462,7 +465,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import fused_lora_forward
+    from bioreview_assets.ml.training.fused_lora import fused_lora_forward
 
     cfg = tiny_cfg(quantization=quantization)
     base = load_training_model(cfg, resolve_base_model(cfg))
@@ -487,7 +490,7 @@ def test_fused_lora_forward_matches_peft(tiny_env, quantization):
 
 
 def test_recompute_stops_before_the_last_base_matmul(trained):
-    from bioreview_assets.ml.training.speed import fused_lora_forward
+    from bioreview_assets.ml.training.fused_lora import fused_lora_forward
 
     run, _, _ = trained
     model = run.trainer.model

@@ -25,6 +25,8 @@ import time
 
 import pytest
 
+from bioreview_assets.store.records import AdapterMeta
+
 from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, corpus, tiny_cfg
 
 
@@ -63,7 +65,7 @@ def one_rank(tmp_path_factory):
     out = tmp_path_factory.mktemp("one-rank")
     train, val = corpus()
     run = train_adapter(parallel_cfg(1), train, val, out, prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
-    return out, run.meta
+    return out, run.meta.to_json()
 
 
 # ------------------------------------------------------------------------------------------- on two CPU ranks
@@ -110,9 +112,9 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
     started = time.time()
     run = train_adapter(parallel_cfg(2), train, val, out, progress=events.append, **kwargs)
     resumed_s = time.time() - started
-    meta = run.meta
     assert run.trainer is None  # the trainer lived in the rank processes
-    assert meta == json.loads((out / "adapter_meta.json").read_text())
+    assert run.meta == AdapterMeta.read(out)
+    meta = run.meta.to_json()
     assert (meta["resumed_from_step"], meta["global_step"], meta["steps_this_run"]) == (2, 6, 4)
     assert (meta["world_size"], meta["strategy"], meta["gradient_accumulation_per_rank"]) == (2, "ddp", 1)
     assert meta["effective_batch"] == reference["effective_batch"] == 2 and reference["world_size"] == 1
@@ -349,8 +351,8 @@ def test_two_gpus_train_what_one_gpu_trains(strategy, tmp_path):
 
     train, val = corpus()
     kwargs = {"prompt_hash": PROMPT_HASH, "corpus_hash": CORPUS_HASH}
-    one = train_adapter(parallel_cfg(1), train, val, tmp_path / "one", **kwargs).meta
-    two = train_adapter(parallel_cfg(2, strategy=strategy), train, val, tmp_path / "two", **kwargs).meta
+    one = train_adapter(parallel_cfg(1), train, val, tmp_path / "one", **kwargs).meta.to_json()
+    two = train_adapter(parallel_cfg(2, strategy=strategy), train, val, tmp_path / "two", **kwargs).meta.to_json()
     assert (two["world_size"], two["strategy"]) == (2, strategy)
     if strategy == "fsdp":
         assert two["fsdp_sharded_params"]["sharded"] == two["fsdp_sharded_params"]["of"]  # 4-bit weights included

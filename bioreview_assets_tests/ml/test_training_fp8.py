@@ -127,13 +127,16 @@ def test_nf4_fp8_leaves_the_linears_the_skip_list_kept_in_bf16_and_refuses_unfit
 
 
 def test_fp8_bases_are_not_broadcast_by_ddp_every_step_and_nf4_fp8_publishes_its_bitsandbytes_pin():
-    from bioreview_assets.ml.publish import inference_requirements
+    from bioreview_assets.services.publish import inference_requirements
     from bioreview_assets.ml.training.trainer import parallel_settings
 
     for quantization, broadcast in (("fp8", False), ("nf4-fp8", False), ("nf4", None)):
         cfg = tiny_cfg(quantization=quantization, gpus=2, gradient_accumulation_steps=2)
         assert parallel_settings(cfg.training, True, ["Qwen3DecoderLayer"]).get("ddp_broadcast_buffers") is broadcast
-    meta = {"library_versions": {"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"}}
+    from bioreview_assets.store.records import AdapterMeta
+
+    meta = AdapterMeta(model="m", config_hash="c", corpus_hash="k", prompt_hash="p",
+                       library_versions={"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"})
     assert "bitsandbytes==0.50.2" in inference_requirements(meta, "nf4-fp8")  # evaluated on the NF4 base
     assert "bitsandbytes" not in inference_requirements(meta, "fp8")
 
@@ -246,7 +249,7 @@ def test_host_embeddings_give_the_same_rows_and_gradient_flow(tiny_env):  # noqa
 
     from bioreview_assets.ml.models import resolve_base_model
     from bioreview_assets.ml.training import load_training_model
-    from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
+    from bioreview_assets.ml.training.activation_memory import move_input_embeddings_to_host
 
     cfg = tiny_cfg(quantization="none")
     model = get_peft_model(load_training_model(cfg, resolve_base_model(cfg)),

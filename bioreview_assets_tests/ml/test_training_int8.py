@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
+from bioreview_assets.store.records import AdapterMeta
 from bioreview_assets.ml.training.int8 import (
     Int8Unsupported,
     NF4Int8FrozenLinear,
@@ -114,7 +114,7 @@ def test_nf4_int8_is_an_nf4_stored_eight_bit_mode_everywhere_it_is_asked_about()
     from pydantic import ValidationError
 
     from bioreview_assets.core.quantization import EIGHT_BIT_MATMULS, FP8_MATMULS, INT8_MATMULS, NF4_STORED
-    from bioreview_assets.ml.publish import inference_requirements
+    from bioreview_assets.services.publish import inference_requirements
     from bioreview_assets.ml.training.trainer import parallel_settings
     from bioreview_assets.settings import TrainingConfig
 
@@ -122,7 +122,8 @@ def test_nf4_int8_is_an_nf4_stored_eight_bit_mode_everywhere_it_is_asked_about()
     assert "nf4-int8" in EIGHT_BIT_MATMULS
     cfg = tiny_cfg(quantization="nf4-int8", gpus=2, gradient_accumulation_steps=2)
     assert parallel_settings(cfg.training, True, ["Qwen3DecoderLayer"])["ddp_broadcast_buffers"] is False
-    meta = {"library_versions": {"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"}}
+    meta = AdapterMeta(model="m", config_hash="c", corpus_hash="k", prompt_hash="p",
+                       library_versions={"transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2"})
     assert "bitsandbytes==0.50.2" in inference_requirements(meta, "nf4-int8")  # evaluated on the NF4 base
     with pytest.raises(ValidationError, match="quantization=nf4-int8 keeps the frozen base"):
         TrainingConfig(quantization="nf4-int8", gpus=2, strategy="fsdp", gradient_accumulation_steps=2)
@@ -141,17 +142,17 @@ def test_train_adapter_on_nf4_int8_learns_and_says_so_in_its_metadata_and_card(t
     model = run.trainer.model
     assert sum(isinstance(m, NF4Int8FrozenLinear) for m in model.modules()) == 14  # 7 projections x 2 layers
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    losses = [loss for _, loss in run.meta["loss_history"]["train"]]
+    losses = [loss for _, loss in run.meta.train_losses]
     # It learns through the INT8 input gradients: every step lower than the one before (7.48 -> 7.37 on this CPU).
     assert len(losses) == 6 and all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.99 * losses[0]
     # ... and follows the nf4 run it replaces (same NF4 weights, bf16 matmuls): the loss-curve guard in small.
     nf4 = train_adapter(tiny_cfg(quantization="nf4", max_steps=6, gradient_accumulation_steps=1, save_steps=10,
                                  eval_subset=0), train, val, tmp_path / "nf4", prompt_hash=PROMPT_HASH,
                         corpus_hash=CORPUS_HASH)
-    nf4_losses = [loss for _, loss in nf4.meta["loss_history"]["train"]]
+    nf4_losses = [loss for _, loss in nf4.meta.train_losses]
     assert max(abs(a - b) / b for a, b in zip(losses, nf4_losses)) < 0.01
-    meta = json.loads((out / "adapter_meta.json").read_text())
-    assert meta["quantization"] == "nf4-int8"
+    meta = AdapterMeta.read(out)
+    assert meta.quantization == "nf4-int8"
     inputs = CardInputs(model="tiny-random", description="", base={}, training=cfg.training.model_dump(mode="json"),
                         generation={}, prompt_config={}, meta=meta)
     assert "* nf4-int8 base" in render_model_card(inputs)

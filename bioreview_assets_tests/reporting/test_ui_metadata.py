@@ -5,14 +5,26 @@ import json
 import dagster as dg
 import polars as pl
 
-from bioreview_assets.ui_metadata import (
-    GLOSSARY, generation_preview, match_preview, rounded, table_metadata, with_ci, without_nulls,
+from bioreview_assets.reporting.formatting import (
+    aligned_table, frame_table, labelled_ci, markdown_table, number, rounded, with_ci,
 )
+from bioreview_assets.ui_metadata import GLOSSARY, generation_preview, match_preview, table_metadata, without_nulls
 
 
 def test_f1_with_ci_is_plain_text_with_three_digits():
-    assert with_ci("F1", 0.39212, (0.3431, 0.44349)) == "F1 0.392 [0.343, 0.443]"
-    assert with_ci("F1", 0.5, None) == "F1 0.500"
+    assert labelled_ci("F1", 0.39212, (0.3431, 0.44349)) == "F1 0.392 [0.343, 0.443]"
+    assert labelled_ci("F1", 0.5, None) == "F1 0.500"
+    assert with_ci(0.5, (0.4, None), missing="-") == "0.500" and with_ci(None, None, missing="-") == "-"
+
+
+def test_one_formatting_for_the_ui_the_report_the_card_and_the_terminal():
+    assert (number(None), number(None, missing="-"), number(0.12345, 4), number(3)) == ("n/a", "-", "0.1235", "3")
+    assert markdown_table(["a", "b"], [["1", "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
+    assert markdown_table(["a"], []) == "_no rows_"
+    frame = pl.DataFrame({"system": ["bm25", "tuned"], "f1": [0.25, None]})
+    assert frame_table(frame) == "| system | f1 |\n|---|---|\n| bm25 | 0.250 |\n| tuned |  |"
+    assert aligned_table(["system", "f1"], [["bm25", 0.25], ["x", None]]) == [
+        "system     f1", "bm25    0.250", "x        None"]
 
 
 def test_numbers_are_rounded_and_not_measured_entries_dropped():

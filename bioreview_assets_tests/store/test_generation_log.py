@@ -126,7 +126,7 @@ def test_an_unkeyed_log_from_before_is_not_resumed(tmp_path: Path) -> None:
 
 
 def test_the_runner_refuses_a_log_holding_another_keys_rows(tmp_path: Path) -> None:
-    from bioreview_assets.ml.generation.runner import check_log_key
+    from bioreview_assets.services.generation_runner import check_log_key
 
     log = GenerationLog(str(tmp_path))
     log.append([_row("a", generation_key="k1")])

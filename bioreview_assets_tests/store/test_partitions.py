@@ -88,7 +88,7 @@ def test_a_second_materialisation_of_a_partition_is_refused_while_the_first_runs
 
 
 def _concerns(store, n_articles=6):
-    from bioreview_assets.core.parsing import GeneratedConcern
+    from bioreview_assets.core.generated_concern import GeneratedConcern
     from bioreview_assets.store.concern_table import write_concerns
 
     by_article = {f"a{i}": [GeneratedConcern.of(f"concern {i}.{k} about the sample size", "design_flaw", "major")

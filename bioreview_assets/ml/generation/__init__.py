@@ -1,4 +1,6 @@
-"""Concern generation: request/result types, backends (transformers, vLLM, OpenAI-compatible) and the resumable runner.
+"""Concern generation: request/result types and backends (transformers, vLLM, OpenAI-compatible).
+
+The resumable runner over a backend is services/generation_runner.py; which weights to serve, services/serving.py.
 
 Backends are imported lazily by make_backend: torch, vllm and HTTP code load only for the backend in use. With
 generation.gpus > 1, sharding.py runs one worker process per GPU under the same runner and log.

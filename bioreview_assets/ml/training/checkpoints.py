@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bioreview_assets.ml.runtime_env import check_versions, gpu_name
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.store.atomic import write_json_atomic
+from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic and polars stay off the benchmarks' GPU path
     from bioreview_assets.settings import ModelConfig, TrackingConfig
@@ -161,7 +162,7 @@ _NOT_COPIED = ("optimizer.pt", "scheduler.pt", "rng_state*", "trainer_state.json
 
 @dataclass
 class ProbeAdapter:
-    meta: dict  # the base adapter's meta with the probe's step, val loss, weights hash and tracking
+    meta: AdapterMeta  # the base adapter's meta with the probe's step, val loss, weights hash and tracking
     val_history: list[list]  # [[step, eval_loss], ...] up to the probed step
     published: str  # where the probe's adapter folder was published
 
@@ -179,7 +180,7 @@ def copy_probe_checkpoint(store: "ArtifactStore", cfg: "ModelConfig", tracking_c
             f"adapter[{cfg.probe_of}] has no checkpoint-{cfg.probe_step} (kept: {kept}); raise save_total_limit "
             f"or probe a kept step in configs/project.yaml probes"
         )
-    meta = json.loads((base_root / "adapter_meta.json").read_text())
+    meta = AdapterMeta.read(base_root)
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     val_history = [[entry["step"], entry["eval_loss"]] for entry in state["log_history"] if "eval_loss" in entry]
     val = [loss for _, loss in val_history]
@@ -190,8 +191,8 @@ def copy_probe_checkpoint(store: "ArtifactStore", cfg: "ModelConfig", tracking_c
     from bioreview_assets.ml.tracking import track_probe
 
     tracking = track_probe(tracking_cfg, work, cfg, meta, state["log_history"])
-    probe_meta = {**meta, "probe_of": cfg.probe_of, "global_step": cfg.probe_step,
-                  "final_val_loss": val[-1] if val else None, "adapter_dir": str(target), "tracking": tracking,
-                  "weights_hash": folder_hash(target)}
-    write_json_atomic(work / "adapter_meta.json", probe_meta)
+    probe_meta = meta.replace(probe_of=cfg.probe_of, global_step=cfg.probe_step,
+                              final_val_loss=val[-1] if val else None, adapter_dir=str(target), tracking=tracking,
+                              weights_hash=folder_hash(target))
+    probe_meta.write(work)
     return ProbeAdapter(probe_meta, val_history, store.publish_dir(work, *adapter_dir(cfg.name)))

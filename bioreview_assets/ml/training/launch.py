@@ -131,10 +131,11 @@ def train_on_ranks(
         log.info("training %s on %d ranks (%s)%s", cfg.name, world_size, cfg.training.strategy,
                  f", resuming from step {resume.step}" if resume.path else "")
         run_ranks(world_size, folder / "spec.json", folder / "failures.json", rank_environment(cfg), progress)
-    meta_file = output_dir / "adapter_meta.json"
-    if not meta_file.exists():
-        raise RuntimeError(f"every rank exited 0 but rank 0 wrote no {meta_file}")
-    return json.loads(meta_file.read_text())
+    from bioreview_assets.store.records import AdapterMeta
+
+    if not AdapterMeta.path(output_dir).exists():
+        raise RuntimeError(f"every rank exited 0 but rank 0 wrote no {AdapterMeta.path(output_dir)}")
+    return AdapterMeta.read(output_dir)
 
 
 def check_devices(world_size: int, strategy: str = "ddp") -> None:

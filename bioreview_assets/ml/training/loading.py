@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bioreview_assets.core.quantization import FP8_MATMULS, INT8_MATMULS, NF4_STORED
 from bioreview_assets.ml.kernels import speed_kernels
 import bioreview_assets.ml.training.distributed as distributed
-from bioreview_assets.ml.training.speed import (
+from bioreview_assets.ml.training.precision import (
     attn_implementation,
     check_no_upcast,
     compute_dtype,

@@ -13,8 +13,9 @@ from bioreview_assets.ml.runtime_env import gpu_name
 from bioreview_assets.ml.training.checkpoints import ResumePoint, strategy_name
 from bioreview_assets.ml.training.features import FeatureStats
 from bioreview_assets.ml.training.monitoring import TrainingMonitor, has_callback
-from bioreview_assets.ml.training.speed import compute_dtype
+from bioreview_assets.ml.training.precision import compute_dtype
 from bioreview_assets.store.atomic import atomic_dir
+from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
     from bioreview_assets.settings import ModelConfig
@@ -93,8 +94,8 @@ def adapter_meta(
     output_dir: Path,
     wall_time_s: float,
     per_rank: list[dict],
-) -> dict:
-    """The adapter's metadata: provenance, what was trained on, how it went.
+) -> AdapterMeta:
+    """The adapter's metadata: provenance, what was trained on, how it went (no weights hash or tracking yet).
 
     per_rank: each rank's trained tokens, training seconds and peak GPU memory (distributed.gather), rank 0 first.
     """
@@ -104,7 +105,7 @@ def adapter_meta(
     history = loss_history(trainer.state.log_history)
     peak = per_rank[0]["peak_gpu_memory_gib"]
     fsdp = cfg.training.strategy == "fsdp" and len(per_rank) > 1
-    return {
+    return AdapterMeta.from_json({
         **identity,
         "base_model": str(getattr(model.get_base_model().config, "_name_or_path", "")),
         "library_versions": versions,
@@ -164,7 +165,7 @@ def adapter_meta(
         "wall_time_s": round(wall_time_s, 2),
         "adapter_dir": str(output_dir / "adapter"),
         "checkpoints_dir": str(output_dir / "checkpoints"),
-    }
+    })
 
 
 def _sharded(model) -> dict[str, int]:

@@ -27,9 +27,11 @@ from bioreview_assets.ml.training.features import featurize_rows, fixed_subset
 from bioreview_assets.ml.training.loading import load_training_model
 from bioreview_assets.ml.training.metadata import adapter_meta, save_adapter
 from bioreview_assets.ml.training.monitoring import Progress, TrainingMonitor, as_callback
-from bioreview_assets.ml.training.speed import apply_liger, cuda_available, fused_lora_forward
+from bioreview_assets.ml.training.fused_lora import fused_lora_forward
+from bioreview_assets.ml.training.liger import apply_liger
+from bioreview_assets.ml.training.precision import cuda_available
 from bioreview_assets.ml.training.trainer import build_trainer
-from bioreview_assets.store.atomic import write_json_atomic
+from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
     from bioreview_assets.settings import ModelConfig, TrackingConfig
@@ -44,7 +46,7 @@ class TrainingRun:
     """
 
     trainer: Any
-    meta: dict
+    meta: AdapterMeta | None  # None on the ranks other than 0
 
 
 @dataclass
@@ -120,7 +122,7 @@ def prepare_run(cfg: ModelConfig, output_dir: Path, identity: dict, versions: di
                                  strategy=cfg.training.strategy,
                                  allow_world_size_change=cfg.training.allow_world_size_change)
     # An older adapter_meta.json must not vouch for an adapter this run is about to replace.
-    (output_dir / "adapter_meta.json").unlink(missing_ok=True)
+    AdapterMeta.remove(output_dir)
     return resume
 
 
@@ -201,11 +203,10 @@ def run_training(
     # The adapter's content identity: what generation logs and the Dagster data version are keyed by.
     from bioreview_assets.store.content_identity import folder_hash  # lazy: the store needs polars (not on GPU boxes)
 
-    meta["weights_hash"] = folder_hash(output_dir / "adapter")
-    meta["tracking"] = tracker.links()
-    tracker.finish(trainer, {k: meta[k] for k in ("final_train_loss", "final_val_loss", "tokens_per_s",
-                                                  "peak_gpu_memory_gib", "train_time_s", "wall_time_s")})
-    write_json_atomic(output_dir / "adapter_meta.json", meta)
+    meta = meta.replace(weights_hash=folder_hash(output_dir / "adapter"), tracking=tracker.links())
+    tracker.finish(trainer, {k: getattr(meta, k) for k in ("final_train_loss", "final_val_loss", "tokens_per_s",
+                                                           "peak_gpu_memory_gib", "train_time_s", "wall_time_s")})
+    meta.write(output_dir)
     return TrainingRun(trainer=trainer, meta=meta)
 
 

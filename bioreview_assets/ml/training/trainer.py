@@ -10,8 +10,12 @@ from bioreview_assets.core.quantization import EIGHT_BIT_MATMULS
 from bioreview_assets.ml.lora_targets import check_lora_coverage, peft_target_modules
 import bioreview_assets.ml.training.distributed as distributed
 from bioreview_assets.ml.training.features import Features
-from bioreview_assets.ml.training.speed import cuda_available, use_activation_offloading
-from bioreview_assets.ml.training.speed import selective_checkpointing_callback, selective_checkpointing_layers
+from bioreview_assets.ml.training.activation_memory import (
+    selective_checkpointing_callback,
+    selective_checkpointing_layers,
+    use_activation_offloading,
+)
+from bioreview_assets.ml.training.precision import cuda_available
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
     from bioreview_assets.settings import TrainingConfig
@@ -179,7 +183,7 @@ def build_trainer(
         # After LoRA wraps the base (bf16 for fp8, NF4 for nf4-fp8 and nf4-int8), before the optimizer exists.
         convert_base_linears(trainer.model, training.quantization)
     if training.input_embeddings_on_host and cuda_available():
-        from bioreview_assets.ml.training.speed import move_input_embeddings_to_host
+        from bioreview_assets.ml.training.activation_memory import move_input_embeddings_to_host
 
         move_input_embeddings_to_host(trainer.model)  # after the trainer's model.to(device)
     return trainer

@@ -72,7 +72,7 @@ def main(spec_path: str) -> None:
     from bioreview_assets.ml.models import load_tokenizer
     from bioreview_assets.ml.training.checkpoints import ResumePoint
     from bioreview_assets.ml.training.recipe import featurize, run_training
-    from bioreview_assets.ml.training.speed import cuda_available
+    from bioreview_assets.ml.training.precision import cuda_available
     from bioreview_assets.settings import ModelConfig, TrackingConfig
 
     ranks = distributed.current()

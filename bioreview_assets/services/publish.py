@@ -25,6 +25,7 @@ from bioreview_assets.reporting.model_card import CardInputs, hub_base_model, re
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.layout import adapter_dir, benchmark_dir, corpus_dir, scores_dir
+from bioreview_assets.store.records import AdapterMeta, ScoreRow
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> P
     cfg = settings.load_model(model)
     if not cfg.finetune:
         raise PublishError(f"model {model!r} has finetune: false: it has no adapter to publish")
-    if not store.exists(*adapter_dir(model), "adapter_meta.json"):
+    if not AdapterMeta.exists_in(store, model):
         raise PublishError(f"adapter[{model}] is not materialised under {store.root}: materialise it first")
     root = store.fetch_dir(*adapter_dir(model))
-    meta = json.loads((root / "adapter_meta.json").read_text())
+    meta = AdapterMeta.read(root)
     out = Path(out)
     with atomic_dir(out) as tmp:
         _copy_adapter(root / "adapter", tmp, hub_base_model(cfg.base.model_dump(mode="json")))
@@ -79,7 +80,7 @@ def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> P
         leaked = [p.name for p in tmp.iterdir() if is_training_state(p.name)]
         if leaked:
             raise PublishError(f"training state would be published: {leaked}")
-    return PublishedAdapter(folder=out, files=inputs.files, scored_splits=sorted({r["split"] for r in inputs.scores}),
+    return PublishedAdapter(folder=out, files=inputs.files, scored_splits=sorted({r.split for r in inputs.scores}),
                             stale_scores=stale, prompt_shipped=inputs.prompt is not None)
 
 
@@ -100,7 +101,7 @@ def _copy_adapter(source: Path, target: Path, base_model: str | None) -> None:
                                                indent=2, ensure_ascii=False))
 
 
-def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: dict) -> tuple[CardInputs, list[str]]:
+def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: AdapterMeta) -> tuple[CardInputs, list[str]]:
     """What the card says, read from the adapter, corpus, benchmark and score artefacts; also the stale splits."""
     project = settings.load_project()
     corpus_model = cfg.probe_of or cfg.name  # a probe was trained on its parent's corpus
@@ -116,8 +117,8 @@ def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: dict) -> 
         folder = scores_dir(cfg.name, split)  # the model's default-policy system is named after the model
         if not store.exists(*folder, "scores.parquet"):
             continue
-        rows = store.read_parquet(*folder, "scores.parquet").to_dicts()
-        if any(_when(row.get("scored_at")) < trained_at for row in rows):
+        rows = ScoreRow.read(store, cfg.name, split)
+        if any(_when(row.scored_at) < trained_at for row in rows):
             stale.append(split)  # scored from an earlier adapter of this model: not this adapter's figures
             continue
         scores += rows
@@ -126,7 +127,7 @@ def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: dict) -> 
                 matchers[name] = metrics.get("matcher") or {"id": metrics.get("matcher_id")}
     prompt = None
     train = corpora.get("train")
-    if train and train.get("prompt_hash") == meta.get("prompt_hash") and train.get("prompt_spec"):
+    if train and train.get("prompt_hash") == meta.prompt_hash and train.get("prompt_spec"):
         prompt = {"prompt_hash": train["prompt_hash"], **train["prompt_spec"]}
     inputs = CardInputs(
         model=cfg.name, description=cfg.description, base=cfg.base.model_dump(mode="json", exclude_none=True),
@@ -149,7 +150,7 @@ def _when(stamp: str | None) -> dt.datetime:
 
 def provenance(inputs: CardInputs) -> dict:
     """bioreview.json: the identities behind the adapter and its scores, machine-readable (no local paths)."""
-    meta = inputs.meta
+    meta = inputs.meta.to_json()
     keep = ("model", "config_hash", "corpus_hash", "prompt_hash", "global_step", "max_steps", "probe_of",
             "final_train_loss", "final_val_loss", "train_rows", "val_subset_rows", "quantization", "compute_dtype",
             "trainable_params", "tokens_per_s", "gpu", "device", "library_versions")
@@ -159,14 +160,14 @@ def provenance(inputs: CardInputs) -> dict:
                    for split, s in sorted(inputs.splits.items())},
         "corpora": {split: {k: c.get(k) for k in ("corpus", "corpus_hash", "split_hash", "prompt_hash")}
                     for split, c in sorted(inputs.corpora.items())},
-        "scores": inputs.scores,
+        "scores": [row.to_json() for row in inputs.scores],
         "matchers": inputs.matchers,
     }
 
 
-def inference_requirements(meta: dict, quantization: str) -> str:
+def inference_requirements(meta: AdapterMeta, quantization: str) -> str:
     """Pins of what loads the adapter as it was trained (transformers 5 saves tokenizers a 4.x cannot read)."""
-    versions = meta.get("library_versions") or {}
+    versions = meta.library_versions or {}
     lines = [f"{name}=={versions[name]}" for name in ("transformers", "peft") if versions.get(name)]
     torch_version = (versions.get("torch") or "").split("+")[0]
     if torch_version:

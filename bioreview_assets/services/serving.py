@@ -7,7 +7,6 @@ temperature therefore opens a fresh log instead of resuming the previous model's
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from bioreview_assets.settings import ModelConfig
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, merged_dir
+from bioreview_assets.store.records import AdapterMeta, MergeMeta
 
 # Generation settings that change how fast or how much is generated, not what an article's output is. gpus and
 # parallelism are here like batch_size: a data-parallel shard runs exactly the batches one process would (so a
@@ -54,24 +54,24 @@ def resolve_serving(store: ArtifactStore, cfg: ModelConfig, prompt_hash: str) ->
         base = resolve_base_model(cfg)
         return Serving(base, None, {"kind": "base", "base": folder_hash(base)})
     adapter_root = store.fetch_dir(*adapter_dir(cfg.name))
-    meta = json.loads((adapter_root / "adapter_meta.json").read_text())
-    if meta["prompt_hash"] != prompt_hash:
+    meta = AdapterMeta.read(adapter_root)
+    if meta.prompt_hash != prompt_hash:
         raise PromptMismatch(
-            f"adapter[{cfg.name}] was trained with prompt hash {meta['prompt_hash']} but inference would use "
+            f"adapter[{cfg.name}] was trained with prompt hash {meta.prompt_hash} but inference would use "
             f"{prompt_hash}: rebuild the corpus and retrain, or restore the prompt config the adapter was trained with"
         )
     # Adapters trained before content hashes were recorded are hashed here (the same function, the same value).
-    adapter_hash = meta.get("weights_hash") or folder_hash(adapter_root / "adapter")
+    adapter_hash = meta.weights_hash or folder_hash(adapter_root / "adapter")
     if cfg.generation.use_merged and store.exists(*merged_dir(cfg.name), "config.json"):
         merged = store.fetch_dir(*merged_dir(cfg.name))
-        merge_meta = json.loads((merged / "merge_meta.json").read_text())
-        if merge_meta.get("adapter_weights_hash") != adapter_hash:
+        merge_meta = MergeMeta.read(merged)
+        if merge_meta.adapter_weights_hash != adapter_hash:
             raise StaleMergedModel(
                 f"merged_model[{cfg.name}] was merged from adapter weights "
-                f"{merge_meta.get('adapter_weights_hash') or '(not recorded)'}, but adapter[{cfg.name}] now holds "
+                f"{merge_meta.adapter_weights_hash or '(not recorded)'}, but adapter[{cfg.name}] now holds "
                 f"{adapter_hash}: re-materialise merged_model[{cfg.name}] (or set generation.use_merged: false)"
             )
-        return Serving(merged, None, {"kind": "merged", "merged": merge_meta["weights_hash"],
+        return Serving(merged, None, {"kind": "merged", "merged": merge_meta.weights_hash,
                                       "adapter": adapter_hash})
     base = resolve_base_model(cfg)
     return Serving(base, adapter_root / "adapter", {"kind": "base+adapter", "base": folder_hash(base),

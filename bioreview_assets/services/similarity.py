@@ -74,6 +74,6 @@ def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstra
 
 def judge_for(spec):
     """The cached LLM judge of an llm_judge matcher (answers cached under <storage>/judge_cache/)."""
-    from bioreview_assets.ml.judge import CachedJudge
+    from bioreview_assets.services.judge import CachedJudge
 
     return CachedJudge(spec.judge, ArtifactStore())

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from bioreview_assets import settings
-from bioreview_assets.ml.publish import (
+from bioreview_assets.services.publish import (
     TRAINING_STATE,
     PublishError,
     assemble_published_adapter,

@@ -15,7 +15,7 @@ from bioreview_assets.core.matcher_spec import EmbedderSpec, JudgeSpec, MatcherS
 from bioreview_assets.core.sampling import SamplingSpec
 from bioreview_assets.core.scoring import score_split
 from bioreview_assets.ml.generation.openai_backend import OpenAIBackend
-from bioreview_assets.ml.judge import CachedJudge
+from bioreview_assets.services.judge import CachedJudge
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets_tests.core.test_scoring import IDENTITY, ref
 

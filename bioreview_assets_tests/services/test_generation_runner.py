@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec
-from bioreview_assets.ml.generation.runner import IncompleteGeneration, run_generation, summarize
+from bioreview_assets.services.generation_runner import IncompleteGeneration, run_generation, summarize
 from bioreview_assets.store.generation_log import GenerationLog
 
 
