@@ -272,8 +272,8 @@ def main() -> int:
 
 def _tiny_tokenizer_dir(env: dict[str, str]) -> Path:
     """The tiny random model's folder (built once into the model cache): its tokenizer serves the random shapes."""
-    code = ("from bioreview_assets import settings; from bioreview_assets.ml.models import resolve_base_model; "
-            "print(resolve_base_model(settings.load_model('tiny-random')))")
+    code = ("from bioreview_assets.config import loader; from bioreview_assets.ml.models import resolve_base_model; "
+            "print(resolve_base_model(loader.load_model('tiny-random')))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(REPO), capture_output=True, text=True,
                          check=True)
     return Path(out.stdout.strip().splitlines()[-1])

@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.jobs import JOBS_BY_NAME
@@ -69,7 +69,7 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
 def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
     """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring."""
     from bioreview_assets.store.score_inputs import score_inputs_signature
-    from bioreview_assets.settings import stable_hash
+    from bioreview_assets.core.hashing import stable_hash
 
     stale = []
     for path in store.glob("scores/*/*/signature.json"):

@@ -19,12 +19,12 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.doctor.diagnose import blocking
     from bioreview_assets.doctor.report import examine, format_findings
 
-    project = settings.load_project()
-    models = args.models or (settings.all_model_names() if args.all else list(project.demo_models))
+    project = loader.load_project()
+    models = args.models or (loader.all_model_names() if args.all else list(project.demo_models))
     findings = examine(models)
     print(f"bioreview doctor: {', '.join(models)}")
     print(format_findings(findings))
@@ -72,7 +72,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
-    from bioreview_assets import settings
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
@@ -81,12 +80,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from bioreview_assets.store.benchmark_source import split_file
 
     source = split_file(args.split)
-    loaded = parse_split(args.split, source.read(), settings.load_project().max_bad_row_fraction, str(source.path))
+    loaded = parse_split(args.split, source.read(), loader.load_project().max_bad_row_fraction, str(source.path))
     predictions = read_predictions(Path(args.predictions).read_bytes(), source=args.predictions)
     coverage = prediction_coverage(predictions, [a.id for a in loaded.articles], args.split)
     for warning in coverage["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    result = score_with_matcher(EmbedderResource(), args.matcher or settings.load_project().default_matcher,
+    result = score_with_matcher(EmbedderResource(), args.matcher or loader.load_project().default_matcher,
                                 article_refs(loaded.articles), predictions.by_article, args.bootstrap)
     keys = ("f1_micro", "recall_micro", "precision_micro", "recall_major", "null_f1", "count_oracle_f1",
             "n_articles", "n_gt", "n_tool", "n_matched", "matcher_id")
@@ -100,14 +99,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_label_export(args: argparse.Namespace) -> int:
-    from bioreview_assets import settings
     from bioreview_assets.core.matcher_validation import stratified_pairs
     from bioreview_assets.reporting.label_export import export_rows, to_csv, to_html
     from bioreview_assets.resources import StorageResource
     from bioreview_assets.store.catalog import query_frame
 
-    matcher = args.matcher or settings.load_project().default_matcher
-    spec = settings.load_matcher(matcher)
+    matcher = args.matcher or loader.load_project().default_matcher
+    spec = loader.load_matcher(matcher)
     where = [f"matcher = '{matcher}'", "gt_text IS NOT NULL", "generated_text IS NOT NULL", "similarity IS NOT NULL"]
     where += [f"split = '{args.split}'"] if args.split else []
     frame = query_frame("SELECT gt_text AS text_a, generated_text AS text_b, similarity, system, split, article_id "
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
     from bioreview_assets.core.predictions import BadPredictions
     from bioreview_assets.config.checks import check_configs
-    from bioreview_assets.settings import ConfigError
+    from bioreview_assets.config.loader import ConfigError
     from bioreview_assets.store.artifacts import CorruptArtifact
 
     try:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 
 
 def availability(name: str) -> tuple[bool, str]:
     """(buildable here, why) for one model config."""
     try:
-        cfg = settings.load_model(name)
+        cfg = loader.load_model(name)
     except Exception as err:  # a broken config is reported, not raised, here
         return False, f"config error: {err}"
     source = cfg.base
@@ -44,11 +44,11 @@ def availability(name: str) -> tuple[bool, str]:
 
 
 def systems_here_markdown() -> str:
-    project = settings.load_project()
+    project = loader.load_project()
     lines = ["| model | fine-tuned | demo | buildable here | why |", "|---|---|---|---|---|"]
-    for name in settings.all_model_names():
+    for name in loader.all_model_names():
         ok, why = availability(name)
-        finetune = settings.load_model(name).finetune
+        finetune = loader.load_model(name).finetune
         lines.append(f"| {name} | {'yes' if finetune else 'no (base/API system)'} | "
                      f"{'yes' if name in project.demo_models else ''} | {'yes' if ok else '**no**'} | {why} |")
     lines.append("")

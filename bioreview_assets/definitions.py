@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.assets import (
     benchmark, concerns, corpus, ensemble, generation, leaderboard, matcher_validation, publish, scoring, training,
 )

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bioreview_assets import env, settings
+from bioreview_assets.config import env
+from bioreview_assets.config import loader
 from bioreview_assets.config.systems import System, all_systems
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
@@ -29,19 +30,19 @@ def _multi(dims: dict[str, str]) -> dg.MultiPartitionKey:
 
 def demo_systems() -> list[System]:
     """Systems built from the demo models, plus baselines, plus ensembles whose members are all among those."""
-    project = settings.load_project()
+    project = loader.load_project()
     model_systems = [s for s in all_systems() if s.kind == "model" and s.model in project.demo_models]
     baselines = [s for s in all_systems() if s.kind == "baseline"]
     names = {s.name for s in model_systems + baselines}
     ensembles = [s for s in all_systems() if s.kind == "ensemble"
-                 and set(settings.load_ensemble(s.ensemble).members) <= names]
+                 and set(loader.load_ensemble(s.ensemble).members) <= names]
     return model_systems + baselines + ensembles
 
 
 def demo_partitions() -> dict[str, list[tuple[str | dg.MultiPartitionKey | None, str]]]:
     """(partition, label) of every asset the demo materialises: every partition of the embedded default systems."""
-    project = settings.load_project()
-    tuned = [m for m in project.demo_models if settings.load_model(m).finetune]
+    project = loader.load_project()
+    tuned = [m for m in project.demo_models if loader.load_model(m).finetune]
 
     def per(models_or_systems, splits, dim):
         return [(_multi({dim: name, SPLIT_DIM: split}), f"{name}|{split}") for name in models_or_systems for split in splits]
@@ -116,9 +117,9 @@ def calibrate_and_estimate() -> str:
     from bioreview_assets.ml.training.speed import compute_dtype, cpu_has_native_bf16
     from bioreview_assets.store.benchmark_source import split_file
 
-    project = settings.load_project()
-    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
-    cfg = tuned[0] if tuned else settings.load_model(project.demo_models[0])
+    project = loader.load_project()
+    tuned = [loader.load_model(m) for m in project.demo_models if loader.load_model(m).finetune]
+    cfg = tuned[0] if tuned else loader.load_model(project.demo_models[0])
     dtype = compute_dtype(cfg.training) if cfg.training else torch.float32
     forced = env.torch_threads()
     cal = calibrate_threads(dtype=dtype)
@@ -130,10 +131,10 @@ def calibrate_and_estimate() -> str:
     count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     train = load_split("train", split_file("train").read()).articles
     val = load_split("val", split_file("val").read()).articles
-    lengths = target_token_lengths(train, settings.load_corpus(cfg.corpus), count)
+    lengths = target_token_lengths(train, loader.load_corpus(cfg.corpus), count)
     prompts = [count(build_prompt(a, count, cfg.prompt.token_budget, cfg.prompt.version).messages[-1]["content"])
                for a in val]
-    limit = target_token_limit(train, settings.load_corpus(cfg.corpus), count).max_new_tokens
+    limit = target_token_limit(train, loader.load_corpus(cfg.corpus), count).max_new_tokens
     rows = (cfg.training.max_steps * cfg.training.per_device_batch_size * cfg.training.gradient_accumulation_steps
             if cfg.training else 0)
     runs = len(project.demo_models) * len(project.eval_splits)
@@ -166,8 +167,8 @@ def recalibrate() -> str:
     from bioreview_assets.ml.cpu_calibration import calibrate_threads
     from bioreview_assets.ml.training.speed import compute_dtype
 
-    project = settings.load_project()
-    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
+    project = loader.load_project()
+    tuned = [loader.load_model(m) for m in project.demo_models if loader.load_model(m).finetune]
     dtype = compute_dtype(tuned[0].training) if tuned else torch.float32
     return f"calibrated: {calibrate_threads(dtype=dtype).explain()}"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bioreview_assets import env, settings
+from bioreview_assets.config import env
+from bioreview_assets.config import loader
 from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
 
 
@@ -21,6 +22,6 @@ def gpu_asset_kwargs(step_kind: str, gpus: int | None = None) -> dict:
 def embedding_asset_kwargs() -> dict:
     """GPU pod settings for the steps that embed texts (scores, ensembles) when a scored matcher's embedder asks for
     CUDA (`device: cuda` in configs/matchers/); none otherwise, so CPU embedders never hold a GPU node."""
-    matchers = [settings.load_matcher(name) for name in settings.load_project().matchers]
+    matchers = [loader.load_matcher(name) for name in loader.load_project().matchers]
     on_gpu = any(m.embedder is not None and m.embedder.device.startswith("cuda") for m in matchers)
     return gpu_asset_kwargs("embedding") if on_gpu else {}

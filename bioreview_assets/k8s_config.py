@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 
-from bioreview_assets import env, settings
+from bioreview_assets.config import env
+from bioreview_assets.config import loader
 from bioreview_assets.config.k8s import load_k8s_config
 
 if TYPE_CHECKING:
-    from bioreview_assets.settings import ModelConfig
+    from bioreview_assets.config.model import ModelConfig
 
 # Only dagster and the config models at module level: the asset modules import this in the local env too, where the op tags are
 # inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
@@ -49,7 +50,7 @@ def pod_gpus(step_kind: StepKind) -> int:
     step = load_k8s_config().gpu.steps.get(step_kind)
     if step is not None and step.gpus is not None:
         return step.gpus
-    models = [settings.load_model(name) for name in settings.all_model_names()]
+    models = [loader.load_model(name) for name in loader.all_model_names()]
     counts = [gpus_for_step(model, step_kind) for model in models
               if model.gpu and model.base.kind != "api" and (step_kind != "training" or model.finetune)]
     return max(counts, default=1)

@@ -12,7 +12,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 # partition of each check evaluation, so the checks page can say which system a result is for.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.config.systems import all_systems, count_baseline_name
 from bioreview_assets.core.schema import SPLITS
 
@@ -26,7 +26,7 @@ def split_partitions() -> dg.StaticPartitionsDefinition:
 
 
 def model_partitions() -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(settings.all_model_names())
+    return dg.StaticPartitionsDefinition(loader.all_model_names())
 
 
 def model_split_partitions() -> dg.MultiPartitionsDefinition:
@@ -35,7 +35,7 @@ def model_split_partitions() -> dg.MultiPartitionsDefinition:
 
 def matcher_partitions() -> dg.StaticPartitionsDefinition:
     """Every configured matcher (configs/matchers/): matcher_validation validates each on labelled pairs."""
-    return dg.StaticPartitionsDefinition(settings.all_matcher_names())
+    return dg.StaticPartitionsDefinition(loader.all_matcher_names())
 
 
 def system_partitions() -> dg.StaticPartitionsDefinition:
@@ -101,8 +101,8 @@ def model_to_system_mapping() -> dg.MultiPartitionMapping:
 def members_to_ensemble_mapping() -> dg.MultiPartitionMapping:
     """concerns[member x split] -> ensemble_concerns[ensemble x split]."""
     by_member: dict[str, set[str]] = {}
-    for name in settings.load_project().ensembles:
-        cfg = settings.load_ensemble(name)
+    for name in loader.load_project().ensembles:
+        cfg = loader.load_ensemble(name)
         for member in cfg.members:
             by_member.setdefault(member, set()).update({name, count_baseline_name(name)})
         by_member.setdefault(cfg.count_baseline_source(), set()).add(count_baseline_name(name))

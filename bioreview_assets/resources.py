@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.store.artifacts import ArtifactStore
 
 

@@ -6,7 +6,7 @@ import io
 
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.reporting.report import REPORT_DIR
 from bioreview_assets.reporting.tables import headline, variants
@@ -16,7 +16,7 @@ from bioreview_assets.store.layout import corpus_dir, read_split_meta
 
 
 def corpus_summary_lines(store: ArtifactStore) -> list[str]:
-    project = settings.load_project()
+    project = loader.load_project()
     lines = ["", "Benchmark splits:"]
     for split in SPLITS:
         meta = read_split_meta(store, split)
@@ -46,7 +46,7 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
     """Per split: the headline table (default policies), the variants, then the verdict and the report paths."""
     if not store.exists(*REPORT_DIR, "leaderboard.json"):
         return ["", "No leaderboard yet: materialise the `leaderboard` asset (or run `bioreview report`)."]
-    project = settings.load_project()
+    project = loader.load_project()
     board = pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "leaderboard.json")))
     paired = (pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "paired.json")))
               if store.exists(*REPORT_DIR, "paired.json") else pl.DataFrame())

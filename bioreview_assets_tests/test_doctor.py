@@ -176,7 +176,7 @@ def test_gpu_steps_check_their_pod_before_loading_anything():
     """adapter and generations run the doctor's checks for their own model first: on this CPU machine a GPU config
     stops with the findings, a CPU config passes through."""
     from bioreview_assets.doctor.report import PreflightFailed, preflight
-    from bioreview_assets.settings import BaseModelSource, ModelConfig
+    from bioreview_assets.config.model import BaseModelSource, ModelConfig
 
     gpu_config = ModelConfig(name="tiny-on-gpu", base=BaseModelSource(kind="tiny_random"), gpu=True)
     for training in (True, False):

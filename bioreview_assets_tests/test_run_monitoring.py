@@ -15,7 +15,7 @@ from dagster._core.launcher import WorkerStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from bioreview_assets.run_monitoring import LocalRunLauncher, process_health
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 
 LOCAL_YAML = REPO_ROOT / "k8s" / "dagster.local.yaml"
 

@@ -5,7 +5,7 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchmark_checks
 from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
@@ -24,7 +24,7 @@ from bioreview_assets.ui_metadata import link, table_metadata
 def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
     split = context.partition_key
-    project = settings.load_project()
+    project = loader.load_project()
     store = storage.store()
     folder = benchmark_dir(split)
     source = split_file(split)

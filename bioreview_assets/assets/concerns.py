@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import CHECKLIST, baseline_concerns
 from bioreview_assets.core.parsing import PARSER_VERSION
@@ -28,18 +29,18 @@ def baseline_kwargs(name: str, embedders: EmbedderResource) -> dict:
     """The checklist clusters with the default matcher's embedder at its threshold, capped like every system."""
     if name != CHECKLIST:
         return {}
-    project = settings.load_project()
-    spec = settings.load_matcher(project.default_matcher)
+    project = loader.load_project()
+    spec = loader.load_matcher(project.default_matcher)
     encode, identity = embedders.encoder(project.default_matcher)
     return {"encode": encode, "threshold": spec.effective_threshold, "matcher": spec.identity(identity),
-            "cap": settings.postprocess_policy(project.default_postprocess).cap}
+            "cap": loader.postprocess_policy(project.default_postprocess).cap}
 
 
 def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
     """Embedding similarity for semantic dedup (only built when the policy asks for it)."""
     if policy.semantic_dedup_threshold is None:
         return None
-    return embedders.similarity(settings.load_project().default_matcher)
+    return embedders.similarity(loader.load_project().default_matcher)
 
 
 @dg.asset(
@@ -62,7 +63,7 @@ def concerns(
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
     store = storage.store()
-    articles = read_eval_articles(store, split, settings.eval_article_limit(system.model))
+    articles = read_eval_articles(store, split, loader.eval_article_limit(system.model))
     sources = {a.id: a.source for a in articles}
     removed = dict.fromkeys(STEPS, 0)
     if system.kind == "baseline":
@@ -72,7 +73,7 @@ def concerns(
         meta = {"kind": "baseline", "baseline": system.name, **out.meta}
         cap = out.meta.get("cap")  # BM25 and the reviewers emit what they emit; the checklist is capped
     else:
-        policy = settings.postprocess_policy(system.policy)
+        policy = loader.postprocess_policy(system.policy)
         cap = policy.cap
         similarity = similarity_for_policy(policy, embedders)
         parsed_by_article, lineage = generated_concerns(store, system.model, split)
@@ -104,6 +105,6 @@ def concerns(
             **({"lineage": dg.MetadataValue.json(meta["lineage"])} if "lineage" in meta else {}),
         },
         # Content plus parser version: a new parser is a new version of these concerns, with its lineage above.
-        data_version=dg.DataVersion(settings.stable_hash([content_hash, PARSER_VERSION])),
+        data_version=dg.DataVersion(stable_hash([content_hash, PARSER_VERSION])),
         check_results=evaluate_cap(by_article, cap, label=f"{system.name} / {split}"),
     )

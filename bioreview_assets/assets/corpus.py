@@ -5,7 +5,8 @@ import json
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
 from bioreview_assets.core.corpus import build_corpus
 from bioreview_assets.partitions import (
@@ -31,8 +32,8 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
 
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
-    cfg = settings.load_model(model)
-    corpus_cfg = settings.load_corpus(cfg.corpus)
+    cfg = loader.load_model(model)
+    corpus_cfg = loader.load_corpus(cfg.corpus)
     store = storage.store()
     articles = read_articles(store, split)
     tokenizer, prompt_hash, spec = model_prompt(cfg)
@@ -49,7 +50,7 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
         [{**r, "messages": json.dumps(r["messages"], ensure_ascii=False)} for r in rows],
         schema_overrides={"cut_sections": pl.List(pl.String)},
     )
-    corpus_hash = settings.stable_hash(frame["text"].to_list())
+    corpus_hash = stable_hash(frame["text"].to_list())
     folder = corpus_dir(model, split)
     with store.partition(*folder) as staged:  # committed as a unit: all new files or all old ones
         store.write_parquet(frame, *staged, "rows.parquet")
@@ -86,7 +87,7 @@ def sft_corpus(context: dg.AssetExecutionContext, storage: StorageResource) -> d
             "dagster/row_count": frame.height,
             "path": link(store, *folder, "rows.parquet"),
         },
-        check_results=evaluate_corpus_checks(rows, articles, summary, settings.load_project().truncation_warn_rate,
+        check_results=evaluate_corpus_checks(rows, articles, summary, loader.load_project().truncation_warn_rate,
                                              label=f"{model} / {split}"),
         data_version=dg.DataVersion(corpus_hash),
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.checks.systems import ENSEMBLE_CHECKS, evaluate_cap
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
@@ -26,7 +26,7 @@ from bioreview_assets.store.locks import locked_partition
 def ensemble_description() -> str:
     text = ("Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its "
             "count baseline.")
-    if not settings.load_project().ensembles:
+    if not loader.load_project().ensembles:
         # Zero partitions read as "0 of 0 materialised" in the UI: say that nothing is configured instead.
         text = ("**Not configured: no ensemble is listed in configs/project.yaml (`ensembles:`), so this asset has no "
                 "partitions and nothing to build.** " + text)
@@ -41,7 +41,7 @@ def ensemble_description() -> str:
     group_name="systems",
     kinds={"python", "parquet"},
     description=ensemble_description(),
-    tags={"bioreview/configured": "yes" if settings.load_project().ensembles else "none"},
+    tags={"bioreview/configured": "yes" if loader.load_project().ensembles else "none"},
 )
 @locked_partition
 def ensemble_concerns(
@@ -51,11 +51,11 @@ def ensemble_concerns(
     part = keys(context)
     system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
     name = system.ensemble
-    cfg = settings.load_ensemble(name)
+    cfg = loader.load_ensemble(name)
     store = storage.store()
     sources = {a.id: a.source for a in read_articles(store, split)}
     members = {member: read_concerns(store, member, split) for member in cfg.members}
-    similarity = embedders.similarity(cfg.matcher or settings.load_project().default_matcher)
+    similarity = embedders.similarity(cfg.matcher or loader.load_project().default_matcher)
     covered = sorted(set().union(*members.values()))
     by_article, before_cap = {}, 0
     for article_id in covered:

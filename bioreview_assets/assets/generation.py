@@ -5,7 +5,8 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
 from bioreview_assets.core.parsing import PARSE_METHODS, PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
@@ -62,11 +63,11 @@ def generations(
 
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
-    cfg = settings.load_model(model)
+    cfg = loader.load_model(model)
     for finding in preflight(cfg, training=False):  # a GPU pod checks itself before loading any weights
         context.log.info(f"doctor: [{finding.level}] {finding.subject}: {finding.message}")
     store = storage.store()
-    articles = read_eval_articles(store, split, settings.eval_article_limit(model))
+    articles = read_eval_articles(store, split, loader.eval_article_limit(model))
     tokenizer, prompt_hash, _ = model_prompt(cfg)
     count = token_counter(tokenizer)
     cfg, limit_note = resolve_max_new_tokens(cfg, read_articles(store, "train"), count)
@@ -103,7 +104,7 @@ def generations(
     summary = {**summarize(table), "max_new_tokens": max_new, "outputs_at_token_limit": truncated}
     backend_info = backend.describe()
     # The raw texts under this key: unchanged outputs keep the version, so nothing downstream looks stale.
-    data_version = settings.stable_hash([key_hash, table.select("article_id", "text", "error").rows()])
+    data_version = stable_hash([key_hash, table.select("article_id", "text", "error").rows()])
     store.write_json({"summary": summary, "backend": backend_info, "prompt_hash": prompt_hash,
                       "generation_key": key_hash, "key": key, "resume": resume, "data_version": data_version,
                       "parser_version": PARSER_VERSION}, *folder, "meta.json")
@@ -134,6 +135,6 @@ def generations(
             "path": link(store, *folder, "generations.parquet"),
         }),
         data_version=dg.DataVersion(data_version),
-        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate,
+        check_results=evaluate_generation_checks(table, loader.load_project().parse_failure_max_rate,
                                                  label=f"{model} / {split}"),
     )

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
 from bioreview_assets.reporting.report import REPORT_DIR, write_report
 from bioreview_assets.reporting.tables import headline, markdown
@@ -24,7 +24,7 @@ DESCRIPTION = (
 def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
     report = write_report(store)
-    project = settings.load_project()
+    project = loader.load_project()
     board = report.leaderboard
     splits = board["split"].unique(maintain_order=True).to_list()
     verdict = verdict_lines(board, fine_tuned_pairs(project.models), project.baselines, splits, report.paired)

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evaluate_matcher_validation
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
@@ -36,9 +37,9 @@ def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResour
                        embedders: EmbedderResource) -> dg.MaterializeResult:
     """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""
     matcher = context.partition_key
-    project = settings.load_project()
+    project = loader.load_project()
     cfg = project.matcher_validation
-    spec = settings.load_matcher(matcher)
+    spec = loader.load_matcher(matcher)
     encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(matcher)
     judge = judge_for(spec) if spec.method == "llm_judge" else None
     results = {name: validate_labelled_pairs(spec, encode, pairs, DEFAULT_THRESHOLDS, project.bootstrap_n, judge=judge)
@@ -58,6 +59,6 @@ def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResour
             "matcher": dg.MetadataValue.json(record["matcher"]),
             "path": link(store, "matcher_validation", matcher, "validation.json"),
         },
-        data_version=dg.DataVersion(settings.stable_hash(record)),
+        data_version=dg.DataVersion(stable_hash(record)),
         check_results=evaluate_matcher_validation(results, cfg.min_f1, label=matcher),
     )

@@ -5,7 +5,8 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
@@ -140,10 +141,10 @@ def scores(
 
     part = keys(context)
     system, split = part[SYSTEM_DIM], part[SPLIT_DIM]
-    project = settings.load_project()
+    project = loader.load_project()
     store = storage.store()
     # Every system of a split is scored on the same articles (all, or the project's eval_max_articles subset).
-    articles = read_eval_articles(store, split, settings.eval_article_limit(system_by_name(system).model))
+    articles = read_eval_articles(store, split, loader.eval_article_limit(system_by_name(system).model))
     # The reviewer ceiling scores each reviewer against the others of its article (units clustered by article).
     refs, clusters = reviewer_refs(articles) if system == REVIEWERS_SYSTEM else (article_refs(articles), None)
     predictions = {
@@ -203,6 +204,6 @@ def scores(
             **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
         }),
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
-        data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
+        data_version=dg.DataVersion(stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
         check_results=evaluate_score_checks(m, label=f"{system} / {split}"),
     )

@@ -4,7 +4,9 @@ import json
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
 from bioreview_assets.gpu_tags import gpu_asset_kwargs
 from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
@@ -18,7 +20,7 @@ from bioreview_assets.configured_here import systems_here_metadata
 
 def not_fine_tuned_note() -> str:
     """Why some partitions of adapter/merged_model can never be built (said in the asset description)."""
-    names = [n for n in settings.all_model_names() if not settings.load_model(n).finetune]
+    names = [n for n in loader.all_model_names() if not loader.load_model(n).finetune]
     if not names:
         return ""
     # Dagster 1.13 maps adapter[model] to generations[model x split] only between equal model dimensions
@@ -49,7 +51,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     from bioreview_assets.reporting.plots import loss_curve_png
 
     model = context.partition_key
-    cfg = settings.load_model(model)
+    cfg = loader.load_model(model)
     store = storage.store()
     if cfg.probe_of:
         return probe_checkpoint(store, cfg)
@@ -78,9 +80,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         val_rows,
         work,
         prompt_hash=prompt_hash,
-        corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
+        corpus_hash=stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
-        tracking=settings.load_project().tracking,
+        tracking=loader.load_project().tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
@@ -131,11 +133,11 @@ def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> d
     return links
 
 
-def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
+def probe_checkpoint(store: ArtifactStore, cfg: ModelConfig) -> dg.MaterializeResult:
     """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
     from bioreview_assets.ml.training.checkpoints import copy_probe_checkpoint
 
-    probe = copy_probe_checkpoint(store, cfg, settings.load_project().tracking)
+    probe = copy_probe_checkpoint(store, cfg, loader.load_project().tracking)
     probe_meta, published = probe.meta, probe.published
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
                                           "val_loss_at_step": probe_meta["final_val_loss"],
@@ -165,7 +167,7 @@ def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) ->
     from bioreview_assets.ml.merge import merge_adapter
 
     model = context.partition_key
-    cfg = settings.load_model(model)
+    cfg = loader.load_model(model)
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false: there is no adapter to merge")
     store = storage.store()

@@ -21,11 +21,11 @@ def gate_passes(row: dict, gate) -> bool:
 
 def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckResult]:
     """Gate and beats-base verdicts per system, derived from the leaderboard rows."""
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.config.systems import all_systems
 
     gate = project.gate
-    fine_tuned = {s.name for s in all_systems() if s.kind == "model" and settings.load_model(s.model).finetune}
+    fine_tuned = {s.name for s in all_systems() if s.kind == "model" and loader.load_model(s.model).finetune}
     split = gate.split
     rows = board.filter((pl.col("split") == split) & pl.col("system").is_in(list(fine_tuned))).to_dicts()
     verdicts = {r["system"]: "pass" if gate_passes(r, gate) else "hold" for r in rows}
@@ -51,7 +51,7 @@ def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckRe
     for system in all_systems():
         if system.kind != "model" or system.name not in fine_tuned:
             continue
-        base = settings.load_model(system.model).base_system
+        base = loader.load_model(system.model).base_system
         for split_name in ("val", "test"):
             if base and (system.name, split_name) in f1 and (base, split_name) in f1:
                 comparisons[f"{system.name} vs {base} ({split_name})"] = round(

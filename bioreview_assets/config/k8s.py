@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# settings (the YAML reader) sits below this module: it imports none of config/.
-from bioreview_assets import settings
+# The loader (config/loader.py) sits below this module: it never imports it.
+from bioreview_assets.config import loader
 
 
 class _Strict(BaseModel):
@@ -93,7 +93,7 @@ class K8sConfig(_Strict):
     gpu: GpuSpec
 
 
-@settings.cached_loader
+@loader.cached_loader
 def load_k8s_config() -> K8sConfig:
-    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's); settings.clear_caches() forgets it."""
-    return settings.read_config(K8sConfig, settings.configs_dir() / "k8s.yaml")
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's); loader.clear_caches() forgets it."""
+    return loader.read_config(K8sConfig, loader.configs_dir() / "k8s.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 
 POLICY_SEPARATOR = "~"
 COUNT_BASELINE = "single-at-count"
@@ -23,7 +23,7 @@ class System:
 
 
 def model_system_name(model: str, policy: str) -> str:
-    project = settings.load_project()
+    project = loader.load_project()
     return model if policy == project.default_postprocess else f"{model}{POLICY_SEPARATOR}{policy}"
 
 
@@ -34,10 +34,10 @@ def count_baseline_name(ensemble: str) -> str:
 
 def all_systems() -> list[System]:
     """Every system the graph scores, in a stable order."""
-    project = settings.load_project()
+    project = loader.load_project()
     systems = [
         System(model_system_name(model, policy.name), "model", model=model, policy=policy.name)
-        for model in settings.all_model_names()
+        for model in loader.all_model_names()
         for policy in project.postprocess
     ]
     for name in project.ensembles:

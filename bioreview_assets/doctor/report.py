@@ -6,7 +6,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from bioreview_assets import env, settings
+from bioreview_assets.config import env
+from bioreview_assets.config import loader
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.doctor.diagnose import Finding, RunSpec, blocking, diagnose_machine, diagnose_run
 from bioreview_assets.doctor.facts import MachineFacts, probe
 from bioreview_assets.doctor.plan import Architecture, MemoryPlan, memory_plan
@@ -15,7 +17,7 @@ from bioreview_assets.ml.kernels import LINEAR_ATTENTION_MODEL_TYPES
 MARK = {"ok": "ok  ", "warn": "warn", "FAIL": "FAIL"}
 
 
-def _base_config(cfg: settings.ModelConfig) -> tuple[dict | None, str | None]:
+def _base_config(cfg: ModelConfig) -> tuple[dict | None, str | None]:
     """(config.json of the base weights or None, why the weights are missing or None)."""
     from bioreview_assets.ml.models import ModelWeightsUnavailable, find_hub_weights
 
@@ -28,7 +30,7 @@ def _base_config(cfg: settings.ModelConfig) -> tuple[dict | None, str | None]:
     return json.loads((Path(folder) / "config.json").read_text()), None
 
 
-def run_spec(cfg: settings.ModelConfig) -> RunSpec:
+def run_spec(cfg: ModelConfig) -> RunSpec:
     """What the doctor needs to know of one model config (reads its base config.json when the weights are here)."""
     config, weights_error = _base_config(cfg)
     if cfg.base.kind == "gguf_package":
@@ -54,7 +56,7 @@ def embedder_findings(matchers: list[str]) -> list[Finding]:
 
     out = []
     for name in matchers:
-        spec = settings.load_matcher(name)
+        spec = loader.load_matcher(name)
         if spec.embedder is None:
             continue
         problem = weights_problem(spec.embedder)
@@ -65,8 +67,8 @@ def embedder_findings(matchers: list[str]) -> list[Finding]:
 
 def examine(models: list[str], facts: MachineFacts | None = None) -> list[Finding]:
     """All findings for these model configs on this machine (probes the machine unless facts are given)."""
-    project = settings.load_project()
-    runs = [run_spec(settings.load_model(name)) for name in models]
+    project = loader.load_project()
+    runs = [run_spec(loader.load_model(name)) for name in models]
     if facts is None:
         want_vllm = any(run.gpu and run.generation_backend == "vllm" for run in runs)
         from bioreview_assets.ml.generation.vllm_backend import vllm_python
@@ -95,7 +97,7 @@ class PreflightFailed(RuntimeError):
     """A GPU step found a blocking problem on its pod before loading anything."""
 
 
-def preflight(cfg: settings.ModelConfig, *, training: bool) -> list[Finding]:
+def preflight(cfg: ModelConfig, *, training: bool) -> list[Finding]:
     """The doctor's checks for one GPU step of one model, run by the step itself at its start (a pod checks itself).
 
     Raises PreflightFailed with every blocking finding; CPU configs have nothing to check here. Training checks the

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.core.quantization import NF4_STORED
 from bioreview_assets.reporting.model_card import CardInputs, hub_base_model, render_model_card
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -57,7 +58,7 @@ def is_training_state(name: str) -> bool:
 
 def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> PublishedAdapter:
     """Write the Hub-ready folder of `model`'s adapter to `out` (replaced atomically), from the stored artefacts."""
-    cfg = settings.load_model(model)
+    cfg = loader.load_model(model)
     if not cfg.finetune:
         raise PublishError(f"model {model!r} has finetune: false: it has no adapter to publish")
     if not store.exists(*adapter_dir(model), "adapter_meta.json"):
@@ -100,9 +101,9 @@ def _copy_adapter(source: Path, target: Path, base_model: str | None) -> None:
                                                indent=2, ensure_ascii=False))
 
 
-def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: dict) -> tuple[CardInputs, list[str]]:
+def card_inputs(store: ArtifactStore, cfg: ModelConfig, meta: dict) -> tuple[CardInputs, list[str]]:
     """What the card says, read from the adapter, corpus, benchmark and score artefacts; also the stale splits."""
-    project = settings.load_project()
+    project = loader.load_project()
     corpus_model = cfg.probe_of or cfg.name  # a probe was trained on its parent's corpus
     corpora = {split: store.read_json(*corpus_dir(corpus_model, split), "meta.json") for split in ("train", "val")
                if store.exists(*corpus_dir(corpus_model, split), "meta.json")}

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.store.artifacts import ArtifactStore
 
 SimilarityFn = Callable[[list[str], list[str]], np.ndarray]
@@ -18,7 +18,7 @@ def matcher_embedder(matcher_name: str):
     """The loaded, sanity-probed embedder of a matcher (fails closed: EmbedderUnavailable)."""
     from bioreview_assets.ml.embedders import load_embedder, sanity_probe
 
-    spec = settings.load_matcher(matcher_name)
+    spec = loader.load_matcher(matcher_name)
     if spec.embedder is None:
         raise ValueError(f"matcher {matcher_name!r} has no embedder (method {spec.method!r})")
     embedder = load_embedder(spec.embedder)
@@ -41,7 +41,7 @@ def cached_encoder(matcher_name: str, store: ArtifactStore) -> Callable[[list[st
 
 def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
     """Cosine similarity matrix between two lists of texts, with the matcher's embedder."""
-    spec = settings.load_matcher(matcher_name)
+    spec = loader.load_matcher(matcher_name)
     if spec.method == "lexical":
         from bioreview_assets.ml.embedders import LexicalSimilarity
 
@@ -63,7 +63,7 @@ def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstra
     """
     from bioreview_assets.core.scoring import score_split
 
-    spec = settings.load_matcher(matcher_name)
+    spec = loader.load_matcher(matcher_name)
     if spec.method == "lexical":
         return score_split(refs, predictions, None, spec, bootstrap_n, clusters=clusters)
     encode, identity = embedders.encoder(matcher_name)

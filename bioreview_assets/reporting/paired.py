@@ -14,7 +14,7 @@ PAIRED_COLUMNS = ["split", "comparison", "system_a", "system_b", "f1_a", "f1_b",
 def comparison_pairs(project) -> list[tuple[str, str, str | tuple[str, ...]]]:
     """(comparison, A, B or B's candidates): fine-tuned vs base and vs the retrieval/checklist baselines, each
     ensemble vs its best member (candidates: the members; the best on each split is chosen by F1)."""
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.reporting.verdict import fine_tuned_pairs
 
     pairs: list[tuple[str, str, str | tuple[str, ...]]] = []
@@ -22,7 +22,7 @@ def comparison_pairs(project) -> list[tuple[str, str, str | tuple[str, ...]]]:
         pairs.append(("fine-tuned vs base", tuned, base))
         pairs += [(f"fine-tuned vs {name}", tuned, name) for name in (BM25, CHECKLIST) if name in project.baselines]
     for ensemble in project.ensembles:
-        pairs.append(("ensemble vs best member", ensemble, tuple(settings.load_ensemble(ensemble).members)))
+        pairs.append(("ensemble vs best member", ensemble, tuple(loader.load_ensemble(ensemble).members)))
     return pairs
 
 

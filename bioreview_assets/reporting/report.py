@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.reporting.paired import comparison_pairs, load_article_scores, paired_table
 from bioreview_assets.reporting.plots import leaderboard_png
 from bioreview_assets.reporting.tables import (
@@ -106,7 +106,7 @@ def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3
 
 def build_report(store: ArtifactStore) -> Report:
     """Everything the report shows, from stored artefacts only."""
-    project = settings.load_project()
+    project = loader.load_project()
     matcher = project.default_matcher
     scores = load_scores(store)
     metrics = _metrics_by_partition(store, matcher)
@@ -133,7 +133,7 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
         "`count_oracle_f1`: F1 if min(#generated, #reference) pairs matched per article. A system whose F1 is "
         "close to its null F1 is rewarded for its concern count, not its content.",
     ]
-    project = settings.load_project()
+    project = loader.load_project()
     splits = report.leaderboard["split"].unique(maintain_order=True).to_list()
     verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(project.models), project.baselines, splits,
                             report.paired)
@@ -169,7 +169,7 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
 def write_report(store: ArtifactStore) -> Report:
     """Build the report and write markdown, JSON and PNG files under <storage>/reports/."""
     report = build_report(store)
-    matcher = settings.load_project().default_matcher
+    matcher = loader.load_project().default_matcher
     identity = report.leaderboard.height and load_scores(store).filter(pl.col("matcher") == matcher)["matcher_id"][0]
     report.files["markdown"] = store.write_bytes(
         render_markdown(report, f"{matcher} ({identity})").encode(), *REPORT_DIR, "leaderboard.md")

@@ -7,11 +7,11 @@ import polars as pl
 
 def fine_tuned_pairs(models: list[str]) -> list[tuple[str, str]]:
     """(fine-tuned model, its base system) for the models that name a base_system."""
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
 
     pairs = []
     for model in models:
-        cfg = settings.load_model(model)
+        cfg = loader.load_model(model)
         if cfg.finetune and cfg.base_system:
             pairs.append((model, cfg.base_system))
     return pairs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import concerns_dir, read_split_meta
@@ -10,11 +10,11 @@ from bioreview_assets.store.layout import concerns_dir, read_split_meta
 
 def score_inputs_signature(store: ArtifactStore, system: str, split: str) -> dict:
     """Split content, GT filter version, every configured matcher and the concerns' identity of one score."""
-    project = settings.load_project()
+    project = loader.load_project()
     return {
         "split_hash": read_split_meta(store, split)["content_hash"],
         "gt_filter": GT_FILTER_VERSION,
-        "matchers": {name: settings.load_matcher(name).model_dump(mode="json") for name in project.matchers},
+        "matchers": {name: loader.load_matcher(name).model_dump(mode="json") for name in project.matchers},
         # What the concerns are, not when they were written (a re-run with the same output is not a change).
         "concerns": _concerns_identity(store.read_json(*concerns_dir(system, split), "meta.json")),
     }

@@ -325,7 +325,7 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
 
     import yaml
 
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.automation import rescore_stale_schedule, stale_score_partitions
 
     instance, store = scores_stage.instance, scores_stage.store
@@ -337,11 +337,11 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
     assert isinstance(rescore_stale_schedule.evaluate_tick(context).skip_message, str)
 
     configs = tmp_path / "configs"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     matcher = yaml.safe_load((configs / "matchers" / "minilm.yaml").read_text())
     (configs / "matchers" / "minilm.yaml").write_text(yaml.safe_dump({**matcher, "threshold": 0.7}))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-    settings.clear_caches()
+    loader.clear_caches()
     try:
         stale = stale_score_partitions(store)
         assert {(system, split) for system, split, _, _ in stale} == {
@@ -353,7 +353,7 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
         assert len(requests) == 8 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-        settings.clear_caches()
+        loader.clear_caches()
     meta = store.read_json("benchmark", "val", "meta.json")
     # A hand edit of a committed partition: without its manifest (as a partition written before manifests were),
     # since the manifest would refuse the edited file as corrupt.

@@ -17,7 +17,7 @@ import yaml
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -59,7 +59,7 @@ def _status(instance, asset, partition, assets=None):
 def _configs(tmp_path: Path, file: str, dotted: str, value):
     """The repo's configs with one value changed (BIOREVIEW_CONFIG_DIR), for the duration of the block."""
     configs = tmp_path / f"configs-{dotted}"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     data = yaml.safe_load((configs / file).read_text())
     node = data
     for part in dotted.split(".")[:-1]:
@@ -69,10 +69,10 @@ def _configs(tmp_path: Path, file: str, dotted: str, value):
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-            settings.clear_caches()
+            loader.clear_caches()
             yield
     finally:
-        settings.clear_caches()
+        loader.clear_caches()
 
 
 def _write_oracle_generations(store: ArtifactStore, keep: int | None = None) -> None:

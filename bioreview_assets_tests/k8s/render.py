@@ -14,7 +14,7 @@ from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_k8s_job_name, get_user_defined_k8s_config
 
 from bioreview_assets.k8s_config import executor_config
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 
 K8S_DIR = REPO_ROOT / "k8s"
 VALUES_FILE = K8S_DIR / "values-dagster.yaml"

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
-from bioreview_assets import k8s_config, settings
+from bioreview_assets import k8s_config
+from bioreview_assets.config import loader
 from bioreview_assets.k8s_config import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 from bioreview_assets_tests.k8s import render
 
 K8S_VERSION = "1.33"
@@ -132,7 +133,7 @@ def four_gpu_configs(tmp_path):
     import shutil
 
     import bioreview_assets.definitions  # noqa: F401  built from the shipped config first, as other tests expect
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     configs = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
@@ -146,9 +147,9 @@ def four_gpu_configs(tmp_path):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-        settings.clear_caches()
+        loader.clear_caches()
         yield patch
-    settings.clear_caches()
+    loader.clear_caches()
     _reload_gpu_assets()  # the shipped config again, for the tests that follow
 
 
@@ -197,7 +198,7 @@ def test_four_gpu_generation_pod_asks_for_four_gpus_shm_and_no_nvls(four_gpu_con
 
 
 def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     if "gpus" not in TrainingConfig.model_fields:  # before the training half is merged: qwen3-8b asks for 4 anyway
         real = k8s_config.gpus_for_step
@@ -225,7 +226,7 @@ def test_one_gpu_configs_give_the_pods_they_gave_before(generations_job):
 def test_gpu_counts_of_training_and_generation_pods_have_one_source():
     from bioreview_assets.config.k8s import K8sConfig
 
-    data = yaml.safe_load((settings.configs_dir() / "k8s.yaml").read_text())
+    data = yaml.safe_load((loader.configs_dir() / "k8s.yaml").read_text())
     data["gpu"]["steps"]["generation"]["gpus"] = 2
     with pytest.raises(ValueError, match="comes from the model configs \\(generation.gpus"):
         K8sConfig.model_validate(data)
@@ -347,7 +348,6 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
 def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(tmp_path, monkeypatch):
     import shutil
 
-    from bioreview_assets import settings
     from bioreview_assets.gpu_tags import embedding_asset_kwargs
 
     assert embedding_asset_kwargs() == {}  # shipped configs: MiniLM on CPU
@@ -356,7 +356,7 @@ def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(
     minilm = configs / "matchers" / "minilm.yaml"
     minilm.write_text(minilm.read_text().replace("kind: sentence_transformers", "kind: sentence_transformers\n  device: cuda"))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-    settings.clear_caches()
+    loader.clear_caches()
     try:
         kwargs = embedding_asset_kwargs()
         assert kwargs["pool"] == GPU_POOL
@@ -364,7 +364,7 @@ def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(
         node_selector = kwargs["op_tags"][K8S_CONFIG_TAG]["pod_spec_config"]["node_selector"]
         assert node_selector == {"nvidia.com/gpu.present": "true"}  # any GPU, not an A100
     finally:
-        settings.clear_caches()
+        loader.clear_caches()
 
 
 # --- Helm values, cluster objects, secrets, the example --------------------------------------------------------
@@ -404,7 +404,7 @@ def test_no_secret_value_reaches_any_manifest_or_file(monkeypatch):
     rendered = [render.to_dict(job) for job in rendered] + render.user_code_objects() + render.cluster_objects()
     blob = json.dumps(rendered) + json.dumps(executor_config()) + json.dumps(gpu_op_tags("generation"))
     files = [render.VALUES_FILE, EXAMPLE, render.K8S_DIR / "examples" / "pytorchjob-adapter.yaml",
-             settings.configs_dir() / "k8s.yaml"]
+             loader.configs_dir() / "k8s.yaml"]
     files += [render.K8S_DIR / name for name in ("bioreview-objects.yaml", "Dockerfile", "Dockerfile.gpu", "README.md")]
     for path in files:
         blob += path.read_text()

@@ -76,8 +76,8 @@ def test_the_job_is_one_master_and_workers_with_no_operator_retries(job) -> None
     assert (nodes, world) == (2, 8)
     assert job["spec"]["runPolicy"]["backoffLimit"] == 0  # Dagster retries, the training resumes from a checkpoint
     # The example trains qwen3-8b: its effective batch survives 8 ranks (accumulation steps divide evenly).
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
 
-    training = settings.load_model(job["metadata"]["labels"]["bioreview/model"]).training
+    training = loader.load_model(job["metadata"]["labels"]["bioreview/model"]).training
     assert training.gradient_accumulation_steps % world == 0
     assert replicas["Master"]["template"] == replicas["Worker"]["template"]  # the nodes differ only in their rank

@@ -13,7 +13,7 @@ from unittest import mock
 import polars as pl
 import pytest
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.ml.publish import (
     TRAINING_STATE,
     PublishError,
@@ -132,9 +132,9 @@ def test_card_front_matter_validates_with_huggingface_hub(published):
 def test_card_names_the_hub_base_when_the_config_has_one(store, tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
-    cfg = settings.load_model(MODEL).model_copy(deep=True)
+    cfg = loader.load_model(MODEL).model_copy(deep=True)
     cfg.base.hub_id = "Qwen/Qwen3-8B"
-    monkeypatch.setattr(settings, "load_model", lambda name: cfg)
+    monkeypatch.setattr(loader, "load_model", lambda name: cfg)
     published = assemble_published_adapter(store, MODEL, tmp_path / "hub")
     assert ModelCard.load(published.folder / "README.md").data.base_model == "Qwen/Qwen3-8B"
     assert json.loads((published.folder / "adapter_config.json").read_text())["base_model_name_or_path"] == \

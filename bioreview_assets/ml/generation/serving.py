@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bioreview_assets.ml.generation.base import SamplingSpec
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, merged_dir
@@ -105,7 +105,7 @@ def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str,
 def resolve_max_new_tokens(cfg: ModelConfig, train_articles, count_tokens) -> tuple[ModelConfig, str]:
     """The config with a numeric max_new_tokens ("auto" derived from the train targets) and where it came from."""
     from bioreview_assets.core.generation_limits import target_token_limit
-    from bioreview_assets.settings import load_corpus
+    from bioreview_assets.config.loader import load_corpus
 
     if cfg.generation.max_new_tokens != "auto":
         return cfg, "config"

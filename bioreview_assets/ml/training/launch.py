@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bioreview_assets.ml.training.checkpoints import ResumePoint
     from bioreview_assets.ml.training.monitoring import Progress
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
 
 log = logging.getLogger(__name__)
 

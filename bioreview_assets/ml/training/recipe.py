@@ -32,7 +32,8 @@ from bioreview_assets.ml.training.trainer import build_trainer
 from bioreview_assets.store.atomic import write_json_atomic
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
 log = logging.getLogger(__name__)
 

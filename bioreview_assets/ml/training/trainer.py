@@ -14,7 +14,7 @@ from bioreview_assets.ml.training.speed import cuda_available, use_activation_of
 from bioreview_assets.ml.training.speed import selective_checkpointing_callback, selective_checkpointing_layers
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
 log = logging.getLogger(__name__)
 
