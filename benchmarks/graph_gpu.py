@@ -170,10 +170,10 @@ class StepMeter:
 
 def run_chain_inside(chain: str) -> int:
     """In the chain's own process (its env set): doctor, then the plan, then the leaderboard and check verdicts."""
-    from bioreview_assets.cli import main as cli_main
-    from bioreview_assets.demo import demo_plan, run_demo
-    from bioreview_assets.resources import StorageResource
-    from bioreview_assets.summary import print_demo_summary
+    from bioreview_assets.cli.main import main as cli_main
+    from bioreview_assets.cli.demo import demo_plan, run_demo
+    from bioreview_assets.orchestration.resources import StorageResource
+    from bioreview_assets.cli.summary import print_demo_summary
 
     print(f"\n==== chain {chain}: doctor ====", flush=True)
     cli_main(["doctor"])  # reported, not a gate: the run shows what a blocking finding would have stopped
@@ -208,7 +208,7 @@ def run_chain_inside(chain: str) -> int:
 def interrupted_training(env: dict[str, str], work: Path, timeout_s: float) -> None:
     """Train chain a's adapter in a subprocess and SIGTERM it once its first checkpoint is written."""
     checkpoints = Path(env["BIOREVIEW_STORAGE"]) / "adapter" / "qwen3-8b-shape" / "checkpoints"
-    code = ("from bioreview_assets.demo import demo_plan, run_demo; "
+    code = ("from bioreview_assets.cli.demo import demo_plan, run_demo; "
             "plan = [s for s in demo_plan() if s.assets[0] in ('benchmark_split', 'sft_corpus', 'adapter')]; "
             "run_demo(plan)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO), start_new_session=True)

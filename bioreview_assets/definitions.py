@@ -8,10 +8,10 @@ from bioreview_assets.config import env
 from bioreview_assets.assets import (
     benchmark, concerns, corpus, ensemble, generation, leaderboard, matcher_validation, publish, scoring, training,
 )
-from bioreview_assets.automation import SCHEDULES, SENSORS
+from bioreview_assets.orchestration.automation import SCHEDULES, SENSORS
 from bioreview_assets.config.checks import check_configs
-from bioreview_assets.jobs import JOBS
-from bioreview_assets.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
+from bioreview_assets.orchestration.jobs import JOBS
+from bioreview_assets.orchestration.resources import CatalogResource, EmbedderResource, GenerationResource, StorageResource
 
 ASSET_MODULES = [benchmark, corpus, training, generation, concerns, ensemble, matcher_validation, scoring, leaderboard,
                  publish]
@@ -33,7 +33,7 @@ def build_resources() -> dict:
 
 def build_executor():
     if environment() == "k8s":
-        from bioreview_assets.k8s_config import k8s_executor
+        from bioreview_assets.orchestration.k8s_execution import k8s_executor
 
         return k8s_executor()
     return dg.multiprocess_executor.configured({"max_concurrent": 2})

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import yaml
 
-from bioreview_assets import cli
+from bioreview_assets.cli import main as cli
 from bioreview_assets.config import loader
 from bioreview_assets.config.checks import check_configs
 from bioreview_assets.config.env import REPO_ROOT

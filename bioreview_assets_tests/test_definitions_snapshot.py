@@ -77,8 +77,8 @@ def test_definitions_match_the_snapshot(monkeypatch):
 
 def test_every_demo_step_runs_under_a_named_job_that_holds_its_assets():
     from bioreview_assets.definitions import defs
-    from bioreview_assets.demo import demo_plan
-    from bioreview_assets.jobs import job_for
+    from bioreview_assets.cli.demo import demo_plan
+    from bioreview_assets.orchestration.jobs import job_for
 
     for step in demo_plan():
         job = defs.resolve_job_def(job_for(step.assets))

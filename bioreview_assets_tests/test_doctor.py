@@ -163,7 +163,7 @@ def test_probe_of_this_machine(tmp_path):
 
 
 def test_cli_exit_code(capsys):
-    from bioreview_assets.cli import main
+    from bioreview_assets.cli.main import main
 
     assert main(["doctor"]) == 0
     assert "ready to run" in capsys.readouterr().out

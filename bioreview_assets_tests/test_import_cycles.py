@@ -84,10 +84,10 @@ def package_cycles(graph: dict[str, set[str]], packages: set[str]) -> list[list[
     For each package, its children (subpackages and modules) are the nodes, each subpackage collapsed with
     everything under it (`bioreview_assets.ml.training.fp8` counts as `bioreview_assets.ml.training` at the `ml`
     level, as `bioreview_assets.ml` at the root); a cycle between them is a package cycle even where no module
-    cycle exists (`config/systems.py` -> `settings.py` -> `config/k8s.py`). A package's own loose modules stay
-    nodes of their own rather than one node with the package: the root holds modules of four layers (settings,
-    env, definitions, ...) and `ml/` holds both the models its subpackages load and services above them, so
-    lumping either would tie every layer to every other and hide the cycles between them. Any cycle between two
+    cycle exists (`config/systems.py` -> a loose `settings.py` -> `config/k8s.py`, as the tree once had). A
+    package's own loose modules stay nodes of their own rather than one node with the package: `ml/` holds both the
+    models its subpackages load and services above them, so lumping it would tie every layer to every other and
+    hide the cycles between them. Any cycle between two
     packages anywhere in the tree shows up at the level of their common parent.
     """
     found: list[list[str]] = []

@@ -10,12 +10,12 @@ from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchma
 from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.partitions import partitioned_checks, split_partitions
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.partitions import partitioned_checks, split_partitions
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import link, table_metadata
+from bioreview_assets.orchestration.ui_metadata import link, table_metadata
 
 
 @dg.asset(partitions_def=split_partitions(), check_specs=partitioned_checks(BENCHMARK_CHECKS, split_partitions()), group_name="benchmark",

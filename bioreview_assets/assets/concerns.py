@@ -9,7 +9,7 @@ from bioreview_assets.core.baselines import CHECKLIST, baseline_concerns
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
 from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     partitioned_checks,
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -18,7 +18,7 @@ from bioreview_assets.partitions import (
     model_to_system_mapping,
     split_to_system_split,
 )
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles

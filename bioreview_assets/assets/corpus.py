@@ -9,13 +9,13 @@ from bioreview_assets.config import loader
 from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.corpus import CORPUS_CHECKS, evaluate_corpus_checks
 from bioreview_assets.core.corpus import build_corpus
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     MODEL_DIM, SPLIT_DIM, keys, model_split_partitions, partitioned_checks, split_to_model_split,
 )
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.layout import corpus_dir, read_articles, read_split_meta
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import link, table_metadata
+from bioreview_assets.orchestration.ui_metadata import link, table_metadata
 
 
 @dg.asset(

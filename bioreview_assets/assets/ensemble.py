@@ -6,9 +6,9 @@ from bioreview_assets.config import loader
 from bioreview_assets.checks.systems import ENSEMBLE_CHECKS, evaluate_cap
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     partitioned_checks,
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -16,7 +16,7 @@ from bioreview_assets.partitions import (
     keys,
     members_to_ensemble_mapping,
 )
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
 from bioreview_assets.store.locks import locked_partition

@@ -10,8 +10,8 @@ from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
 from bioreview_assets.core.parsing import PARSE_METHODS, PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
-from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
+from bioreview_assets.orchestration.partitions import (
     MODEL_DIM,
     SPLIT_DIM,
     keys,
@@ -20,12 +20,12 @@ from bioreview_assets.partitions import (
     partitioned_checks,
     split_to_model_split,
 )
-from bioreview_assets.resources import GenerationResource, StorageResource
+from bioreview_assets.orchestration.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.ui_metadata import link, generation_preview, table_metadata, without_nulls
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
 GENERATION_COLUMNS = {

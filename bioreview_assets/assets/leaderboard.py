@@ -8,8 +8,8 @@ from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_check
 from bioreview_assets.reporting.report import REPORT_DIR, write_report
 from bioreview_assets.reporting.tables import headline, markdown
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
-from bioreview_assets.resources import StorageResource
-from bioreview_assets.ui_metadata import GLOSSARY, glossary, link, png_markdown, table_metadata
+from bioreview_assets.orchestration.resources import StorageResource
+from bioreview_assets.orchestration.ui_metadata import GLOSSARY, glossary, link, png_markdown, table_metadata
 
 DESCRIPTION = (
     "Leaderboard of all scored systems and splits with null baselines, and the report's tables in its metadata: "

@@ -7,12 +7,12 @@ from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evaluate_matcher_validation
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.ml.similarity import judge_for
-from bioreview_assets.partitions import matcher_partitions, partitioned_checks
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.partitions import matcher_partitions, partitioned_checks
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.labelled_pairs import labelled_pair_sources
-from bioreview_assets.ui_metadata import link, markdown_table, rounded, with_ci
+from bioreview_assets.orchestration.ui_metadata import link, markdown_table, rounded, with_ci
 
 
 def validation_table(results: dict[str, dict]) -> str:

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import model_partitions
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.partitions import model_partitions
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.layout import published_dir
 
 

@@ -11,10 +11,10 @@ from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
 from bioreview_assets.core.scoring import article_refs
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.ml.similarity import score_with_matcher
 from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
@@ -23,16 +23,16 @@ from bioreview_assets.partitions import (
     split_to_system_split,
     system_split_partitions,
 )
-from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
-from bioreview_assets.ui_metadata import (
+from bioreview_assets.orchestration.ui_metadata import (
     GLOSSARY, link, fmt, glossary, markdown_table, match_preview, png_markdown, rounded, table_metadata, with_ci,
     without_nulls,
 )
 from bioreview_assets.store.layout import adapter_dir, read_eval_articles, read_split_meta, scores_dir
 from bioreview_assets.store.score_inputs import score_inputs_signature
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
 def _interval(ci: dict, key: str, name: str) -> dict:

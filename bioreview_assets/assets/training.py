@@ -8,14 +8,14 @@ from bioreview_assets.config import loader
 from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
-from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
+from bioreview_assets.orchestration.partitions import model_partitions, model_to_model_split, partitioned_checks
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import png_markdown, without_nulls
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.ui_metadata import png_markdown, without_nulls
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
 def not_fine_tuned_note() -> str:

@@ -1,4 +1,4 @@
-"""configs/k8s.yaml: images, the k8s executor, GPU steps, and its loader (used by k8s_config.py)."""
+"""configs/k8s.yaml: images, the k8s executor, GPU steps, and its loader (used by orchestration/k8s_execution.py)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class ModelCache(_Strict):
     mount_path: str = "/models"
 
 
-# Step kinds whose pod's GPU count the model configs decide (training.gpus, generation.gpus: k8s_config.pod_gpus).
+# Step kinds whose pod's GPU count the model configs decide (training.gpus, generation.gpus: k8s_execution.pod_gpus).
 GPUS_FROM_MODEL_CONFIGS = ("training", "generation")
 
 

@@ -15,8 +15,8 @@ from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.catalog import query_table
-from bioreview_assets.demo import Step
-from bioreview_assets.summary import check_summary_lines, leaderboard_summary_lines
+from bioreview_assets.cli.demo import Step
+from bioreview_assets.cli.summary import check_summary_lines, leaderboard_summary_lines
 from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
@@ -326,7 +326,7 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
     import yaml
 
     from bioreview_assets.config import loader
-    from bioreview_assets.automation import rescore_stale_schedule, stale_score_partitions
+    from bioreview_assets.orchestration.automation import rescore_stale_schedule, stale_score_partitions
 
     instance, store = scores_stage.instance, scores_stage.store
     assert stale_score_partitions(store) == []

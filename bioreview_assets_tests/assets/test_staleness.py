@@ -178,7 +178,7 @@ def test_a_parser_change_reparses_stored_raw_text_without_regenerating(chain, mo
 
 
 def test_changed_member_concerns_change_the_ensemble_and_its_scores(chain):
-    from bioreview_assets.automation import stale_score_partitions
+    from bioreview_assets.orchestration.automation import stale_score_partitions
 
     instance, store, _ = chain
     _write_oracle_generations(store)

@@ -226,7 +226,7 @@ def test_paired_bootstrap_hand_checked_on_two_articles():
 
 def test_metrics_without_reference_concerns_are_undefined_not_zero():
     """A split whose articles have no reference concerns: recall and F1 are None (shown n/a), precision stays."""
-    from bioreview_assets.ui_metadata import fmt
+    from bioreview_assets.orchestration.ui_metadata import fmt
 
     empty = [score_article(a, "elife", np.zeros((2, 0)), [], 0.5, "hungarian") for a in ("x", "y")]
     m = aggregate(empty)

@@ -13,7 +13,7 @@ from dagster_k8s import DagsterK8sJobConfig, construct_dagster_k8s_job
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_k8s_job_name, get_user_defined_k8s_config
 
-from bioreview_assets.k8s_config import executor_config
+from bioreview_assets.orchestration.k8s_execution import executor_config
 from bioreview_assets.config.loader import REPO_ROOT
 
 K8S_DIR = REPO_ROOT / "k8s"

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
-from bioreview_assets import k8s_config
+from bioreview_assets.orchestration import k8s_execution
 from bioreview_assets.config import loader
-from bioreview_assets.k8s_config import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
+from bioreview_assets.orchestration.k8s_execution import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
 from bioreview_assets.config.loader import REPO_ROOT
 from bioreview_assets_tests.k8s import render
 
@@ -48,7 +48,7 @@ def generations_job() -> dict:
 def test_generation_step_job_requests_an_a100_with_shm_cache_and_gpu_image(generations_job):
     _validate(generations_job)
     container, pod = _container(generations_job), generations_job["spec"]["template"]["spec"]
-    assert container["image"] == k8s_config.image("gpu") != k8s_config.image("cpu")  # not the executor's job image
+    assert container["image"] == k8s_execution.image("gpu") != k8s_execution.image("cpu")  # not the executor's job image
     assert container["resources"] == {
         "requests": {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": "1"},
         "limits": {"cpu": "12", "memory": "64Gi", "nvidia.com/gpu": "1"},
@@ -87,8 +87,8 @@ def test_cpu_step_gets_the_cpu_image_and_shape_and_no_gpu():
     job = render.to_dict(render.step_job("benchmark_split", {}))
     _validate(job)
     container, pod = _container(job), job["spec"]["template"]["spec"]
-    assert container["image"] == k8s_config.image("cpu")
-    assert container["resources"] == k8s_config.load_k8s_config().executor.cpu_step.model_dump()
+    assert container["image"] == k8s_execution.image("cpu")
+    assert container["resources"] == k8s_execution.load_k8s_config().executor.cpu_step.model_dump()
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
@@ -105,7 +105,7 @@ def test_executor_config_is_valid_for_k8s_job_executor():
 
     result = process_config(resolve_to_config_type(_K8S_EXECUTOR_CONFIG_SCHEMA), executor_config())
     assert result.success, result.errors
-    assert k8s_config.k8s_executor().name == "bioreview_k8s"
+    assert k8s_execution.k8s_executor().name == "bioreview_k8s"
 
 
 def test_image_tags_can_be_pinned_at_deploy_time(monkeypatch):
@@ -114,7 +114,7 @@ def test_image_tags_can_be_pinned_at_deploy_time(monkeypatch):
 
 
 def test_local_env_never_imports_the_kubernetes_client():
-    code = ("import sys; from bioreview_assets.k8s_config import gpu_op_tags; gpu_op_tags('generation'); "
+    code = ("import sys; from bioreview_assets.orchestration.k8s_execution import gpu_op_tags; gpu_op_tags('generation'); "
             "assert not {'kubernetes', 'dagster_k8s'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=render.REPO_ROOT)
 
@@ -189,7 +189,7 @@ def _assert_multi_gpu_pod(job: dict, gpus: int, shm: str) -> None:
 
 
 def test_four_gpu_generation_pod_asks_for_four_gpus_shm_and_no_nvls(four_gpu_configs):
-    assert k8s_config.pod_gpus("generation") == 4  # not 8: the tiny model is gpu: false
+    assert k8s_execution.pod_gpus("generation") == 4  # not 8: the tiny model is gpu: false
     tags = _reload_gpu_assets()
     job = render.to_dict(render.step_job("generations", tags["generations"]))
     _assert_multi_gpu_pod(job, 4, "16Gi")
@@ -201,10 +201,10 @@ def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
     from bioreview_assets.config.model import TrainingConfig
 
     if "gpus" not in TrainingConfig.model_fields:  # before the training half is merged: qwen3-8b asks for 4 anyway
-        real = k8s_config.gpus_for_step
-        four_gpu_configs.setattr(k8s_config, "gpus_for_step", lambda model, kind: 4 if (
+        real = k8s_execution.gpus_for_step
+        four_gpu_configs.setattr(k8s_execution, "gpus_for_step", lambda model, kind: 4 if (
             kind == "training" and model.name == "qwen3-8b") else real(model, kind))
-    assert k8s_config.pod_gpus("training") == 4
+    assert k8s_execution.pod_gpus("training") == 4
     tags = _reload_gpu_assets()
     adapter_job = render.to_dict(render.step_job("adapter", tags["adapter"]))
     _assert_multi_gpu_pod(adapter_job, 4, "32Gi")
@@ -218,7 +218,7 @@ def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
 
 def test_one_gpu_configs_give_the_pods_they_gave_before(generations_job):
     """The shipped configs ask for one GPU everywhere: the example Job (unchanged file) is still what is rendered."""
-    assert k8s_config.pod_gpus("training") == k8s_config.pod_gpus("generation") == 1
+    assert k8s_execution.pod_gpus("training") == k8s_execution.pod_gpus("generation") == 1
     assert yaml.safe_load(EXAMPLE.read_text()) == generations_job
     assert gpu_op_tags("training") == gpu_op_tags("training", gpus=1)
 
@@ -323,7 +323,7 @@ def _asset_tags(name: str) -> dict:
 @pytest.mark.parametrize("asset_name", sorted(GPU_STEPS))
 def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatch):
     from bioreview_assets.definitions import defs
-    from bioreview_assets.gpu_tags import gpu_asset_kwargs
+    from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
 
     tags = _asset_tags(asset_name)
     if asset_name == "scores":  # the shipped matchers embed on CPU: scores gets no GPU pod (next test)
@@ -339,7 +339,7 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
         # Locally a failure is a bug, surfaced at once; on Kubernetes (preempted pods) the step is retried.
         assert assets_def.op.retry_policy is None
     monkeypatch.setenv("BIOREVIEW_ENV", "k8s")
-    assert gpu_asset_kwargs(GPU_STEPS[asset_name])["retry_policy"] == k8s_config.GPU_RETRY
+    assert gpu_asset_kwargs(GPU_STEPS[asset_name])["retry_policy"] == k8s_execution.GPU_RETRY
     job = render.to_dict(render.step_job(asset_name, tags))
     _validate(job)
     assert _container(job)["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -348,7 +348,7 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
 def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(tmp_path, monkeypatch):
     import shutil
 
-    from bioreview_assets.gpu_tags import embedding_asset_kwargs
+    from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 
     assert embedding_asset_kwargs() == {}  # shipped configs: MiniLM on CPU
     configs = tmp_path / "configs"
@@ -379,9 +379,9 @@ def test_helm_values_wire_k8s_env_postgres_launcher_monitoring_and_gpu_pool():
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["concurrency"]["enabled"] and values["concurrency"]["pools"]["defaultLimit"] >= 1
-    assert dep["image"]["repository"] + ":" + dep["image"]["tag"] == k8s_config.image("cpu")
+    assert dep["image"]["repository"] + ":" + dep["image"]["tag"] == k8s_execution.image("cpu")
     env = {e["name"]: e["value"] for e in dep["env"]}
-    assert env["BIOREVIEW_GPU_IMAGE"] == k8s_config.image("gpu")
+    assert env["BIOREVIEW_GPU_IMAGE"] == k8s_execution.image("gpu")
 
 
 def test_chart_objects_and_cluster_objects_are_valid_kubernetes():
@@ -391,7 +391,7 @@ def test_chart_objects_and_cluster_objects_are_valid_kubernetes():
     for obj in objects:
         _validate(obj)
     names = {o["metadata"]["name"] for o in objects}
-    config = k8s_config.load_k8s_config()
+    config = k8s_execution.load_k8s_config()
     # Everything the pods reference by name is created by k8s/bioreview-objects.yaml (secrets: by kubectl).
     assert {config.gpu.model_cache.claim_name, config.executor.service_account_name, "bioreview-benchmark",
             *config.executor.env_config_maps} <= names

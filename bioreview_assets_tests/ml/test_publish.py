@@ -187,7 +187,7 @@ def test_upload_is_private_by_default_with_the_environment_token(published, hf_a
 
 
 def test_cli_publish_writes_the_folder_and_uploads_public_on_request(store, tmp_path, hf_api, capsys):
-    from bioreview_assets.cli import main
+    from bioreview_assets.cli.main import main
 
     _, api = hf_api
     assert main(["publish", MODEL, "--out", str(tmp_path / "cli"), "--repo-id", "me/tiny", "--public"]) == 0

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from bioreview_assets.ui_metadata import (
+from bioreview_assets.orchestration.ui_metadata import (
     GLOSSARY, generation_preview, match_preview, rounded, table_metadata, with_ci, without_nulls,
 )
 

@@ -148,7 +148,7 @@ def check_devices(world_size: int, strategy: str = "ddp") -> None:
                            "ranks the same settings would silently train plain DDP); use strategy: ddp here")
     if torch.cuda.is_available() and torch.cuda.device_count() < world_size:
         raise RuntimeError(f"training.gpus={world_size} but this machine shows {torch.cuda.device_count()} CUDA "
-                           "device(s): the step's pod must ask for as many GPUs (k8s_config.pod_gpus)")
+                           "device(s): the step's pod must ask for as many GPUs (k8s_execution.pod_gpus)")
 
 
 def torchrun_command(world_size: int, spec: Path, failures: Path, *, module: str = WORKER) -> list[str]:

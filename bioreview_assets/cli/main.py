@@ -32,9 +32,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bioreview_assets.demo import run_demo
-    from bioreview_assets.resources import StorageResource
-    from bioreview_assets.summary import print_demo_summary
+    from bioreview_assets.cli.demo import run_demo
+    from bioreview_assets.orchestration.resources import StorageResource
+    from bioreview_assets.cli.summary import print_demo_summary
 
     # The doctor first: a machine that cannot run the demo says so in seconds, not after an hour.
     if _cmd_doctor(argparse.Namespace(models=None, all=False)) != 0:
@@ -48,7 +48,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.catalog import query_table
 
     try:
@@ -61,7 +61,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bioreview_assets.reporting.report import write_report
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
 
     report = write_report(StorageResource().store())
     for name, path in report.files.items():
@@ -76,7 +76,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
     from bioreview_assets.ml.similarity import score_with_matcher
-    from bioreview_assets.resources import EmbedderResource
+    from bioreview_assets.orchestration.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
 
     source = split_file(args.split)
@@ -101,7 +101,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_label_export(args: argparse.Namespace) -> int:
     from bioreview_assets.core.matcher_validation import stratified_pairs
     from bioreview_assets.reporting.label_export import export_rows, to_csv, to_html
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.catalog import query_frame
 
     matcher = args.matcher or loader.load_project().default_matcher
@@ -129,7 +129,7 @@ def _cmd_label_export(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from bioreview_assets.ml.publish import assemble_published_adapter, upload_published_adapter
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 
     store = StorageResource().store()

@@ -14,7 +14,7 @@ from bioreview_assets.config import env
 from bioreview_assets.config import loader
 from bioreview_assets.config.systems import System, all_systems
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
+from bioreview_assets.orchestration.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def show_progress() -> None:
     import logging
     import sys
 
-    from bioreview_assets.progress import LOGGER_NAME
+    from bioreview_assets.core.progress import LOGGER_NAME
 
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_bioreview_demo", False) for h in logger.handlers):
@@ -187,7 +187,7 @@ def run_demo(plan: list[Step] | None = None, observe: Callable[[Step], contextli
     what ran instead of `__ephemeral_asset_job__`; every run is tagged bioreview/demo and bioreview/pipeline.
     """
     from bioreview_assets.definitions import defs
-    from bioreview_assets.jobs import job_for
+    from bioreview_assets.orchestration.jobs import job_for
 
     show_progress()
     instance = dg.DagsterInstance.get()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bioreview_assets.config import env
 from bioreview_assets.config import loader
-from bioreview_assets.k8s_config import GPU_POOL, GPU_RETRY, gpu_op_tags
+from bioreview_assets.orchestration.k8s_execution import GPU_POOL, GPU_RETRY, gpu_op_tags
 
 
 def gpu_asset_kwargs(step_kind: str, gpus: int | None = None) -> dict:
     """op_tags / pool for a GPU step; retries only on Kubernetes, where a failure is usually a preempted pod.
 
-    gpus: the pod's GPU count, None for what the model configs ask for (k8s_config.pod_gpus). Locally a failure is
+    gpus: the pod's GPU count, None for what the model configs ask for (k8s_execution.pod_gpus). Locally a failure is
     a bug or a config error: retrying it with back-off would only hide it for minutes.
     """
     kwargs = {"op_tags": gpu_op_tags(step_kind, gpus), "pool": GPU_POOL}

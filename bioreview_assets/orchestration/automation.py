@@ -9,7 +9,7 @@ import dagster as dg
 from bioreview_assets.config import env
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.jobs import JOBS_BY_NAME
+from bioreview_assets.orchestration.jobs import JOBS_BY_NAME
 from bioreview_assets.store.benchmark_source import split_file
 
 BENCHMARK_SPLIT = dg.AssetKey("benchmark_split")
@@ -98,7 +98,7 @@ def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
 )
 def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
     """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns) changed."""
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
 
     stale = stale_score_partitions(StorageResource().store())
     if not stale:
