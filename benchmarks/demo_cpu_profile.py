@@ -116,6 +116,7 @@ class Demo:
 def part_targets(demo: Demo) -> None:
     import statistics
 
+    from bioreview_assets.config import loader
     from bioreview_assets.core.generation_limits import target_token_limit, target_token_lengths
 
     print("\n## token lengths")
@@ -179,6 +180,7 @@ def part_train(demo: Demo, steps: int) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from bioreview_assets.config import loader
     from bioreview_assets.core.gt_filter import filter_article
     from bioreview_assets.core.prompts import target_text
     from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat

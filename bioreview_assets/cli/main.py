@@ -72,6 +72,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
+    from bioreview_assets.config import loader
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
@@ -99,6 +100,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_label_export(args: argparse.Namespace) -> int:
+    from bioreview_assets.config import loader
     from bioreview_assets.core.matcher_validation import stratified_pairs
     from bioreview_assets.reporting.label_export import export_rows, to_csv, to_html
     from bioreview_assets.orchestration.resources import StorageResource
