@@ -42,13 +42,11 @@ def test_invalid_config_names_the_file(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "bad.yaml").write_text("base: {kind: hub}\n")
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(tmp_path))
-    loader.clear_caches()
     try:
         with pytest.raises(ValueError, match="bad.yaml"):
             loader.load_model("bad")
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-        loader.clear_caches()
 
 
 def test_config_types_are_owned_once():

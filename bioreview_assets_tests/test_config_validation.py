@@ -8,7 +8,7 @@ import yaml
 
 from bioreview_assets.cli import main as cli
 from bioreview_assets.config import loader
-from bioreview_assets.config.checks import check_configs
+from bioreview_assets.config.loader import check_configs
 from bioreview_assets.config.env import REPO_ROOT
 
 
@@ -18,9 +18,7 @@ def configs(tmp_path, monkeypatch):
     folder = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", folder)
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(folder))
-    loader.clear_caches()
-    yield folder
-    loader.clear_caches()
+    return folder
 
 
 def edit(path, change):
@@ -75,7 +73,6 @@ def test_ensemble_cap_and_members_are_checked(configs):
     with pytest.raises(loader.ConfigError, match=r"embedded-union.yaml: cap: Input should be greater than or equal"):
         check_configs()
     edit(path, lambda data: data.update(cap=20, members=["smollm2-135m", "bm26"]))
-    loader.clear_caches()
     with pytest.raises(loader.ConfigError, match=r"embedded-union.yaml: members: unknown system 'bm26'"):
         check_configs()
 

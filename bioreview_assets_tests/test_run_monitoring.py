@@ -38,7 +38,8 @@ def test_local_instance_config_enables_run_monitoring_with_our_launcher():
     config = yaml.safe_load(LOCAL_YAML.read_text())
     assert config["run_monitoring"]["enabled"] is True
     assert config["run_monitoring"]["max_resume_run_attempts"] == 0
-    assert config["run_launcher"] == {"module": "bioreview_assets.orchestration.run_monitoring", "class": "LocalRunLauncher"}
+    assert config["run_launcher"] == {"module": "bioreview_assets.orchestration.run_monitoring",
+                                      "class": "LocalRunLauncher"}
     helm = yaml.safe_load((REPO_ROOT / "k8s" / "values-dagster.yaml").read_text())
     assert helm["dagsterDaemon"]["runMonitoring"]["enabled"] is True  # and kept on in Kubernetes
 

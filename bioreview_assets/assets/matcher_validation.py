@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bioreview_assets.config import loader
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evaluate_matcher_validation
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
@@ -26,21 +26,31 @@ def validation_table(results: dict[str, dict]) -> str:
                                  "kappa"])
 
 
-@dg.asset(
-    partitions_def=matcher_partitions(),
-    check_specs=partitioned_checks(VALIDATION_CHECKS, matcher_partitions()),
-    **embedding_asset_kwargs(),
-    group_name="scoring",
-    kinds={"python"},
-)
-def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResource,
-                       embedders: EmbedderResource) -> dg.MaterializeResult:
-    """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """matcher_validation, partitioned by every matcher of `snapshot`."""
+
+    @dg.asset(
+        partitions_def=matcher_partitions(snapshot),
+        check_specs=partitioned_checks(VALIDATION_CHECKS, matcher_partitions(snapshot)),
+        **embedding_asset_kwargs(snapshot),
+        group_name="scoring",
+        kinds={"python"},
+    )
+    def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResource,
+                           embedders: EmbedderResource) -> dg.MaterializeResult:
+        """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""
+        return materialize_matcher_validation(snapshot, context, storage, embedders)
+
+    return [matcher_validation]
+
+
+def materialize_matcher_validation(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                                   storage: StorageResource, embedders: EmbedderResource) -> dg.MaterializeResult:
     matcher = context.partition_key
-    project = loader.load_project()
+    project = snapshot.project
     cfg = project.matcher_validation
-    spec = loader.load_matcher(matcher)
-    encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(matcher)
+    spec = snapshot.matcher(matcher)
+    encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(spec)
     judge = judge_for(spec) if spec.method == "llm_judge" else None
     results = {name: validate_labelled_pairs(spec, encode, pairs, DEFAULT_THRESHOLDS, project.bootstrap_n, judge=judge)
                for name, pairs in labelled_pair_sources(cfg).items()}

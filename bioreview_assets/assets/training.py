@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from bioreview_assets.config import loader
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
@@ -18,9 +18,9 @@ from bioreview_assets.orchestration.ui_metadata import png_markdown, without_nul
 from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
-def not_fine_tuned_note() -> str:
+def not_fine_tuned_note(snapshot: ConfigSnapshot) -> str:
     """Why some partitions of adapter/merged_model can never be built (said in the asset description)."""
-    names = [n for n in loader.all_model_names() if not loader.load_model(n).finetune]
+    names = [name for name, cfg in snapshot.models.items() if not cfg.finetune]
     if not names:
         return ""
     # Dagster 1.13 maps adapter[model] to generations[model x split] only between equal model dimensions
@@ -31,30 +31,55 @@ def not_fine_tuned_note() -> str:
             "`systems_here` for the models buildable on this machine.")
 
 
-@dg.asset(
-    partitions_def=model_partitions(),
-    description="LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."
-                + not_fine_tuned_note(),
-    deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
-    check_specs=partitioned_checks(ADAPTER_CHECKS, model_partitions()),
-    metadata=systems_here_metadata(),
-    group_name="training",
-    kinds={"pytorch", "peft"},
-    **gpu_asset_kwargs("training"),
-)
-@locked_partition
-def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """adapter and merged_model, partitioned by the models of `snapshot`, their GPU pods shaped by its configs."""
+
+    @dg.asset(
+        partitions_def=model_partitions(snapshot),
+        description="LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."
+                    + not_fine_tuned_note(snapshot),
+        deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
+        check_specs=partitioned_checks(ADAPTER_CHECKS, model_partitions(snapshot)),
+        metadata=systems_here_metadata(snapshot),
+        group_name="training",
+        kinds={"pytorch", "peft"},
+        **gpu_asset_kwargs(snapshot, "training"),
+    )
+    @locked_partition
+    def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+        return materialize_adapter(snapshot, context, storage)
+
+    @dg.asset(
+        partitions_def=model_partitions(snapshot),
+        description="The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."
+                    + not_fine_tuned_note(snapshot),
+        metadata=systems_here_metadata(snapshot),
+        deps=["adapter"],
+        group_name="training",
+        kinds={"pytorch"},
+        # Merging runs in one process: a training pod's shape, one GPU.
+        **gpu_asset_kwargs(snapshot, "training", gpus=1),
+    )
+    def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
+        return materialize_merged_model(snapshot.model(context.partition_key), storage)
+
+    return [adapter, merged_model]
+
+
+def materialize_adapter(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                        storage: StorageResource) -> dg.MaterializeResult:
     from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.tokenization import model_prompt
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.reporting.plots import loss_curve_png
 
     model = context.partition_key
-    cfg = loader.load_model(model)
+    cfg = snapshot.model(model)
     store = storage.store()
     if cfg.probe_of:
-        return probe_checkpoint(store, cfg)
+        return probe_checkpoint(store, cfg, snapshot.project.tracking)
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false (a base-model or API baseline): there is no adapter "
                          f"to train; materialise its generations directly")
@@ -82,7 +107,7 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         prompt_hash=prompt_hash,
         corpus_hash=stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
-        tracking=loader.load_project().tracking,
+        tracking=snapshot.project.tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta["lora_modules"].items()}
@@ -133,11 +158,11 @@ def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> d
     return links
 
 
-def probe_checkpoint(store: ArtifactStore, cfg: ModelConfig) -> dg.MaterializeResult:
+def probe_checkpoint(store: ArtifactStore, cfg: ModelConfig, tracking) -> dg.MaterializeResult:
     """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
     from bioreview_assets.ml.training.checkpoints import copy_probe_checkpoint
 
-    probe = copy_probe_checkpoint(store, cfg, loader.load_project().tracking)
+    probe = copy_probe_checkpoint(store, cfg, tracking)
     probe_meta, published = probe.meta, probe.published
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
                                           "val_loss_at_step": probe_meta["final_val_loss"],
@@ -152,22 +177,10 @@ def probe_checkpoint(store: ArtifactStore, cfg: ModelConfig) -> dg.MaterializeRe
                                                    cfg.training.loss_fall_fraction, label=cfg.name)])
 
 
-@dg.asset(
-    partitions_def=model_partitions(),
-    description="The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."
-                + not_fine_tuned_note(),
-    metadata=systems_here_metadata(),
-    deps=["adapter"],
-    group_name="training",
-    kinds={"pytorch"},
-    **gpu_asset_kwargs("training", gpus=1),  # merging runs in one process: a training pod's shape, one GPU
-)
-def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
+def materialize_merged_model(cfg: ModelConfig, storage: StorageResource) -> dg.MaterializeResult:
     from bioreview_assets.ml.merge import merge_adapter
 
-    model = context.partition_key
-    cfg = loader.load_model(model)
+    model = cfg.name
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false: there is no adapter to merge")
     store = storage.store()

@@ -1,13 +1,11 @@
-"""configs/k8s.yaml: images, the k8s executor, GPU steps, and its loader (used by orchestration/k8s_execution.py)."""
+"""Pydantic models of configs/k8s.yaml: images, the k8s executor, GPU steps (orchestration/k8s_execution.py turns
+them into op tags and the executor; config/loader.py reads the file)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-# The loader (config/loader.py) sits below this module: it never imports it.
-from bioreview_assets.config import loader
 
 
 class _Strict(BaseModel):
@@ -92,8 +90,3 @@ class K8sConfig(_Strict):
     executor: ExecutorSpec
     gpu: GpuSpec
 
-
-@loader.cached_loader
-def load_k8s_config() -> K8sConfig:
-    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's); loader.clear_caches() forgets it."""
-    return loader.read_config(K8sConfig, loader.configs_dir() / "k8s.yaml")

@@ -1,8 +1,12 @@
-"""The one reader of configs/: YAML files validated into the models of config/model.py and config/project.py."""
+"""The one reader of configs/: YAML files validated into the models of config/model.py, project.py and k8s.py,
+cross-checked (check_configs), and gathered into one ConfigSnapshot (load_snapshot).
+
+Only the entry points (cli/) and definitions.py call load_snapshot; they pass its parts down, and no module below
+them imports this one (bioreview_assets_tests/test_import_cycles.py). A snapshot is remembered by the state of the
+files it was read from, so a test pointing BIOREVIEW_CONFIG_DIR elsewhere (or editing a file) just loads again."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,11 +15,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bioreview_assets.config import env
+from bioreview_assets.config.k8s import K8sConfig
 from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.config.project import EnsembleConfig, ProjectConfig, SweepConfig
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.config.systems import all_systems
 from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.core.matcher_spec import MatcherSpec
-from bioreview_assets.core.postprocess import PostprocessPolicy
 
 REPO_ROOT = env.REPO_ROOT
 
@@ -78,14 +84,12 @@ def _apply_dotted(data: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any
     return out
 
 
-@functools.lru_cache(maxsize=None)
 def load_project() -> ProjectConfig:
     """The project config (configs/project.yaml)."""
     path = configs_dir() / "project.yaml"
     return validated(ProjectConfig, _read_yaml(path), path)
 
 
-@functools.lru_cache(maxsize=None)
 def load_model(name: str) -> ModelConfig:
     """A model config; `base@tag` names a sweep variant (dotted overrides over the base model config)."""
     if "@" in name:
@@ -108,40 +112,16 @@ def load_model(name: str) -> ModelConfig:
     return _load_named("models", name, ModelConfig)
 
 
-@functools.lru_cache(maxsize=None)
 def load_corpus(name: str) -> CorpusConfig:
     return _load_named("corpora", name, CorpusConfig)
 
 
-@functools.lru_cache(maxsize=None)
 def load_matcher(name: str) -> MatcherSpec:
     return _load_named("matchers", name, MatcherSpec)
 
 
-@functools.lru_cache(maxsize=None)
 def load_ensemble(name: str) -> EnsembleConfig:
     return _load_named("ensembles", name, EnsembleConfig)
-
-
-def postprocess_policy(name: str) -> PostprocessPolicy:
-    """The post-processing policy `name` of configs/project.yaml."""
-    for policy in load_project().postprocess:
-        if policy.name == name:
-            return policy
-    raise KeyError(f"no post-processing policy {name!r} in configs/project.yaml")
-
-
-def eval_article_limit(model: str | None = None) -> int | None:
-    """How many leading articles of an eval split are generated and scored (None = all).
-
-    The project's eval_max_articles for every system; a checkpoint probe (`model@stepN`) uses its own smaller val
-    subset on top of that. Baselines and ensembles pass no model.
-    """
-    limits = [load_project().eval_max_articles]
-    if model is not None:
-        limits.append(load_model(model).generation.max_articles)
-    given = [n for n in limits if n]
-    return min(given) if given else None
 
 
 def all_matcher_names() -> list[str]:
@@ -161,23 +141,84 @@ def all_model_names() -> list[str]:
     return names
 
 
-# Loaders cached in modules above this one (config/k8s.py's load_k8s_config): this module never imports them.
-_CACHED_ELSEWHERE: list = []
-
-
-def cached_loader(fn):
-    """A config loader kept outside this module, cached like the ones here and forgotten by clear_caches()."""
-    cached = functools.lru_cache(maxsize=None)(fn)
-    _CACHED_ELSEWHERE.append(cached)
-    return cached
-
-
 def read_config(model: type[BaseModel], path: Path) -> Any:
     """The YAML file at `path` as `model` (ConfigError naming the file and the key when it does not validate)."""
     return validated(model, _read_yaml(path), path)
 
 
-def clear_caches() -> None:
-    """Forget loaded configs (tests switch BIOREVIEW_CONFIG_DIR)."""
-    for fn in (load_project, load_model, load_corpus, load_matcher, load_ensemble, *_CACHED_ELSEWHERE):
-        fn.cache_clear()
+def load_k8s_config() -> K8sConfig:
+    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's)."""
+    return read_config(K8sConfig, configs_dir() / "k8s.yaml")
+
+
+# Cross-checks: every config the project names, loaded and checked before any work (load_snapshot runs them), so a
+# bad value or an unknown name is a ConfigError naming the file, the key and what is allowed.
+
+def _present(folder: str) -> list[str]:
+    """Names of the configs under configs/<folder>/."""
+    return sorted(path.stem for path in (configs_dir() / folder).glob("*.yaml"))
+
+
+def check_configs() -> ProjectConfig:
+    """Load and cross-check every config the project names: each model (sweep variants and probes included), its
+    corpus, each matcher and ensemble (members and matcher must exist). Raises ConfigError."""
+    project = load_project()  # its own names (policies, splits, baselines...) are checked by its model
+    where = configs_dir()
+    for folder, names in (("models", project.models), ("matchers", project.matchers),
+                          ("ensembles", project.ensembles), ("sweeps", project.sweeps)):
+        missing = [name for name in names if name not in _present(folder)]
+        if missing:
+            raise ConfigError(f"invalid config {where / 'project.yaml'}: {folder}: no {folder}/{missing[0]}.yaml; "
+                              f"allowed: {_present(folder)}")
+    for name in all_model_names():
+        cfg = load_model(name)
+        if cfg.corpus not in _present("corpora"):
+            raise ConfigError(f"invalid config {where / 'models' / name.split('@')[0]}.yaml: corpus: unknown "
+                              f"{cfg.corpus!r}; allowed: {_present('corpora')}")
+        load_corpus(cfg.corpus)
+    for name in project.matchers:
+        load_matcher(name)
+    systems = [system.name for system in all_systems(project, all_model_names()) if system.kind != "ensemble"]
+    for name in project.ensembles:
+        ensemble = load_ensemble(name)
+        file = f"invalid config {where / 'ensembles' / name}.yaml"
+        for key, given in (("members", ensemble.members), ("count_baseline", [ensemble.count_baseline_source()])):
+            unknown = [member for member in given if member not in systems]
+            if unknown:
+                raise ConfigError(f"{file}: {key}: unknown system {unknown[0]!r}; allowed: {systems}")
+        if ensemble.matcher is not None and ensemble.matcher not in _present("matchers"):
+            raise ConfigError(f"{file}: matcher: unknown {ensemble.matcher!r}; allowed: {_present('matchers')}")
+    return project
+
+
+# Snapshots already loaded, by the state of the files they were read from: a second load of unchanged files (every
+# test builds the definitions again) costs a stat per file instead of a fresh parse and validation. Any edit changes
+# the key, so nothing here ever needs clearing.
+_LOADED: dict[tuple, ConfigSnapshot] = {}
+
+
+def _files_state(root: Path) -> tuple:
+    return (str(root), *sorted((str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                               for path in root.rglob("*.yaml")))
+
+
+def load_snapshot() -> ConfigSnapshot:
+    """Load and cross-check every config under the config folder (BIOREVIEW_CONFIG_DIR or configs/) into a snapshot;
+    raises ConfigError naming the file and key of a bad one."""
+    key = _files_state(configs_dir())
+    if key not in _LOADED:
+        _LOADED[key] = _read_snapshot()
+    return _LOADED[key]
+
+
+def _read_snapshot() -> ConfigSnapshot:
+    project = check_configs()
+    models = {name: load_model(name) for name in all_model_names()}
+    return ConfigSnapshot(
+        project=project,
+        models=models,
+        corpora={cfg.corpus: load_corpus(cfg.corpus) for cfg in models.values()},
+        matchers={name: load_matcher(name) for name in all_matcher_names()},
+        ensembles={name: load_ensemble(name) for name in project.ensembles},
+        k8s=load_k8s_config(),
+    )

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from bioreview_assets.config import env
-from bioreview_assets.config import loader
 from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.doctor.diagnose import Finding, RunSpec, blocking, diagnose_machine, diagnose_run
 from bioreview_assets.doctor.facts import MachineFacts, probe
 from bioreview_assets.doctor.plan import Architecture, MemoryPlan, memory_plan
@@ -51,12 +51,12 @@ def run_spec(cfg: ModelConfig) -> RunSpec:
                    decode=cfg.generation.decode, weights_error=weights_error, plan=plan)
 
 
-def embedder_findings(matchers: list[str]) -> list[Finding]:
+def embedder_findings(matchers: list[MatcherSpec]) -> list[Finding]:
     from bioreview_assets.ml.embedders import weights_problem
 
     out = []
-    for name in matchers:
-        spec = loader.load_matcher(name)
+    for spec in matchers:
+        name = spec.name
         if spec.embedder is None:
             continue
         problem = weights_problem(spec.embedder)
@@ -65,10 +65,11 @@ def embedder_findings(matchers: list[str]) -> list[Finding]:
     return out
 
 
-def examine(models: list[str], facts: MachineFacts | None = None) -> list[Finding]:
-    """All findings for these model configs on this machine (probes the machine unless facts are given)."""
-    project = loader.load_project()
-    runs = [run_spec(loader.load_model(name)) for name in models]
+def examine(models: list[ModelConfig], matchers: list[MatcherSpec],
+            facts: MachineFacts | None = None) -> list[Finding]:
+    """All findings for these model configs and the embedders of these matchers on this machine (probes the machine
+    unless facts are given)."""
+    runs = [run_spec(cfg) for cfg in models]
     if facts is None:
         want_vllm = any(run.gpu and run.generation_backend == "vllm" for run in runs)
         from bioreview_assets.ml.generation.vllm_backend import vllm_python
@@ -77,7 +78,7 @@ def examine(models: list[str], facts: MachineFacts | None = None) -> list[Findin
     findings = diagnose_machine(facts, runs)
     for run in runs:
         findings += diagnose_run(facts, run)
-    return findings + embedder_findings(sorted({project.default_matcher, *project.matchers}))
+    return findings + embedder_findings(matchers)
 
 
 def format_findings(findings: list[Finding]) -> str:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from bioreview_assets.config import loader
+from bioreview_assets.config.loader import load_snapshot
 from bioreview_assets.store.layout import adapter_dir, merged_dir
-from bioreview_assets_tests.assets.reload import reload_asset_modules
 
 FAMILIES = ["tiny-qwen3.5", "tiny-qwen2", "tiny-deepseek-r1", "tiny-gemma2", "tiny-gemma4"]
 
@@ -36,10 +36,8 @@ def family_graph(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
         patch.setenv("BIOREVIEW_STORAGE", str(root / "storage"))
-        loader.clear_caches()
-        reload_asset_modules()
         instance = dg.DagsterInstance.ephemeral()
-        assets, resources = build_assets(), build_resources()
+        assets, resources = build_assets(load_snapshot()), build_resources()  # partitions of this config
 
         def run(asset, partition):
             result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
@@ -62,12 +60,7 @@ def family_graph(tmp_path_factory):
             }
         from bioreview_assets.store.artifacts import ArtifactStore
 
-        try:
-            yield results, ArtifactStore()
-        finally:
-            loader.clear_caches()
-    loader.clear_caches()
-    reload_asset_modules()  # back to the repository's partitions for the tests that follow
+        yield results, ArtifactStore()
 
 
 EXPECTED_WRAPPED = {

@@ -84,7 +84,7 @@ def store(tmp_path, monkeypatch, tiny_dir: Path, adapter_dir: Path) -> ArtifactS
 
 @pytest.fixture
 def published(store, tmp_path):
-    return assemble_published_adapter(store, MODEL, tmp_path / "published")
+    return assemble_published_adapter(store, loader.load_model(MODEL), loader.load_project(), tmp_path / "published")
 
 
 def test_folder_holds_adapter_tokenizer_card_and_no_training_state(published, store):
@@ -134,8 +134,7 @@ def test_card_names_the_hub_base_when_the_config_has_one(store, tmp_path, monkey
 
     cfg = loader.load_model(MODEL).model_copy(deep=True)
     cfg.base.hub_id = "Qwen/Qwen3-8B"
-    monkeypatch.setattr(loader, "load_model", lambda name: cfg)
-    published = assemble_published_adapter(store, MODEL, tmp_path / "hub")
+    published = assemble_published_adapter(store, cfg, loader.load_project(), tmp_path / "hub")
     assert ModelCard.load(published.folder / "README.md").data.base_model == "Qwen/Qwen3-8B"
     assert json.loads((published.folder / "adapter_config.json").read_text())["base_model_name_or_path"] == \
         "Qwen/Qwen3-8B"
@@ -143,9 +142,9 @@ def test_card_names_the_hub_base_when_the_config_has_one(store, tmp_path, monkey
 
 def test_models_without_an_adapter_are_refused(store, tmp_path):
     with pytest.raises(PublishError, match="finetune: false"):
-        assemble_published_adapter(store, "smollm2-135m-base", tmp_path / "x")
+        assemble_published_adapter(store, loader.load_model("smollm2-135m-base"), loader.load_project(), tmp_path / "x")
     with pytest.raises(PublishError, match="not materialised"):
-        assemble_published_adapter(store, "smollm2-135m", tmp_path / "y")
+        assemble_published_adapter(store, loader.load_model("smollm2-135m"), loader.load_project(), tmp_path / "y")
 
 
 @pytest.fixture
