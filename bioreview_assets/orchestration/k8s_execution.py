@@ -58,7 +58,7 @@ def pod_gpus(snapshot: "ConfigSnapshot", step_kind: StepKind) -> int:
 def gpu_op_tags(snapshot: "ConfigSnapshot", step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
     """Op tags that put a step on a GPU pod: GPU image, N GPUs, node selector, tolerations, shm, model cache.
 
-    gpus: the pod's GPU count; None takes pod_gpus(step_kind) (what the model configs ask for).
+    gpus: the pod's GPU count; None takes pod_gpus(snapshot, step_kind) (what the model configs ask for).
     """
     gpu = snapshot.k8s.gpu
     if step_kind not in gpu.steps:
