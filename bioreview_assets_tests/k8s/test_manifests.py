@@ -305,9 +305,16 @@ def test_k8s_step_handler_creates_the_same_job_as_the_builder(kubeconfig):
 
 # --- the lead's real GPU assets ---------------------------------------------------------------------------------
 
-def _asset_tags(name: str) -> dict:
-    from bioreview_assets.definitions import defs
+def _shipped_definitions() -> dg.Definitions:
+    """The definitions built from the configs loaded now (the shipped ones: no fixture here points elsewhere), not the
+    module's `defs`, which holds whatever config was set when some earlier test first imported it."""
+    from bioreview_assets.definitions import build_definitions
 
+    return build_definitions(load_snapshot())
+
+
+def _asset_tags(name: str) -> dict:
+    defs = _shipped_definitions()
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     if name not in keys:
         pytest.skip(f"asset {name!r} is not in bioreview_assets.definitions yet (its stage has not landed)")
@@ -316,9 +323,9 @@ def _asset_tags(name: str) -> dict:
 
 @pytest.mark.parametrize("asset_name", sorted(GPU_STEPS))
 def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatch):
-    from bioreview_assets.definitions import defs
     from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
 
+    defs = _shipped_definitions()
     tags = _asset_tags(asset_name)
     if asset_name == "scores":  # the shipped matchers embed on CPU: scores gets no GPU pod (next test)
         assert K8S_CONFIG_TAG not in tags and defs.get_assets_def(asset_name).op.pool is None
