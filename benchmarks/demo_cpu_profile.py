@@ -79,7 +79,7 @@ class Demo:
     """The demo model folder, tokenizer and prompt ids of the val split."""
 
     def __init__(self):
-        from bioreview_assets import settings
+        from bioreview_assets.config import loader
         from bioreview_assets.core.benchmark import load_split
         from bioreview_assets.core.prompts import build_prompt
         from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat
@@ -87,7 +87,7 @@ class Demo:
         from bioreview_assets.ml.models import resolve_base_model
         from bioreview_assets.store.benchmark_source import split_file
 
-        self.cfg = settings.load_model("smollm2-135m")
+        self.cfg = loader.load_model("smollm2-135m")
         self.model_dir = resolve_base_model(self.cfg)
         self.tok = load_generation_tokenizer(self.model_dir)
         self.tok.padding_side = "left"
@@ -116,11 +116,11 @@ class Demo:
 def part_targets(demo: Demo) -> None:
     import statistics
 
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.core.generation_limits import target_token_limit, target_token_lengths
 
     print("\n## token lengths")
-    policy = settings.load_corpus(demo.cfg.corpus)
+    policy = loader.load_corpus(demo.cfg.corpus)
     lengths = sorted(target_token_lengths(demo.articles["train"], policy, demo.count))
     q = lambda p: lengths[min(len(lengths) - 1, int(p * len(lengths)))]  # noqa: E731
     print(f"train targets: n {len(lengths)}, median {statistics.median(lengths)}, p90 {q(0.9)}, p95 {q(0.95)}, "
@@ -180,13 +180,13 @@ def part_train(demo: Demo, steps: int) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from bioreview_assets.config import loader
     from bioreview_assets.core.gt_filter import filter_article
-    from bioreview_assets import settings
     from bioreview_assets.core.prompts import target_text
     from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat
 
     print(f"\n## training (seconds per optimizer step, batch 1, LoRA r16 all linear, {steps} steps after one warm-up)")
-    policy = settings.load_corpus(demo.cfg.corpus)
+    policy = loader.load_corpus(demo.cfg.corpus)
     rows = []
     for article, prompt in zip(demo.articles["train"], demo.prompts["train"]):
         kept = filter_article(article, policy)

@@ -170,11 +170,11 @@ class StepMeter:
 
 def run_chain_inside(chain: str) -> int:
     """In the chain's own process (its env set): doctor, then the plan, then the leaderboard and check verdicts."""
-    from bioreview_assets.cli import main as cli_main
-    from bioreview_assets.demo import demo_plan, run_demo
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.cli.main import main as cli_main
+    from bioreview_assets.cli.demo import demo_plan, run_demo
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.records import AdapterMeta
-    from bioreview_assets.summary import print_demo_summary
+    from bioreview_assets.cli.summary import print_demo_summary
 
     print(f"\n==== chain {chain}: doctor ====", flush=True)
     cli_main(["doctor"])  # reported, not a gate: the run shows what a blocking finding would have stopped
@@ -209,7 +209,7 @@ def run_chain_inside(chain: str) -> int:
 def interrupted_training(env: dict[str, str], work: Path, timeout_s: float) -> None:
     """Train chain a's adapter in a subprocess and SIGTERM it once its first checkpoint is written."""
     checkpoints = Path(env["BIOREVIEW_STORAGE"]) / "adapter" / "qwen3-8b-shape" / "checkpoints"
-    code = ("from bioreview_assets.demo import demo_plan, run_demo; "
+    code = ("from bioreview_assets.cli.demo import demo_plan, run_demo; "
             "plan = [s for s in demo_plan() if s.assets[0] in ('benchmark_split', 'sft_corpus', 'adapter')]; "
             "run_demo(plan)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO), start_new_session=True)
@@ -273,8 +273,8 @@ def main() -> int:
 
 def _tiny_tokenizer_dir(env: dict[str, str]) -> Path:
     """The tiny random model's folder (built once into the model cache): its tokenizer serves the random shapes."""
-    code = ("from bioreview_assets import settings; from bioreview_assets.ml.models import resolve_base_model; "
-            "print(resolve_base_model(settings.load_model('tiny-random')))")
+    code = ("from bioreview_assets.config import loader; from bioreview_assets.ml.models import resolve_base_model; "
+            "print(resolve_base_model(loader.load_model('tiny-random')))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(REPO), capture_output=True, text=True,
                          check=True)
     return Path(out.stdout.strip().splitlines()[-1])

@@ -627,7 +627,7 @@ def training_config(args, *, quantization: str, liger: str, sac_layers=0, offloa
         activation_offloading=offload, input_embeddings_on_host=host_embeddings, packing=packing,
     )
     try:
-        from bioreview_assets.settings import TrainingConfig
+        from bioreview_assets.config.model import TrainingConfig
     except ImportError:
         return stand_in_training_config(values)
     return TrainingConfig(**values)

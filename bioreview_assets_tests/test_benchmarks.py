@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

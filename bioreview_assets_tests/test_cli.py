@@ -2,7 +2,7 @@
 
 import json
 
-from bioreview_assets.cli import main
+from bioreview_assets.cli.main import main
 from bioreview_assets.sample.generator import generate_sample_splits
 
 

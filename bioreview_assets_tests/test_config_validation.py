@@ -6,9 +6,10 @@ import shutil
 import pytest
 import yaml
 
-from bioreview_assets import cli, settings
-from bioreview_assets.config.checks import check_configs
-from bioreview_assets.env import REPO_ROOT
+from bioreview_assets.cli import main as cli
+from bioreview_assets.config import loader
+from bioreview_assets.config.loader import check_configs
+from bioreview_assets.config.env import REPO_ROOT
 
 
 @pytest.fixture
@@ -17,9 +18,7 @@ def configs(tmp_path, monkeypatch):
     folder = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", folder)
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(folder))
-    settings.clear_caches()
-    yield folder
-    settings.clear_caches()
+    return folder
 
 
 def edit(path, change):
@@ -48,7 +47,7 @@ def set_key(dotted, value):
 ])
 def test_model_config_out_of_range_names_file_and_key(configs, dotted, value, expected):
     edit(configs / "models" / "tiny-random.yaml", set_key(dotted, value))
-    with pytest.raises(settings.ConfigError) as err:
+    with pytest.raises(loader.ConfigError) as err:
         check_configs()
     assert "tiny-random.yaml" in str(err.value) and expected in str(err.value)
 
@@ -63,7 +62,7 @@ def test_model_config_out_of_range_names_file_and_key(configs, dotted, value, ex
 ])
 def test_project_config_out_of_range_or_unknown_names_file_and_key(configs, key, value, expected):
     edit(configs / "project.yaml", set_key(key, value))
-    with pytest.raises(settings.ConfigError) as err:
+    with pytest.raises(loader.ConfigError) as err:
         check_configs()
     assert "project.yaml" in str(err.value) and expected in str(err.value)
 
@@ -71,11 +70,10 @@ def test_project_config_out_of_range_or_unknown_names_file_and_key(configs, key,
 def test_ensemble_cap_and_members_are_checked(configs):
     path = configs / "ensembles" / "embedded-union.yaml"
     edit(path, set_key("cap", -1))
-    with pytest.raises(settings.ConfigError, match=r"embedded-union.yaml: cap: Input should be greater than or equal"):
+    with pytest.raises(loader.ConfigError, match=r"embedded-union.yaml: cap: Input should be greater than or equal"):
         check_configs()
     edit(path, lambda data: data.update(cap=20, members=["smollm2-135m", "bm26"]))
-    settings.clear_caches()
-    with pytest.raises(settings.ConfigError, match=r"embedded-union.yaml: members: unknown system 'bm26'"):
+    with pytest.raises(loader.ConfigError, match=r"embedded-union.yaml: members: unknown system 'bm26'"):
         check_configs()
 
 

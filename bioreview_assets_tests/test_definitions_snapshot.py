@@ -62,8 +62,12 @@ def definitions_snapshot(defs: dg.Definitions) -> dict:
 
 def test_definitions_match_the_snapshot(monkeypatch):
     monkeypatch.setenv("BIOREVIEW_ENV", "local")
-    from bioreview_assets.definitions import defs
+    from bioreview_assets.config.loader import load_snapshot
+    from bioreview_assets.definitions import build_definitions
 
+    # Built by the same function as the code location's `defs`, from the shipped configs loaded now (the module's
+    # `defs` holds whatever configs were set when a test first imported it).
+    defs = build_definitions(load_snapshot())
     current = json.loads(json.dumps(definitions_snapshot(defs)))
     if os.environ.get("BIOREVIEW_UPDATE_SNAPSHOT"):
         SNAPSHOT.parent.mkdir(exist_ok=True)
@@ -76,11 +80,14 @@ def test_definitions_match_the_snapshot(monkeypatch):
 
 
 def test_every_demo_step_runs_under_a_named_job_that_holds_its_assets():
-    from bioreview_assets.definitions import defs
-    from bioreview_assets.demo import demo_plan
-    from bioreview_assets.jobs import job_for
+    from bioreview_assets.cli.demo import demo_plan
+    from bioreview_assets.config.loader import load_snapshot
+    from bioreview_assets.definitions import build_definitions
+    from bioreview_assets.orchestration.jobs import job_for
 
-    for step in demo_plan():
+    snapshot = load_snapshot()
+    defs = build_definitions(snapshot)
+    for step in demo_plan(snapshot=snapshot):
         job = defs.resolve_job_def(job_for(step.assets))
         assert not job.name.startswith("__")
         assert {dg.AssetKey(name) for name in step.assets} <= job.asset_layer.selected_asset_keys, step.label

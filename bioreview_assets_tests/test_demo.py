@@ -1,5 +1,5 @@
 from bioreview_assets.definitions import build_assets
-from bioreview_assets.demo import asset_order, demo_plan
+from bioreview_assets.cli.demo import asset_order, demo_plan
 
 
 def test_the_demo_plan_follows_the_asset_graph():

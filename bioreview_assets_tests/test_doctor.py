@@ -163,7 +163,7 @@ def test_probe_of_this_machine(tmp_path):
 
 
 def test_cli_exit_code(capsys):
-    from bioreview_assets.cli import main
+    from bioreview_assets.cli.main import main
 
     assert main(["doctor"]) == 0
     assert "ready to run" in capsys.readouterr().out
@@ -176,7 +176,7 @@ def test_gpu_steps_check_their_pod_before_loading_anything():
     """adapter and generations run the doctor's checks for their own model first: on this CPU machine a GPU config
     stops with the findings, a CPU config passes through."""
     from bioreview_assets.doctor.report import PreflightFailed, preflight
-    from bioreview_assets.settings import BaseModelSource, ModelConfig
+    from bioreview_assets.config.model import BaseModelSource, ModelConfig
 
     gpu_config = ModelConfig(name="tiny-on-gpu", base=BaseModelSource(kind="tiny_random"), gpu=True)
     for training in (True, False):

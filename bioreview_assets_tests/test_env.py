@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 
 PACKAGE = Path(env.__file__).resolve().parent
 

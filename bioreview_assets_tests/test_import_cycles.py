@@ -84,9 +84,10 @@ def package_cycles(graph: dict[str, set[str]], packages: set[str]) -> list[list[
     For each package, its children (subpackages and modules) are the nodes, each subpackage collapsed with
     everything under it (`bioreview_assets.ml.training.fp8` counts as `bioreview_assets.ml.training` at the `ml`
     level, as `bioreview_assets.ml` at the root); a cycle between them is a package cycle even where no module
-    cycle exists (`config/systems.py` -> `settings.py` -> `config/k8s.py`). A package's own loose modules stay
-    nodes of their own rather than one node with the package: the root holds modules of four layers (settings,
-    env, definitions, ...), so lumping them would tie every layer to every other and hide the cycles between them. Any cycle between two
+    cycle exists (`config/systems.py` -> a loose `settings.py` -> `config/k8s.py`, as the tree once had). A
+    package's own loose modules stay nodes of their own rather than one node with the package: `ml/` holds both the
+    models its subpackages load and services above them, so lumping it would tie every layer to every other and
+    hide the cycles between them. Any cycle between two
     packages anywhere in the tree shows up at the level of their common parent.
     """
     found: list[list[str]] = []
@@ -147,8 +148,15 @@ CONTRACTS: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
     ((f"{_ROOT}.core",), (_ROOT, *DAGSTER, "torch"),
      "core is pure Python, usable without Dagster or torch, and imports nothing else of the package"),
     ((f"{_ROOT}.store", f"{_ROOT}.ml", f"{_ROOT}.reporting", f"{_ROOT}.services"),
-     (f"{_ROOT}.assets", f"{_ROOT}.definitions", f"{_ROOT}.checks", *DAGSTER),
+     (f"{_ROOT}.assets", f"{_ROOT}.orchestration", f"{_ROOT}.definitions", f"{_ROOT}.checks", f"{_ROOT}.cli",
+      *DAGSTER),
      "the layers below the Dagster glue never import it, nor Dagster itself"),
+    ((f"{_ROOT}.core", f"{_ROOT}.store", f"{_ROOT}.ml", f"{_ROOT}.services", f"{_ROOT}.reporting", f"{_ROOT}.checks",
+      f"{_ROOT}.doctor", f"{_ROOT}.sample", f"{_ROOT}.assets", f"{_ROOT}.orchestration"),
+     (f"{_ROOT}.config.loader",),
+     "configuration is loaded once, by the entry points (cli/) and definitions.py, and passed down: below them a "
+     "function takes the typed spec it needs (a ModelConfig, a MatcherSpec, the ConfigSnapshot the definitions are "
+     "built from), never a name to look up"),
     ((f"{_ROOT}.ml",), (f"{_ROOT}.services", f"{_ROOT}.reporting"),
      "ml is the model code (torch, transformers, peft, trl, vLLM) and the pieces only it uses: the services that "
      "orchestrate it, and the reports, sit above it"),
@@ -267,6 +275,19 @@ def test_guard_sees_a_cycle_between_a_package_and_a_loose_module(tmp_path):
     graph = import_graph(package)
     assert cycles(graph) == []
     assert package_cycles(graph, packages(package)) == [["fake.cfg", "fake.settings"]]
+
+
+def test_guard_sees_a_lower_layer_calling_the_config_loader(tmp_path):
+    package = _plant(tmp_path, {
+        "config/__init__.py": "",
+        "config/loader.py": "def load_model(name):\n    return name\n",
+        "config/model.py": "class ModelConfig:\n    pass\n",
+        "ml/__init__.py": "",
+        "ml/typed.py": "from ..config.model import ModelConfig\n",
+        "ml/looks_up.py": "def cfg(name):\n    from fake.config.loader import load_model\n    return load_model(name)\n",
+    })
+    contracts = [(("fake.ml",), ("fake.config.loader",), "ml takes typed specs")]
+    assert violations(imports(package), contracts) == {("fake.ml.looks_up", "fake.config.loader")}
 
 
 def test_guard_sees_a_broken_contract(tmp_path):

@@ -1,6 +1,6 @@
 """Progress lines: throttled to ~10 s, with a rate and an ETA that ignores work done before a resume."""
 
-from bioreview_assets.progress import ProgressReporter, format_duration
+from bioreview_assets.core.progress import ProgressReporter, format_duration
 
 
 class FakeClock:

@@ -14,8 +14,8 @@ import yaml
 from dagster._core.launcher import WorkerStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from bioreview_assets.run_monitoring import LocalRunLauncher, process_health
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.orchestration.run_monitoring import LocalRunLauncher, process_health
+from bioreview_assets.config.loader import REPO_ROOT
 
 LOCAL_YAML = REPO_ROOT / "k8s" / "dagster.local.yaml"
 
@@ -38,7 +38,8 @@ def test_local_instance_config_enables_run_monitoring_with_our_launcher():
     config = yaml.safe_load(LOCAL_YAML.read_text())
     assert config["run_monitoring"]["enabled"] is True
     assert config["run_monitoring"]["max_resume_run_attempts"] == 0
-    assert config["run_launcher"] == {"module": "bioreview_assets.run_monitoring", "class": "LocalRunLauncher"}
+    assert config["run_launcher"] == {"module": "bioreview_assets.orchestration.run_monitoring",
+                                      "class": "LocalRunLauncher"}
     helm = yaml.safe_load((REPO_ROOT / "k8s" / "values-dagster.yaml").read_text())
     assert helm["dagsterDaemon"]["runMonitoring"]["enabled"] is True  # and kept on in Kubernetes
 

@@ -5,26 +5,36 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.checks.benchmark import BENCHMARK_CHECKS, evaluate_benchmark_checks
 from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.partitions import partitioned_checks, split_partitions
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.partitions import partitioned_checks, split_partitions
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.benchmark_source import split_file
 from bioreview_assets.store.layout import benchmark_dir
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import link, table_metadata
+from bioreview_assets.orchestration.ui_metadata import link, table_metadata
 
 
-@dg.asset(partitions_def=split_partitions(), check_specs=partitioned_checks(BENCHMARK_CHECKS, split_partitions()), group_name="benchmark",
-          kinds={"python", "parquet"})
-@locked_partition
-def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """benchmark_split, its limits from `snapshot`."""
+
+    @dg.asset(partitions_def=split_partitions(), check_specs=partitioned_checks(BENCHMARK_CHECKS, split_partitions()),
+              group_name="benchmark", kinds={"python", "parquet"})
+    @locked_partition
+    def benchmark_split(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """Validated articles of one benchmark split; bad rows quarantined with line numbers and reasons."""
+        return materialize_benchmark_split(snapshot, context, storage)
+
+    return [benchmark_split]
+
+
+def materialize_benchmark_split(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                                storage: StorageResource) -> dg.MaterializeResult:
     split = context.partition_key
-    project = settings.load_project()
+    project = snapshot.project
     store = storage.store()
     folder = benchmark_dir(split)
     source = split_file(split)

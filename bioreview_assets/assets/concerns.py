@@ -2,13 +2,14 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.systems import CONCERNS_CHECKS, evaluate_cap
 from bioreview_assets.core.baselines import CHECKLIST, baseline_concerns
 from bioreview_assets.core.parsing import PARSER_VERSION
+from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.core.postprocess import STEPS, PostprocessPolicy, apply_policy
-from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     partitioned_checks,
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -17,64 +18,75 @@ from bioreview_assets.partitions import (
     model_to_system_mapping,
     split_to_system_split,
 )
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import write_concerns
 from bioreview_assets.store.generation_table import generated_concerns
 from bioreview_assets.store.layout import read_articles, read_eval_articles
 from bioreview_assets.store.locks import locked_partition
 
 
-def baseline_kwargs(name: str, embedders: EmbedderResource) -> dict:
+def baseline_kwargs(snapshot: ConfigSnapshot, name: str, embedders: EmbedderResource) -> dict:
     """The checklist clusters with the default matcher's embedder at its threshold, capped like every system."""
     if name != CHECKLIST:
         return {}
-    project = settings.load_project()
-    spec = settings.load_matcher(project.default_matcher)
-    encode, identity = embedders.encoder(project.default_matcher)
+    project = snapshot.project
+    spec = snapshot.default_matcher()
+    encode, identity = embedders.encoder(spec)
     return {"encode": encode, "threshold": spec.effective_threshold, "matcher": spec.identity(identity),
-            "cap": settings.postprocess_policy(project.default_postprocess).cap}
+            "cap": snapshot.postprocess_policy(project.default_postprocess).cap}
 
 
-def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource):
-    """Embedding similarity for semantic dedup (only built when the policy asks for it)."""
+def similarity_for_policy(policy: PostprocessPolicy, embedders: EmbedderResource, matcher: MatcherSpec):
+    """Embedding similarity of `matcher` (the default one) for semantic dedup (only built when the policy asks)."""
     if policy.semantic_dedup_threshold is None:
         return None
-    return embedders.similarity(settings.load_project().default_matcher)
+    return embedders.similarity(matcher)
 
 
-@dg.asset(
-    partitions_def=model_systems_partitions(),
-    deps=[
-        dg.AssetDep("generations", partition_mapping=model_to_system_mapping()),
-        dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
-    ],
-    check_specs=partitioned_checks(CONCERNS_CHECKS, model_systems_partitions()),
-    group_name="systems",
-    kinds={"python", "parquet"},
-    # A parser change shows every concerns partition stale in the UI; re-materialising re-parses the stored raw text.
-    code_version=f"parser-{PARSER_VERSION}",
-)
-@locked_partition
-def concerns(
-    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
-) -> dg.MaterializeResult:
-    """Concerns of one system on one split: a model's parsed output under a policy, or a baseline's."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """concerns, partitioned by the model and baseline systems of `snapshot`."""
+
+    @dg.asset(
+        partitions_def=model_systems_partitions(snapshot),
+        deps=[
+            dg.AssetDep("generations", partition_mapping=model_to_system_mapping(snapshot)),
+            dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
+        ],
+        check_specs=partitioned_checks(CONCERNS_CHECKS, model_systems_partitions(snapshot)),
+        group_name="systems",
+        kinds={"python", "parquet"},
+        # A parser change shows every concerns partition stale in the UI; re-materialising re-parses the stored raw
+        # text.
+        code_version=f"parser-{PARSER_VERSION}",
+    )
+    @locked_partition
+    def concerns(
+        context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
+    ) -> dg.MaterializeResult:
+        """Concerns of one system on one split: a model's parsed output under a policy, or a baseline's."""
+        return materialize_concerns(snapshot, context, storage, embedders)
+
+    return [concerns]
+
+
+def materialize_concerns(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext, storage: StorageResource,
+                         embedders: EmbedderResource) -> dg.MaterializeResult:
     part = keys(context)
-    system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
+    system, split = snapshot.system(part[SYSTEM_DIM]), part[SPLIT_DIM]
     store = storage.store()
-    articles = read_eval_articles(store, split, settings.eval_article_limit(system.model))
+    articles = read_eval_articles(store, split, snapshot.eval_article_limit(system.model))
     sources = {a.id: a.source for a in articles}
     removed = dict.fromkeys(STEPS, 0)
     if system.kind == "baseline":
         out = baseline_concerns(system.name, articles, lambda: read_articles(store, "train"),
-                                **baseline_kwargs(system.name, embedders))
+                                **baseline_kwargs(snapshot, system.name, embedders))
         by_article, sources = out.by_unit, out.sources
         meta = {"kind": "baseline", "baseline": system.name, **out.meta}
         cap = out.meta.get("cap")  # BM25 and the reviewers emit what they emit; the checklist is capped
     else:
-        policy = settings.postprocess_policy(system.policy)
+        policy = snapshot.postprocess_policy(system.policy)
         cap = policy.cap
-        similarity = similarity_for_policy(policy, embedders)
+        similarity = similarity_for_policy(policy, embedders, snapshot.default_matcher())
         parsed_by_article, lineage = generated_concerns(store, system.model, split)
         by_article = {}
         for article_id, parsed in parsed_by_article.items():
@@ -104,6 +116,6 @@ def concerns(
             **({"lineage": dg.MetadataValue.json(meta["lineage"])} if "lineage" in meta else {}),
         },
         # Content plus parser version: a new parser is a new version of these concerns, with its lineage above.
-        data_version=dg.DataVersion(settings.stable_hash([content_hash, PARSER_VERSION])),
+        data_version=dg.DataVersion(stable_hash([content_hash, PARSER_VERSION])),
         check_results=evaluate_cap(by_article, cap, label=f"{system.name} / {split}"),
     )

@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.checks.systems import ENSEMBLE_CHECKS, evaluate_cap
 from bioreview_assets.core.ensemble import merge_members
 from bioreview_assets.core.postprocess import select
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
-from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.partitions import (
     partitioned_checks,
     SPLIT_DIM,
     SYSTEM_DIM,
@@ -16,46 +15,56 @@ from bioreview_assets.partitions import (
     keys,
     members_to_ensemble_mapping,
 )
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns, write_concerns
 from bioreview_assets.store.layout import read_articles
 from bioreview_assets.store.locks import locked_partition
 
 
 
-def ensemble_description() -> str:
+def ensemble_description(snapshot: ConfigSnapshot) -> str:
     text = ("Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its "
             "count baseline.")
-    if not settings.load_project().ensembles:
+    if not snapshot.project.ensembles:
         # Zero partitions read as "0 of 0 materialised" in the UI: say that nothing is configured instead.
         text = ("**Not configured: no ensemble is listed in configs/project.yaml (`ensembles:`), so this asset has no "
                 "partitions and nothing to build.** " + text)
     return text
 
 
-@dg.asset(
-    partitions_def=ensemble_partitions(),
-    deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping())],
-    check_specs=partitioned_checks(ENSEMBLE_CHECKS, ensemble_partitions()),
-    **embedding_asset_kwargs(),
-    group_name="systems",
-    kinds={"python", "parquet"},
-    description=ensemble_description(),
-    tags={"bioreview/configured": "yes" if settings.load_project().ensembles else "none"},
-)
-@locked_partition
-def ensemble_concerns(
-    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
-) -> dg.MaterializeResult:
-    """Union/vote of member systems' concerns (no transitive chaining), capped like a single model; or its count baseline."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """ensemble_concerns, partitioned by the ensembles of `snapshot` and their count baselines."""
+
+    @dg.asset(
+        partitions_def=ensemble_partitions(snapshot),
+        deps=[dg.AssetDep("concerns", partition_mapping=members_to_ensemble_mapping(snapshot))],
+        check_specs=partitioned_checks(ENSEMBLE_CHECKS, ensemble_partitions(snapshot)),
+        **embedding_asset_kwargs(snapshot),
+        group_name="systems",
+        kinds={"python", "parquet"},
+        description=ensemble_description(snapshot),
+        tags={"bioreview/configured": "yes" if snapshot.project.ensembles else "none"},
+    )
+    @locked_partition
+    def ensemble_concerns(
+        context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource
+    ) -> dg.MaterializeResult:
+        """Union/vote of members' concerns (no transitive chaining), capped like one model; or its count baseline."""
+        return materialize_ensemble_concerns(snapshot, context, storage, embedders)
+
+    return [ensemble_concerns]
+
+
+def materialize_ensemble_concerns(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                                  storage: StorageResource, embedders: EmbedderResource) -> dg.MaterializeResult:
     part = keys(context)
-    system, split = system_by_name(part[SYSTEM_DIM]), part[SPLIT_DIM]
+    system, split = snapshot.system(part[SYSTEM_DIM]), part[SPLIT_DIM]
     name = system.ensemble
-    cfg = settings.load_ensemble(name)
+    cfg = snapshot.ensemble(name)
     store = storage.store()
     sources = {a.id: a.source for a in read_articles(store, split)}
     members = {member: read_concerns(store, member, split) for member in cfg.members}
-    similarity = embedders.similarity(cfg.matcher or settings.load_project().default_matcher)
+    similarity = embedders.similarity(snapshot.matcher(cfg.matcher or snapshot.project.default_matcher))
     covered = sorted(set().union(*members.values()))
     by_article, before_cap = {}, 0
     for article_id in covered:

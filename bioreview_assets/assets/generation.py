@@ -5,13 +5,14 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.generation import GENERATION_CHECKS, evaluate_generation_checks
 from bioreview_assets.core.generated_concern import PARSE_METHODS
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
-from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
+from bioreview_assets.orchestration.partitions import (
     MODEL_DIM,
     SPLIT_DIM,
     keys,
@@ -20,12 +21,12 @@ from bioreview_assets.partitions import (
     partitioned_checks,
     split_to_model_split,
 )
-from bioreview_assets.resources import GenerationResource, StorageResource
+from bioreview_assets.orchestration.resources import GenerationResource, StorageResource
 from bioreview_assets.store.generation_table import parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.ui_metadata import link, generation_preview, table_metadata, without_nulls
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.ui_metadata import link, generation_preview, table_metadata, without_nulls
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
 GENERATION_COLUMNS = {
@@ -36,24 +37,34 @@ GENERATION_COLUMNS = {
 }
 
 
-@dg.asset(
-    partitions_def=model_split_partitions(),
-    deps=[
-        dg.AssetDep("adapter", partition_mapping=model_to_model_split()),
-        dg.AssetDep("merged_model", partition_mapping=model_to_model_split()),
-        dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split()),
-    ],
-    check_specs=partitioned_checks(GENERATION_CHECKS, model_split_partitions()),
-    metadata=systems_here_metadata(),
-    group_name="generation",
-    kinds={"pytorch", "parquet"},
-    **gpu_asset_kwargs("generation"),
-)
-@locked_partition
-def generations(
-    context: dg.AssetExecutionContext, storage: StorageResource, generation: GenerationResource
-) -> dg.MaterializeResult:
-    """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """generations, partitioned by the models of `snapshot`, its GPU pod shaped by their generation settings."""
+
+    @dg.asset(
+        partitions_def=model_split_partitions(snapshot),
+        deps=[
+            dg.AssetDep("adapter", partition_mapping=model_to_model_split()),
+            dg.AssetDep("merged_model", partition_mapping=model_to_model_split()),
+            dg.AssetDep("benchmark_split", partition_mapping=split_to_model_split()),
+        ],
+        check_specs=partitioned_checks(GENERATION_CHECKS, model_split_partitions(snapshot)),
+        metadata=systems_here_metadata(snapshot),
+        group_name="generation",
+        kinds={"pytorch", "parquet"},
+        **gpu_asset_kwargs(snapshot, "generation"),
+    )
+    @locked_partition
+    def generations(
+        context: dg.AssetExecutionContext, storage: StorageResource, generation: GenerationResource
+    ) -> dg.MaterializeResult:
+        """Raw and parsed concerns for every article of the split; resumes after preemption, retries failures."""
+        return materialize_generations(snapshot, context, storage, generation)
+
+    return [generations]
+
+
+def materialize_generations(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext, storage: StorageResource,
+                            generation: GenerationResource) -> dg.MaterializeResult:
     from bioreview_assets.doctor.report import preflight
     from bioreview_assets.ml.generation import GenerationRequest
     from bioreview_assets.services.generation_runner import run_generation, summarize
@@ -63,14 +74,14 @@ def generations(
 
     part = keys(context)
     model, split = part[MODEL_DIM], part[SPLIT_DIM]
-    cfg = settings.load_model(model)
+    cfg = snapshot.model(model)
     for finding in preflight(cfg, training=False):  # a GPU pod checks itself before loading any weights
         context.log.info(f"doctor: [{finding.level}] {finding.subject}: {finding.message}")
     store = storage.store()
-    articles = read_eval_articles(store, split, settings.eval_article_limit(model))
+    articles = read_eval_articles(store, split, snapshot.eval_article_limit(model))
     tokenizer, prompt_hash, _ = model_prompt(cfg)
     count = token_counter(tokenizer)
-    cfg, limit_note = resolve_max_new_tokens(cfg, read_articles(store, "train"), count)
+    cfg, limit_note = resolve_max_new_tokens(cfg, snapshot.corpus(cfg.corpus), read_articles(store, "train"), count)
     requests = [
         GenerationRequest(a.id, build_prompt(a, count, cfg.prompt.token_budget, cfg.prompt.version).messages)
         for a in articles
@@ -104,7 +115,7 @@ def generations(
     summary = {**summarize(table), "max_new_tokens": max_new, "outputs_at_token_limit": truncated}
     backend_info = backend.describe()
     # The raw texts under this key: unchanged outputs keep the version, so nothing downstream looks stale.
-    data_version = settings.stable_hash([key_hash, table.select("article_id", "text", "error").rows()])
+    data_version = stable_hash([key_hash, table.select("article_id", "text", "error").rows()])
     store.write_json({"summary": summary, "backend": backend_info, "prompt_hash": prompt_hash,
                       "generation_key": key_hash, "key": key, "resume": resume, "data_version": data_version,
                       "parser_version": PARSER_VERSION}, *folder, "meta.json")
@@ -135,6 +146,6 @@ def generations(
             "path": link(store, *folder, "generations.parquet"),
         }),
         data_version=dg.DataVersion(data_version),
-        check_results=evaluate_generation_checks(table, settings.load_project().parse_failure_max_rate,
+        check_results=evaluate_generation_checks(table, snapshot.project.parse_failure_max_rate,
                                                  label=f"{model} / {split}"),
     )

@@ -3,14 +3,14 @@
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
 from bioreview_assets.reporting.report import REPORT_DIR, write_report
 from bioreview_assets.reporting.formatting import frame_table as markdown
 from bioreview_assets.reporting.tables import headline
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
-from bioreview_assets.resources import StorageResource
-from bioreview_assets.ui_metadata import GLOSSARY, glossary, link, png_markdown, table_metadata
+from bioreview_assets.orchestration.resources import StorageResource
+from bioreview_assets.orchestration.ui_metadata import GLOSSARY, glossary, link, png_markdown, table_metadata
 
 DESCRIPTION = (
     "Leaderboard of all scored systems and splits with null baselines, and the report's tables in its metadata: "
@@ -20,15 +20,27 @@ DESCRIPTION = (
 )
 
 
-@dg.asset(deps=["scores"], check_specs=REPORT_CHECKS, group_name="reports", kinds={"python", "markdown"},
-          description=DESCRIPTION)
-def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """leaderboard, reporting the systems of `snapshot`."""
+
+    @dg.asset(deps=["scores"], check_specs=REPORT_CHECKS, group_name="reports", kinds={"python", "markdown"},
+              description=DESCRIPTION)
+    def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """Leaderboard of every scored system and split, with the report's tables and plots."""
+        return materialize_leaderboard(snapshot, context, storage)
+
+    return [leaderboard]
+
+
+def materialize_leaderboard(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                            storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
-    report = write_report(store)
-    project = settings.load_project()
+    project = snapshot.project
+    models = snapshot.project_models()
+    report = write_report(store, project, models, snapshot.project_ensembles())
     board = report.leaderboard
     splits = board["split"].unique(maintain_order=True).to_list()
-    verdict = verdict_lines(board, fine_tuned_pairs(project.models), project.baselines, splits, report.paired)
+    verdict = verdict_lines(board, fine_tuned_pairs(models), project.baselines, splits, report.paired)
     metadata = {
         "systems": board["system"].n_unique(),
         "rows": board.height,
@@ -54,4 +66,7 @@ def leaderboard(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         metadata[f"plot_{split}"] = png_markdown(png, f"leaderboard {split}")
         metadata[f"plot_{split}_file"] = link(store, *REPORT_DIR, f"leaderboard_{split}.png")
     context.log.info("\n" + markdown(headline(board, project.eval_splits[0])))
-    return dg.MaterializeResult(metadata=metadata, check_results=evaluate_report_checks(board, project))
+    fine_tuned = {s.name: snapshot.model(s.model).base_system for s in snapshot.systems()
+                  if s.kind == "model" and snapshot.model(s.model).finetune}
+    return dg.MaterializeResult(metadata=metadata,
+                                check_results=evaluate_report_checks(board, project.gate, fine_tuned))

@@ -2,17 +2,18 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evaluate_matcher_validation
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.services.similarity import judge_for
-from bioreview_assets.partitions import matcher_partitions, partitioned_checks
-from bioreview_assets.resources import EmbedderResource, StorageResource
+from bioreview_assets.orchestration.partitions import matcher_partitions, partitioned_checks
+from bioreview_assets.orchestration.resources import EmbedderResource, StorageResource
 from bioreview_assets.store.labelled_pairs import labelled_pair_sources
 from bioreview_assets.reporting.formatting import labelled_ci, record_table, rounded
-from bioreview_assets.ui_metadata import link
+from bioreview_assets.orchestration.ui_metadata import link
 
 
 def validation_table(results: dict[str, dict]) -> str:
@@ -26,21 +27,31 @@ def validation_table(results: dict[str, dict]) -> str:
                                 "kappa"])
 
 
-@dg.asset(
-    partitions_def=matcher_partitions(),
-    check_specs=partitioned_checks(VALIDATION_CHECKS, matcher_partitions()),
-    **embedding_asset_kwargs(),
-    group_name="scoring",
-    kinds={"python"},
-)
-def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResource,
-                       embedders: EmbedderResource) -> dg.MaterializeResult:
-    """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """matcher_validation, partitioned by every matcher of `snapshot`."""
+
+    @dg.asset(
+        partitions_def=matcher_partitions(snapshot),
+        check_specs=partitioned_checks(VALIDATION_CHECKS, matcher_partitions(snapshot)),
+        **embedding_asset_kwargs(snapshot),
+        group_name="scoring",
+        kinds={"python"},
+    )
+    def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResource,
+                           embedders: EmbedderResource) -> dg.MaterializeResult:
+        """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""
+        return materialize_matcher_validation(snapshot, context, storage, embedders)
+
+    return [matcher_validation]
+
+
+def materialize_matcher_validation(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                                   storage: StorageResource, embedders: EmbedderResource) -> dg.MaterializeResult:
     matcher = context.partition_key
-    project = settings.load_project()
+    project = snapshot.project
     cfg = project.matcher_validation
-    spec = settings.load_matcher(matcher)
-    encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(matcher)
+    spec = snapshot.matcher(matcher)
+    encode, identity = (None, None) if spec.method == "lexical" else embedders.encoder(spec)
     judge = judge_for(spec) if spec.method == "llm_judge" else None
     results = {name: validate_labelled_pairs(spec, encode, pairs, DEFAULT_THRESHOLDS, project.bootstrap_n, judge=judge)
                for name, pairs in labelled_pair_sources(cfg).items()}
@@ -59,6 +70,6 @@ def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResour
             "matcher": dg.MetadataValue.json(record["matcher"]),
             "path": link(store, "matcher_validation", matcher, "validation.json"),
         },
-        data_version=dg.DataVersion(settings.stable_hash(record)),
+        data_version=dg.DataVersion(stable_hash(record)),
         check_results=evaluate_matcher_validation(results, cfg.min_f1, label=matcher),
     )

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from bioreview_assets.partitions import model_partitions
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.orchestration.partitions import model_partitions
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.layout import published_dir
 
 
@@ -14,24 +15,34 @@ class PublishConfig(dg.Config):
     private: bool = True
 
 
-@dg.asset(
-    partitions_def=model_partitions(),
-    # The card reads the scores of the model's default-policy system; the leaderboard stands for "scored" in the
-    # lineage (Dagster maps no system x split partition onto a model partition).
-    deps=["adapter", "leaderboard"],
-    group_name="training",
-    kinds={"huggingface", "peft"},
-)
-def published_adapter(
-    context: dg.AssetExecutionContext, config: PublishConfig, storage: StorageResource
-) -> dg.MaterializeResult:
-    """Hub-ready adapter folder: weights, tokenizer and chat template, model card with scores; no training state."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """published_adapter, partitioned by the models of `snapshot`."""
+
+    @dg.asset(
+        partitions_def=model_partitions(snapshot),
+        # The card reads the scores of the model's default-policy system; the leaderboard stands for "scored" in the
+        # lineage (Dagster maps no system x split partition onto a model partition).
+        deps=["adapter", "leaderboard"],
+        group_name="training",
+        kinds={"huggingface", "peft"},
+    )
+    def published_adapter(
+        context: dg.AssetExecutionContext, config: PublishConfig, storage: StorageResource
+    ) -> dg.MaterializeResult:
+        """Hub-ready adapter folder: weights, tokenizer and chat template, model card with scores; no training state."""
+        return materialize_published_adapter(snapshot, context, config, storage)
+
+    return [published_adapter]
+
+
+def materialize_published_adapter(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext, config: PublishConfig,
+                                  storage: StorageResource) -> dg.MaterializeResult:
     from bioreview_assets.services.publish import assemble_published_adapter, upload_published_adapter
 
     model = context.partition_key
     store = storage.store()
     local = store.local_dir(*published_dir(model))
-    published = assemble_published_adapter(store, model, local)
+    published = assemble_published_adapter(store, snapshot.model(model), snapshot.project, local)
     if published.stale_scores:
         context.log.warning(f"{model}: scores of {published.stale_scores} predate this adapter: left out of the card")
     card = (local / "README.md").read_text()

@@ -3,15 +3,15 @@
 import dagster as dg
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.scoring import SCORE_CHECKS, evaluate_score_checks
 from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
 from bioreview_assets.core.reviewer_ceiling import REVIEWERS_SYSTEM, reviewer_refs
 from bioreview_assets.core.scoring import article_refs
-from bioreview_assets.gpu_tags import embedding_asset_kwargs
+from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.services.similarity import score_with_matcher
-from bioreview_assets.config.systems import system_by_name
-from bioreview_assets.partitions import (
+from bioreview_assets.orchestration.partitions import (
     SPLIT_DIM,
     SYSTEM_DIM,
     keys,
@@ -20,22 +20,22 @@ from bioreview_assets.partitions import (
     split_to_system_split,
     system_split_partitions,
 )
-from bioreview_assets.resources import CatalogResource, EmbedderResource, StorageResource
+from bioreview_assets.orchestration.resources import CatalogResource, EmbedderResource, StorageResource
 from bioreview_assets.store.concern_table import read_concerns
 from bioreview_assets.reporting.formatting import labelled_ci, number, record_table, rounded, signed
-from bioreview_assets.ui_metadata import (
+from bioreview_assets.orchestration.ui_metadata import (
     GLOSSARY, link, glossary, match_preview, png_markdown, table_metadata, without_nulls,
 )
 from bioreview_assets.store.layout import read_eval_articles, read_split_meta, scores_dir
 from bioreview_assets.store.records import AdapterMeta, ScoreRow
 from bioreview_assets.store.score_inputs import score_inputs_signature
 from bioreview_assets.store.locks import locked_partition
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
-def track_system_scores(store, project, system: str, rows: list[ScoreRow]) -> dict | None:
-    """Scores of a fine-tuned model's system logged against its adapter's MLflow run (tracking.mlflow on)."""
-    info = system_by_name(system)
+def track_system_scores(store, project, info, rows: list[ScoreRow]) -> dict | None:
+    """Scores of a fine-tuned model's system `info` (a System) logged against its adapter's MLflow run (tracking.mlflow
+    on)."""
     if not project.tracking.mlflow or info.kind != "model" or not AdapterMeta.exists_in(store, info.model):
         return None
     from bioreview_assets.services.score_tracking import track_scores
@@ -81,35 +81,47 @@ def group_table(groups: dict, label: str) -> str:
     return record_table(rows, [label, "reference", "generated", "matched", "recall", "precision", "F1"])
 
 
-@dg.asset(
-    partitions_def=system_split_partitions(),
-    deps=[
-        dg.AssetDep("concerns", partition_mapping=same_system_mapping(lambda s: s.kind != "ensemble")),
-        dg.AssetDep("ensemble_concerns", partition_mapping=same_system_mapping(lambda s: s.kind == "ensemble")),
-        dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
-    ],
-    check_specs=partitioned_checks(SCORE_CHECKS, system_split_partitions()),
-    **embedding_asset_kwargs(),
-    metadata=systems_here_metadata(),
-    group_name="scoring",
-    kinds={"python", "duckdb", "parquet"},
-    description="Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; per-article "
-                "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview of "
-                "generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
-)
-@locked_partition
-def scores(
-    context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource, catalog: CatalogResource
-) -> dg.MaterializeResult:
-    """Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; matches in DuckDB."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """scores, partitioned by every system of `snapshot`, scored with its matchers."""
+
+    @dg.asset(
+        partitions_def=system_split_partitions(snapshot),
+        deps=[
+            dg.AssetDep("concerns", partition_mapping=same_system_mapping(snapshot, lambda s: s.kind != "ensemble")),
+            dg.AssetDep("ensemble_concerns",
+                        partition_mapping=same_system_mapping(snapshot, lambda s: s.kind == "ensemble")),
+            dg.AssetDep("benchmark_split", partition_mapping=split_to_system_split()),
+        ],
+        check_specs=partitioned_checks(SCORE_CHECKS, system_split_partitions(snapshot)),
+        **embedding_asset_kwargs(snapshot),
+        metadata=systems_here_metadata(snapshot),
+        group_name="scoring",
+        kinds={"python", "duckdb", "parquet"},
+        description="Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; per-article "
+                    "matches in DuckDB (views `scores`, `matches`). Its metadata shows the F1 with its CI, a preview "
+                    "of generated concerns beside the reference ones, and the matcher's diagnostics.\n\n" + GLOSSARY,
+    )
+    @locked_partition
+    def scores(
+        context: dg.AssetExecutionContext, storage: StorageResource, embedders: EmbedderResource,
+        catalog: CatalogResource
+    ) -> dg.MaterializeResult:
+        """Micro P/R/F1 with CIs, null baseline and count oracle for every configured matcher; matches in DuckDB."""
+        return materialize_scores(snapshot, context, storage, embedders, catalog)
+
+    return [scores]
+
+
+def materialize_scores(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext, storage: StorageResource,
+                       embedders: EmbedderResource, catalog: CatalogResource) -> dg.MaterializeResult:
     from bioreview_assets.reporting.plots import matcher_diagnostics_png
 
     part = keys(context)
     system, split = part[SYSTEM_DIM], part[SPLIT_DIM]
-    project = settings.load_project()
+    project = snapshot.project
     store = storage.store()
     # Every system of a split is scored on the same articles (all, or the project's eval_max_articles subset).
-    articles = read_eval_articles(store, split, settings.eval_article_limit(system_by_name(system).model))
+    articles = read_eval_articles(store, split, snapshot.eval_article_limit(snapshot.system(system).model))
     # The reviewer ceiling scores each reviewer against the others of its article (units clustered by article).
     refs, clusters = reviewer_refs(articles) if system == REVIEWERS_SYSTEM else (article_refs(articles), None)
     predictions = {
@@ -117,8 +129,9 @@ def scores(
         for aid, items in read_concerns(store, system, split).items()
     }
     split_hash = read_split_meta(store, split)["content_hash"]
-    results = {name: score_with_matcher(embedders, name, refs, predictions, project.bootstrap_n, clusters)
-               for name in project.matchers}
+    matchers = snapshot.scored_matchers()
+    results = {spec.name: score_with_matcher(embedders, spec, refs, predictions, project.bootstrap_n, clusters)
+               for spec in matchers}
     folder = scores_dir(system, split)
     tag = {"system": system, "split": split}
     rows = [ScoreRow.from_metrics(r.metrics, system=system, split=split, matcher=n, split_hash=split_hash,
@@ -136,10 +149,10 @@ def scores(
             *staged, "matches.parquet",
         )
         store.write_json({n: r.metrics for n, r in results.items()}, *staged, "metrics.json")
-        signature = score_inputs_signature(store, system, split)
+        signature = score_inputs_signature(store, system, split, matchers)
         store.write_json(signature, *staged, "signature.json")
     refreshed = catalog.refresh(store)
-    tracked = track_system_scores(store, project, system, rows)
+    tracked = track_system_scores(store, project, snapshot.system(system), rows)
     main = results[project.default_matcher]
     m = main.metrics
     ci = m.get("ci") or {}
@@ -168,6 +181,6 @@ def scores(
             **({"mlflow_run_id": tracked["run_id"]} if tracked else {}),
         }),
         # Metrics of every matcher (not when they were computed): the leaderboard goes stale only if a score moved.
-        data_version=dg.DataVersion(settings.stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
+        data_version=dg.DataVersion(stable_hash([signature, {n: r.metrics for n, r in results.items()}])),
         check_results=evaluate_score_checks(m, label=f"{system} / {split}"),
     )

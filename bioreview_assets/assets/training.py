@@ -2,22 +2,24 @@
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.training import ADAPTER_CHECKS, evaluate_adapter_checks, evaluate_train_loss_fell
-from bioreview_assets.gpu_tags import gpu_asset_kwargs
-from bioreview_assets.partitions import model_partitions, model_to_model_split, partitioned_checks
-from bioreview_assets.resources import StorageResource
+from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
+from bioreview_assets.orchestration.partitions import model_partitions, model_to_model_split, partitioned_checks
+from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import adapter_dir, merged_dir, read_corpus_rows
 from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.store.records import MergeMeta
-from bioreview_assets.ui_metadata import png_markdown, without_nulls
-from bioreview_assets.configured_here import systems_here_metadata
+from bioreview_assets.orchestration.ui_metadata import png_markdown, without_nulls
+from bioreview_assets.orchestration.configured_here import systems_here_metadata
 
 
-def not_fine_tuned_note() -> str:
+def not_fine_tuned_note(snapshot: ConfigSnapshot) -> str:
     """Why some partitions of adapter/merged_model can never be built (said in the asset description)."""
-    names = [n for n in settings.all_model_names() if not settings.load_model(n).finetune]
+    names = [name for name, cfg in snapshot.models.items() if not cfg.finetune]
     if not names:
         return ""
     # Dagster 1.13 maps adapter[model] to generations[model x split] only between equal model dimensions
@@ -28,30 +30,55 @@ def not_fine_tuned_note() -> str:
             "`systems_here` for the models buildable on this machine.")
 
 
-@dg.asset(
-    partitions_def=model_partitions(),
-    description="LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."
-                + not_fine_tuned_note(),
-    deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
-    check_specs=partitioned_checks(ADAPTER_CHECKS, model_partitions()),
-    metadata=systems_here_metadata(),
-    group_name="training",
-    kinds={"pytorch", "peft"},
-    **gpu_asset_kwargs("training"),
-)
-@locked_partition
-def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
+    """adapter and merged_model, partitioned by the models of `snapshot`, their GPU pods shaped by its configs."""
+
+    @dg.asset(
+        partitions_def=model_partitions(snapshot),
+        description="LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."
+                    + not_fine_tuned_note(snapshot),
+        deps=[dg.AssetDep("sft_corpus", partition_mapping=model_to_model_split())],
+        check_specs=partitioned_checks(ADAPTER_CHECKS, model_partitions(snapshot)),
+        metadata=systems_here_metadata(snapshot),
+        group_name="training",
+        kinds={"pytorch", "peft"},
+        **gpu_asset_kwargs(snapshot, "training"),
+    )
+    @locked_partition
+    def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """LoRA adapter trained with trl SFT on the model's train corpus (completion-only loss, resumable)."""
+        return materialize_adapter(snapshot, context, storage)
+
+    @dg.asset(
+        partitions_def=model_partitions(snapshot),
+        description="The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."
+                    + not_fine_tuned_note(snapshot),
+        metadata=systems_here_metadata(snapshot),
+        deps=["adapter"],
+        group_name="training",
+        kinds={"pytorch"},
+        # Merging runs in one process: a training pod's shape, one GPU.
+        **gpu_asset_kwargs(snapshot, "training", gpus=1),
+    )
+    def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
+        return materialize_merged_model(snapshot.model(context.partition_key), storage)
+
+    return [adapter, merged_model]
+
+
+def materialize_adapter(snapshot: ConfigSnapshot, context: dg.AssetExecutionContext,
+                        storage: StorageResource) -> dg.MaterializeResult:
     from bioreview_assets.doctor.report import preflight
     from bioreview_assets.services.tokenization import model_prompt
     from bioreview_assets.ml.training import train_adapter
     from bioreview_assets.reporting.plots import loss_curve_png
 
     model = context.partition_key
-    cfg = settings.load_model(model)
+    cfg = snapshot.model(model)
     store = storage.store()
     if cfg.probe_of:
-        return probe_checkpoint(store, cfg)
+        return probe_checkpoint(store, cfg, snapshot.project.tracking)
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false (a base-model or API baseline): there is no adapter "
                          f"to train; materialise its generations directly")
@@ -77,9 +104,9 @@ def adapter(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
         val_rows,
         work,
         prompt_hash=prompt_hash,
-        corpus_hash=settings.stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
+        corpus_hash=stable_hash([train_meta["corpus_hash"], val_meta["corpus_hash"]]),
         progress=progress,
-        tracking=settings.load_project().tracking,
+        tracking=snapshot.project.tracking,
     ).meta
     published = store.publish_dir(work, *adapter_dir(model))
     modules = {kind: sorted(entry["wrapped"]) for kind, entry in meta.lora_modules.items()}
@@ -130,11 +157,11 @@ def tracking_metadata(store: ArtifactStore, published: str, tracking: dict) -> d
     return links
 
 
-def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.MaterializeResult:
+def probe_checkpoint(store: ArtifactStore, cfg: ModelConfig, tracking) -> dg.MaterializeResult:
     """A probe's adapter is checkpoint N of its base model's adapter (copied, with the base's provenance)."""
     from bioreview_assets.ml.training.checkpoints import copy_probe_checkpoint
 
-    probe = copy_probe_checkpoint(store, cfg, settings.load_project().tracking)
+    probe = copy_probe_checkpoint(store, cfg, tracking)
     probe_meta, published = probe.meta, probe.published
     return dg.MaterializeResult(metadata={"probe_of": cfg.probe_of, "step": cfg.probe_step,
                                           "val_loss_at_step": probe_meta.final_val_loss,
@@ -149,22 +176,10 @@ def probe_checkpoint(store: ArtifactStore, cfg: settings.ModelConfig) -> dg.Mate
                                                    cfg.training.loss_fall_fraction, label=cfg.name)])
 
 
-@dg.asset(
-    partitions_def=model_partitions(),
-    description="The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."
-                + not_fine_tuned_note(),
-    metadata=systems_here_metadata(),
-    deps=["adapter"],
-    group_name="training",
-    kinds={"pytorch"},
-    **gpu_asset_kwargs("training", gpus=1),  # merging runs in one process: a training pod's shape, one GPU
-)
-def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
+def materialize_merged_model(cfg: ModelConfig, storage: StorageResource) -> dg.MaterializeResult:
     from bioreview_assets.ml.merge import merge_adapter
 
-    model = context.partition_key
-    cfg = settings.load_model(model)
+    model = cfg.name
     if not cfg.finetune:
         raise ValueError(f"model {model!r} has finetune: false: there is no adapter to merge")
     store = storage.store()

@@ -19,13 +19,12 @@ def gate_passes(row: dict, gate) -> bool:
     return any(hits) if gate.rule == "any" else all(hits)
 
 
-def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckResult]:
-    """Gate and beats-base verdicts per system, derived from the leaderboard rows."""
-    from bioreview_assets import settings
-    from bioreview_assets.config.systems import all_systems
+def evaluate_report_checks(board: pl.DataFrame, gate, fine_tuned: dict[str, str | None]) -> list[dg.AssetCheckResult]:
+    """Gate and beats-base verdicts per system, derived from the leaderboard rows.
 
-    gate = project.gate
-    fine_tuned = {s.name for s in all_systems() if s.kind == "model" and settings.load_model(s.model).finetune}
+    gate: the project's GateConfig; fine_tuned: every fine-tuned model system -> its model's base_system (or None),
+    in the systems' order.
+    """
     split = gate.split
     rows = board.filter((pl.col("split") == split) & pl.col("system").is_in(list(fine_tuned))).to_dicts()
     verdicts = {r["system"]: "pass" if gate_passes(r, gate) else "hold" for r in rows}
@@ -48,14 +47,11 @@ def evaluate_report_checks(board: pl.DataFrame, project) -> list[dg.AssetCheckRe
     )
     f1 = {(r["system"], r["split"]): r["f1"] for r in board.to_dicts()}
     comparisons = {}
-    for system in all_systems():
-        if system.kind != "model" or system.name not in fine_tuned:
-            continue
-        base = settings.load_model(system.model).base_system
+    for system, base in fine_tuned.items():
         for split_name in ("val", "test"):
-            if base and (system.name, split_name) in f1 and (base, split_name) in f1:
-                comparisons[f"{system.name} vs {base} ({split_name})"] = round(
-                    f1[(system.name, split_name)] - f1[(base, split_name)], 3)
+            if base and (system, split_name) in f1 and (base, split_name) in f1:
+                comparisons[f"{system} vs {base} ({split_name})"] = round(
+                    f1[(system, split_name)] - f1[(base, split_name)], 3)
     losers = {k: v for k, v in comparisons.items() if v <= 0}
     if not comparisons:
         base_description = "no fine-tuned system with a scored base_system: nothing to compare"

@@ -1,1 +1,2 @@
-"""Pydantic models of the YAML files under configs/ that settings.py loads (settings.py holds the rest)."""
+"""Configuration, its one home: the environment (env.py), the config models (model.py, project.py, k8s.py), the
+system registry (systems.py), the immutable ConfigSnapshot (snapshot.py) and the one reader of configs/ (loader.py)."""

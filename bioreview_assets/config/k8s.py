@@ -1,13 +1,11 @@
-"""configs/k8s.yaml: images, the k8s executor, GPU steps, and its loader (used by k8s_config.py)."""
+"""Pydantic models of configs/k8s.yaml: images, the k8s executor, GPU steps (orchestration/k8s_execution.py turns
+them into op tags and the executor; config/loader.py reads the file)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-# settings (the YAML reader) sits below this module: it imports none of config/.
-from bioreview_assets import settings
 
 
 class _Strict(BaseModel):
@@ -44,7 +42,7 @@ class ModelCache(_Strict):
     mount_path: str = "/models"
 
 
-# Step kinds whose pod's GPU count the model configs decide (training.gpus, generation.gpus: k8s_config.pod_gpus).
+# Step kinds whose pod's GPU count the model configs decide (training.gpus, generation.gpus: k8s_execution.pod_gpus).
 GPUS_FROM_MODEL_CONFIGS = ("training", "generation")
 
 
@@ -92,8 +90,3 @@ class K8sConfig(_Strict):
     executor: ExecutorSpec
     gpu: GpuSpec
 
-
-@settings.cached_loader
-def load_k8s_config() -> K8sConfig:
-    """The Kubernetes config (configs/k8s.yaml, or BIOREVIEW_CONFIG_DIR's); settings.clear_caches() forgets it."""
-    return settings.read_config(K8sConfig, settings.configs_dir() / "k8s.yaml")

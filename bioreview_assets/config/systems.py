@@ -1,11 +1,11 @@
 """The system registry: every scored system (a model under a post-processing policy, an ensemble, an ensemble's
-count baseline, a baseline), derived from configs/project.yaml."""
+count baseline, a baseline), derived from the project config and the model names (ConfigSnapshot.systems)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bioreview_assets import settings
+from bioreview_assets.config.project import ProjectConfig
 
 POLICY_SEPARATOR = "~"
 COUNT_BASELINE = "single-at-count"
@@ -22,8 +22,7 @@ class System:
     ensemble: str | None = None  # for an ensemble's count baseline: the ensemble it is compared with
 
 
-def model_system_name(model: str, policy: str) -> str:
-    project = settings.load_project()
+def model_system_name(project: ProjectConfig, model: str, policy: str) -> str:
     return model if policy == project.default_postprocess else f"{model}{POLICY_SEPARATOR}{policy}"
 
 
@@ -32,12 +31,11 @@ def count_baseline_name(ensemble: str) -> str:
     return f"{ensemble}{POLICY_SEPARATOR}{COUNT_BASELINE}"
 
 
-def all_systems() -> list[System]:
-    """Every system the graph scores, in a stable order."""
-    project = settings.load_project()
+def all_systems(project: ProjectConfig, model_names: list[str]) -> list[System]:
+    """Every system the graph scores, in a stable order (model_names: models, sweep variants and probes)."""
     systems = [
-        System(model_system_name(model, policy.name), "model", model=model, policy=policy.name)
-        for model in settings.all_model_names()
+        System(model_system_name(project, model, policy.name), "model", model=model, policy=policy.name)
+        for model in model_names
         for policy in project.postprocess
     ]
     for name in project.ensembles:
@@ -46,10 +44,3 @@ def all_systems() -> list[System]:
         systems.append(System(count_baseline_name(name), "ensemble", ensemble=name))
     systems += [System(name, "baseline") for name in project.baselines]
     return systems
-
-
-def system_by_name(name: str) -> System:
-    for system in all_systems():
-        if system.name == name:
-            return system
-    raise KeyError(f"unknown system {name!r}")

@@ -1,6 +1,6 @@
 """Decoding parameters shared by every generation backend, and their defaults (the generation config's too).
 
-Standard library only: the backends use it on GPU boxes without pydantic. settings.GenerationConfig takes its
+Standard library only: the backends use it on GPU boxes without pydantic. config/model.py's GenerationConfig takes its
 sampling defaults from here, so a model config and a backend built without one never decode differently.
 """
 
@@ -32,7 +32,7 @@ class SamplingSpec:
 
     @classmethod
     def from_config(cls, gen) -> "SamplingSpec":
-        """The decoding parameters of a model's generation config (settings.GenerationConfig)."""
+        """The decoding parameters of a model's generation config (config/model.py's GenerationConfig)."""
         return cls(**{name: getattr(gen, name) for name in CONFIG_FIELDS})
 
     def describe(self) -> dict[str, Any]:

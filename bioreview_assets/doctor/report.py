@@ -6,7 +6,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from bioreview_assets import env, settings
+from bioreview_assets.config import env
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.doctor.diagnose import Finding, RunSpec, blocking, diagnose_machine, diagnose_run
 from bioreview_assets.doctor.facts import MachineFacts, probe
 from bioreview_assets.doctor.plan import Architecture, MemoryPlan, memory_plan
@@ -15,7 +17,7 @@ from bioreview_assets.ml.kernels import LINEAR_ATTENTION_MODEL_TYPES
 MARK = {"ok": "ok  ", "warn": "warn", "FAIL": "FAIL"}
 
 
-def _base_config(cfg: settings.ModelConfig) -> tuple[dict | None, str | None]:
+def _base_config(cfg: ModelConfig) -> tuple[dict | None, str | None]:
     """(config.json of the base weights or None, why the weights are missing or None)."""
     from bioreview_assets.ml.models import ModelWeightsUnavailable, find_hub_weights
 
@@ -28,7 +30,7 @@ def _base_config(cfg: settings.ModelConfig) -> tuple[dict | None, str | None]:
     return json.loads((Path(folder) / "config.json").read_text()), None
 
 
-def run_spec(cfg: settings.ModelConfig) -> RunSpec:
+def run_spec(cfg: ModelConfig) -> RunSpec:
     """What the doctor needs to know of one model config (reads its base config.json when the weights are here)."""
     config, weights_error = _base_config(cfg)
     if cfg.base.kind == "gguf_package":
@@ -49,12 +51,12 @@ def run_spec(cfg: settings.ModelConfig) -> RunSpec:
                    decode=cfg.generation.decode, weights_error=weights_error, plan=plan)
 
 
-def embedder_findings(matchers: list[str]) -> list[Finding]:
+def embedder_findings(matchers: list[MatcherSpec]) -> list[Finding]:
     from bioreview_assets.ml.embedder_weights import weights_problem
 
     out = []
-    for name in matchers:
-        spec = settings.load_matcher(name)
+    for spec in matchers:
+        name = spec.name
         if spec.embedder is None:
             continue
         problem = weights_problem(spec.embedder)
@@ -63,10 +65,11 @@ def embedder_findings(matchers: list[str]) -> list[Finding]:
     return out
 
 
-def examine(models: list[str], facts: MachineFacts | None = None) -> list[Finding]:
-    """All findings for these model configs on this machine (probes the machine unless facts are given)."""
-    project = settings.load_project()
-    runs = [run_spec(settings.load_model(name)) for name in models]
+def examine(models: list[ModelConfig], matchers: list[MatcherSpec],
+            facts: MachineFacts | None = None) -> list[Finding]:
+    """All findings for these model configs and the embedders of these matchers on this machine (probes the machine
+    unless facts are given)."""
+    runs = [run_spec(cfg) for cfg in models]
     if facts is None:
         want_vllm = any(run.gpu and run.generation_backend == "vllm" for run in runs)
         from bioreview_assets.ml.generation.vllm_backend import vllm_python
@@ -75,7 +78,7 @@ def examine(models: list[str], facts: MachineFacts | None = None) -> list[Findin
     findings = diagnose_machine(facts, runs)
     for run in runs:
         findings += diagnose_run(facts, run)
-    return findings + embedder_findings(sorted({project.default_matcher, *project.matchers}))
+    return findings + embedder_findings(matchers)
 
 
 def format_findings(findings: list[Finding]) -> str:
@@ -95,7 +98,7 @@ class PreflightFailed(RuntimeError):
     """A GPU step found a blocking problem on its pod before loading anything."""
 
 
-def preflight(cfg: settings.ModelConfig, *, training: bool) -> list[Finding]:
+def preflight(cfg: ModelConfig, *, training: bool) -> list[Finding]:
     """The doctor's checks for one GPU step of one model, run by the step itself at its start (a pod checks itself).
 
     Raises PreflightFailed with every blocking finding; CPU configs have nothing to check here. Training checks the

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # settings pulls pydantic: keep this module importable on a bare GPU box (benchmarks)
-    from bioreview_assets.settings import LoraConfigSpec
+    from bioreview_assets.config.model import LoraConfigSpec
 
 # Module-name segments of the non-language towers of vision/audio-language checkpoints.
 MULTIMODAL_PARTS = ("visual", "vision_tower", "vision_model", "audio_tower", "embed_vision", "embed_audio",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.records import MergeMeta

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bioreview_assets import env
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.config import env
+from bioreview_assets.config.model import BaseModelSource, ModelConfig
 from bioreview_assets.store.atomic import atomic_dir
 
 # Chat template of the tiny model: ChatML (as Qwen) with {% generation %} markers so that trl and our own

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bioreview_assets.settings import ModelConfig, TrackingConfig
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.config.project import TrackingConfig
 from bioreview_assets.store.records import AdapterMeta
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def mlflow_tracking_uri(tracking: TrackingConfig) -> str:
     """The configured tracking URI, else a SQLite file at the local storage root (no server either way)."""
     if tracking.mlflow_tracking_uri:
         return tracking.mlflow_tracking_uri
-    from bioreview_assets.env import storage_root
+    from bioreview_assets.config.env import storage_root
 
     root = storage_root()
     if "://" in root and not root.startswith("file://"):

@@ -11,18 +11,20 @@ PAIRED_COLUMNS = ["split", "comparison", "system_a", "system_b", "f1_a", "f1_b",
                   "share_not_above_zero", "outcome", "n_articles"]
 
 
-def comparison_pairs(project) -> list[tuple[str, str, str | tuple[str, ...]]]:
+def comparison_pairs(project, models, ensembles) -> list[tuple[str, str, str | tuple[str, ...]]]:
     """(comparison, A, B or B's candidates): fine-tuned vs base and vs the retrieval/checklist baselines, each
-    ensemble vs its best member (candidates: the members; the best on each split is chosen by F1)."""
-    from bioreview_assets import settings
+    ensemble vs its best member (candidates: the members; the best on each split is chosen by F1).
+
+    project: the ProjectConfig; models: the ModelConfigs of its models; ensembles: its EnsembleConfigs.
+    """
     from bioreview_assets.reporting.verdict import fine_tuned_pairs
 
     pairs: list[tuple[str, str, str | tuple[str, ...]]] = []
-    for tuned, base in fine_tuned_pairs(project.models):
+    for tuned, base in fine_tuned_pairs(models):
         pairs.append(("fine-tuned vs base", tuned, base))
         pairs += [(f"fine-tuned vs {name}", tuned, name) for name in (BM25, CHECKLIST) if name in project.baselines]
-    for ensemble in project.ensembles:
-        pairs.append(("ensemble vs best member", ensemble, tuple(settings.load_ensemble(ensemble).members)))
+    for ensemble in ensembles:
+        pairs.append(("ensemble vs best member", ensemble.name, tuple(ensemble.members)))
     return pairs
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from bioreview_assets import settings
 from bioreview_assets.reporting.formatting import frame_table as markdown
 from bioreview_assets.reporting.paired import comparison_pairs, load_article_scores, paired_table
 from bioreview_assets.reporting.plots import leaderboard_png
@@ -104,9 +103,9 @@ def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3
     )
 
 
-def build_report(store: ArtifactStore) -> Report:
-    """Everything the report shows, from stored artefacts only."""
-    project = settings.load_project()
+def build_report(store: ArtifactStore, project, models, ensembles) -> Report:
+    """Everything the report shows, from stored artefacts only (project: the ProjectConfig; models and ensembles:
+    the configs of its models and ensembles)."""
     matcher = project.default_matcher
     scores = load_scores(store)
     metrics = _metrics_by_partition(store, matcher)
@@ -119,13 +118,13 @@ def build_report(store: ArtifactStore) -> Report:
         failure_modes=failure_modes(store),
         zero_recall=zero_recall_examples(store, matcher),
         failure_examples=failure_examples(store),
-        paired=paired_table(load_article_scores(store), board, comparison_pairs(project), matcher,
+        paired=paired_table(load_article_scores(store), board, comparison_pairs(project, models, ensembles), matcher,
                             n=project.bootstrap_n),
     )
 
 
-def render_markdown(report: Report, matcher_identity: str) -> str:
-    """The whole report as one markdown document."""
+def render_markdown(report: Report, matcher_identity: str, project, models) -> str:
+    """The whole report as one markdown document (project: the ProjectConfig; models: its models' configs)."""
     parts = [
         "# bioreview leaderboard",
         f"Matcher: `{matcher_identity}`. Micro F1 over every article of the split (missing articles count with zero "
@@ -133,9 +132,8 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
         "`count_oracle_f1`: F1 if min(#generated, #reference) pairs matched per article. A system whose F1 is "
         "close to its null F1 is rewarded for its concern count, not its content.",
     ]
-    project = settings.load_project()
     splits = report.leaderboard["split"].unique(maintain_order=True).to_list()
-    verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(project.models), project.baselines, splits,
+    verdict = verdict_lines(report.leaderboard, fine_tuned_pairs(models), project.baselines, splits,
                             report.paired)
     if verdict:
         parts += ["## Verdict", "\n".join(f"* {line}" for line in verdict)]
@@ -166,13 +164,14 @@ def render_markdown(report: Report, matcher_identity: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(store: ArtifactStore) -> Report:
-    """Build the report and write markdown, JSON and PNG files under <storage>/reports/."""
-    report = build_report(store)
-    matcher = settings.load_project().default_matcher
+def write_report(store: ArtifactStore, project, models, ensembles) -> Report:
+    """Build the report and write markdown, JSON and PNG files under <storage>/reports/ (project: the ProjectConfig;
+    models and ensembles: the configs of its models and ensembles)."""
+    report = build_report(store, project, models, ensembles)
+    matcher = project.default_matcher
     identity = report.leaderboard.height and load_scores(store).filter(pl.col("matcher") == matcher)["matcher_id"][0]
     report.files["markdown"] = store.write_bytes(
-        render_markdown(report, f"{matcher} ({identity})").encode(), *REPORT_DIR, "leaderboard.md")
+        render_markdown(report, f"{matcher} ({identity})", project, models).encode(), *REPORT_DIR, "leaderboard.md")
     report.files["json"] = store.write_bytes(report.leaderboard.write_json().encode(), *REPORT_DIR, "leaderboard.json")
     report.files["paired"] = store.write_bytes(report.paired.write_json().encode(), *REPORT_DIR, "paired.json")
     if not report.paired.is_empty():  # the DuckDB view `paired_differences`

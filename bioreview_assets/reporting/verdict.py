@@ -5,16 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 
-def fine_tuned_pairs(models: list[str]) -> list[tuple[str, str]]:
-    """(fine-tuned model, its base system) for the models that name a base_system."""
-    from bioreview_assets import settings
-
-    pairs = []
-    for model in models:
-        cfg = settings.load_model(model)
-        if cfg.finetune and cfg.base_system:
-            pairs.append((model, cfg.base_system))
-    return pairs
+def fine_tuned_pairs(models) -> list[tuple[str, str]]:
+    """(fine-tuned model, its base system) for the model configs (ModelConfig) that name a base_system."""
+    return [(cfg.name, cfg.base_system) for cfg in models if cfg.finetune and cfg.base_system]
 
 
 def _row(board: pl.DataFrame, system: str, split: str) -> dict | None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from bioreview_assets import settings
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.config.project import ProjectConfig
 from bioreview_assets.core.quantization import NF4_STORED
 from bioreview_assets.reporting.model_card import CardInputs, hub_base_model, render_model_card
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -56,9 +57,11 @@ def is_training_state(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in TRAINING_STATE)
 
 
-def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> PublishedAdapter:
-    """Write the Hub-ready folder of `model`'s adapter to `out` (replaced atomically), from the stored artefacts."""
-    cfg = settings.load_model(model)
+def assemble_published_adapter(store: ArtifactStore, cfg: ModelConfig, project: ProjectConfig,
+                               out: Path) -> PublishedAdapter:
+    """Write the Hub-ready folder of the adapter of model `cfg` to `out` (replaced atomically), from the stored
+    artefacts; `project` names the eval splits and the default matcher the card reports."""
+    model = cfg.name
     if not cfg.finetune:
         raise PublishError(f"model {model!r} has finetune: false: it has no adapter to publish")
     if not AdapterMeta.exists_in(store, model):
@@ -68,7 +71,7 @@ def assemble_published_adapter(store: ArtifactStore, model: str, out: Path) -> P
     out = Path(out)
     with atomic_dir(out) as tmp:
         _copy_adapter(root / "adapter", tmp, hub_base_model(cfg.base.model_dump(mode="json")))
-        inputs, stale = card_inputs(store, cfg, meta)
+        inputs, stale = card_inputs(store, cfg, project, meta)
         (tmp / "training_config.yaml").write_text(
             yaml.safe_dump(cfg.model_dump(mode="json", exclude={"name"}), sort_keys=False))
         if inputs.prompt:
@@ -101,9 +104,9 @@ def _copy_adapter(source: Path, target: Path, base_model: str | None) -> None:
                                                indent=2, ensure_ascii=False))
 
 
-def card_inputs(store: ArtifactStore, cfg: settings.ModelConfig, meta: AdapterMeta) -> tuple[CardInputs, list[str]]:
+def card_inputs(store: ArtifactStore, cfg: ModelConfig, project: ProjectConfig,
+                meta: AdapterMeta) -> tuple[CardInputs, list[str]]:
     """What the card says, read from the adapter, corpus, benchmark and score artefacts; also the stale splits."""
-    project = settings.load_project()
     corpus_model = cfg.probe_of or cfg.name  # a probe was trained on its parent's corpus
     corpora = {split: store.read_json(*corpus_dir(corpus_model, split), "meta.json") for split in ("train", "val")
                if store.exists(*corpus_dir(corpus_model, split), "meta.json")}

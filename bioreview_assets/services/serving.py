@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bioreview_assets.ml.generation.base import SamplingSpec
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.content_identity import folder_hash
 from bioreview_assets.store.layout import adapter_dir, merged_dir
@@ -102,13 +103,14 @@ def generation_key(cfg: ModelConfig, weights: dict[str, Any], prompt_hash: str,
     return key
 
 
-def resolve_max_new_tokens(cfg: ModelConfig, train_articles, count_tokens) -> tuple[ModelConfig, str]:
-    """The config with a numeric max_new_tokens ("auto" derived from the train targets) and where it came from."""
+def resolve_max_new_tokens(cfg: ModelConfig, corpus: CorpusConfig, train_articles,
+                           count_tokens) -> tuple[ModelConfig, str]:
+    """The config with a numeric max_new_tokens ("auto" derived from the train targets under the model's corpus
+    policy `corpus`) and where it came from."""
     from bioreview_assets.core.generation_limits import target_token_limit
-    from bioreview_assets.settings import load_corpus
 
     if cfg.generation.max_new_tokens != "auto":
         return cfg, "config"
-    limit = target_token_limit(train_articles, load_corpus(cfg.corpus), count_tokens)
+    limit = target_token_limit(train_articles, corpus, count_tokens)
     generation = cfg.generation.model_copy(update={"max_new_tokens": limit.max_new_tokens})
     return cfg.model_copy(update={"generation": generation}), f"auto: {limit.explain()}"

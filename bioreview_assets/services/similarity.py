@@ -1,4 +1,6 @@
-"""Similarity functions for post-processing and ensembles, from a named matcher config (cached embeddings)."""
+"""Similarity functions for post-processing and ensembles, from a matcher spec (cached embeddings).
+
+Every function takes the MatcherSpec itself (the caller loaded it once): nothing here looks a matcher up by name."""
 
 from __future__ import annotations
 
@@ -7,20 +9,19 @@ from typing import Callable
 
 import numpy as np
 
-from bioreview_assets import settings
+from bioreview_assets.core.matcher_spec import MatcherSpec
 from bioreview_assets.store.artifacts import ArtifactStore
 
 SimilarityFn = Callable[[list[str], list[str]], np.ndarray]
 
 
-@functools.lru_cache(maxsize=4)
-def matcher_embedder(matcher_name: str):
+@functools.lru_cache(maxsize=4)  # MatcherSpec is frozen, so hashable: one loaded embedder per spec and process
+def matcher_embedder(spec: MatcherSpec):
     """The loaded, sanity-probed embedder of a matcher (fails closed: EmbedderUnavailable)."""
     from bioreview_assets.ml.embedders import load_embedder, sanity_probe
 
-    spec = settings.load_matcher(matcher_name)
     if spec.embedder is None:
-        raise ValueError(f"matcher {matcher_name!r} has no embedder (method {spec.method!r})")
+        raise ValueError(f"matcher {spec.name!r} has no embedder (method {spec.method!r})")
     embedder = load_embedder(spec.embedder)
     sanity_probe(embedder, max_unrelated=spec.embedder.probe_max_unrelated)
     return embedder
@@ -33,20 +34,19 @@ def embedding_cache(store: ArtifactStore):
     return EmbeddingCache(store.url("embedding_cache"))
 
 
-def cached_encoder(matcher_name: str, store: ArtifactStore) -> Callable[[list[str]], np.ndarray]:
+def cached_encoder(spec: MatcherSpec, store: ArtifactStore) -> Callable[[list[str]], np.ndarray]:
     """encode(texts) through the store's embedding cache for the matcher's embedder."""
-    embedder, cache = matcher_embedder(matcher_name), embedding_cache(store)
+    embedder, cache = matcher_embedder(spec), embedding_cache(store)
     return lambda texts: cache.encode(embedder, list(texts))
 
 
-def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
+def similarity_fn(spec: MatcherSpec, store: ArtifactStore) -> SimilarityFn:
     """Cosine similarity matrix between two lists of texts, with the matcher's embedder."""
-    spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
         from bioreview_assets.ml.embedders import LexicalSimilarity
 
         return LexicalSimilarity(spec).similarity
-    encode = cached_encoder(matcher_name, store)
+    encode = cached_encoder(spec, store)
 
     def similarity(left: list[str], right: list[str]) -> np.ndarray:
         if not left or not right:
@@ -56,17 +56,16 @@ def similarity_fn(matcher_name: str, store: ArtifactStore) -> SimilarityFn:
     return similarity
 
 
-def score_with_matcher(embedders, matcher_name: str, refs, predictions, bootstrap_n: int, clusters=None):
-    """Score with one configured matcher (embedding matchers are loaded, probed and cached; lexical only if named).
+def score_with_matcher(embedders, spec: MatcherSpec, refs, predictions, bootstrap_n: int, clusters=None):
+    """Score with one matcher (embedding matchers are loaded, probed and cached; lexical only if named).
 
-    `embedders` gives `encoder(matcher_name) -> (encode, identity)` (the EmbedderResource).
+    `embedders` gives `encoder(spec) -> (encode, identity)` (the EmbedderResource).
     """
     from bioreview_assets.core.scoring import score_split
 
-    spec = settings.load_matcher(matcher_name)
     if spec.method == "lexical":
         return score_split(refs, predictions, None, spec, bootstrap_n, clusters=clusters)
-    encode, identity = embedders.encoder(matcher_name)
+    encode, identity = embedders.encoder(spec)
     judge = judge_for(spec) if spec.method == "llm_judge" else None
     return score_split(refs, predictions, encode, spec, bootstrap_n, embedder_identity=identity, clusters=clusters,
                        judge=judge)

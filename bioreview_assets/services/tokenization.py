@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Callable
 
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
 
 
 def token_counter(tokenizer) -> Callable[[str], int]:
@@ -32,7 +32,7 @@ def model_prompt(cfg: ModelConfig):
     """(tokenizer, prompt hash, prompt spec) for a model: the one prompt identity training and generation share."""
     from bioreview_assets.core.prompts import prompt_spec
     from bioreview_assets.ml.models import load_tokenizer
-    from bioreview_assets.settings import stable_hash
+    from bioreview_assets.core.hashing import stable_hash
 
     tokenizer = load_tokenizer(cfg)
     spec = prompt_spec(cfg.prompt.version, cfg.prompt.token_budget, tokenizer_identity(tokenizer))

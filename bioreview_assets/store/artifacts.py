@@ -15,7 +15,7 @@ from typing import Any
 import fsspec
 import polars as pl
 
-from bioreview_assets.env import local_cache_root, storage_root
+from bioreview_assets.config.env import local_cache_root, storage_root
 from bioreview_assets.store.atomic import fs_write_atomic, replace_dir
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.sample.generator import BUNDLED_DIR
 
 

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from bioreview_assets.core.generated_concern import GeneratedConcern
-from bioreview_assets.settings import stable_hash
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.store.artifacts import ArtifactStore, CorruptArtifact
 from bioreview_assets.store.layout import concerns_dir
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from bioreview_assets.settings import stable_hash
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.store.artifacts import ArtifactStore
 
 SHARD_GLOB = "part-*.parquet"

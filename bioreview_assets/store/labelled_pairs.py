@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.core.matcher_validation import LabelledPair, parse_labelled_pairs
 
 SAMPLE_SOURCE = "sample-generator"

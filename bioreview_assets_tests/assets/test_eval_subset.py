@@ -6,9 +6,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.definitions import build_assets, build_resources
-from bioreview_assets_tests.assets.reload import reload_asset_modules
 
 SUBSET = 5
 BASE = "tiny-base"  # a tiny model served without fine-tuning, generating with max_new_tokens: auto
@@ -18,7 +17,7 @@ BASE = "tiny-base"  # a tiny model served without fine-tuning, generating with m
 def subset_configs(tmp_path, monkeypatch, storage_root):
     """The repo's configs with eval_max_articles set and a tiny base-model system added."""
     configs = tmp_path / "configs"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     project = yaml.safe_load((configs / "project.yaml").read_text())
     project.update(eval_max_articles=SUBSET, models=["tiny-random", BASE], demo_models=[], sweeps=[],
                    probes=[{"model": "tiny-random", "steps": [3], "max_articles": 3}],
@@ -29,13 +28,8 @@ def subset_configs(tmp_path, monkeypatch, storage_root):
             "gpu": False, "prompt": tiny["prompt"],
             "generation": {"backend": "transformers", "max_new_tokens": "auto", "batch_size": 8}}
     (configs / "models" / f"{BASE}.yaml").write_text(yaml.safe_dump(base))
+    # build_assets() builds the partitions from the configs loaded at each call: this one, tiny-base among them.
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-    settings.clear_caches()
-    reload_asset_modules()  # the partitions of the asset modules come from this config (tiny-base among them)
-    yield
-    monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-    settings.clear_caches()
-    reload_asset_modules()  # back to the repository's partitions for the tests that follow
 
 
 def _materialize(instance, asset, partition):
@@ -66,6 +60,7 @@ def test_subset_and_auto_token_limit_apply_to_every_system(subset_configs):
 
 
 def test_probe_subset_is_the_smaller_of_its_own_and_the_project_knob(subset_configs):
-    assert settings.eval_article_limit() == SUBSET  # baselines and ensembles
-    assert settings.eval_article_limit(BASE) == SUBSET
-    assert settings.eval_article_limit("tiny-random@step3") == 3  # the probe's own val subset is smaller
+    snapshot = loader.load_snapshot()
+    assert snapshot.eval_article_limit() == SUBSET  # baselines and ensembles
+    assert snapshot.eval_article_limit(BASE) == SUBSET
+    assert snapshot.eval_article_limit("tiny-random@step3") == 3  # the probe's own val subset is smaller

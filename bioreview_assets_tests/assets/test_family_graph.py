@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.config.loader import load_snapshot
 from bioreview_assets.store.layout import adapter_dir, merged_dir
-from bioreview_assets_tests.assets.reload import reload_asset_modules
 
 FAMILIES = ["tiny-qwen3.5", "tiny-qwen2", "tiny-deepseek-r1", "tiny-gemma2", "tiny-gemma4"]
 
@@ -28,7 +28,7 @@ def family_graph(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("families")
     configs = root / "configs"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     project = yaml.safe_load((configs / "project.yaml").read_text())
     project.update(models=FAMILIES, demo_models=[], sweeps=[], probes=[], ensembles=[], matchers=["minilm"],
                    default_matcher="minilm")
@@ -36,10 +36,8 @@ def family_graph(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
         patch.setenv("BIOREVIEW_STORAGE", str(root / "storage"))
-        settings.clear_caches()
-        reload_asset_modules()
         instance = dg.DagsterInstance.ephemeral()
-        assets, resources = build_assets(), build_resources()
+        assets, resources = build_assets(load_snapshot()), build_resources()  # partitions of this config
 
         def run(asset, partition):
             result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
@@ -62,12 +60,7 @@ def family_graph(tmp_path_factory):
             }
         from bioreview_assets.store.artifacts import ArtifactStore
 
-        try:
-            yield results, ArtifactStore()
-        finally:
-            settings.clear_caches()
-    settings.clear_caches()
-    reload_asset_modules()  # back to the repository's partitions for the tests that follow
+        yield results, ArtifactStore()
 
 
 EXPECTED_WRAPPED = {
@@ -107,7 +100,7 @@ def test_gemma4_merge_leaves_the_vision_tower_untouched(family_graph):
 
     _, store = family_graph
     merged = store.fetch_dir(*merged_dir("tiny-gemma4"))
-    base = load_file(str(resolve_base_model(settings.load_model("tiny-gemma4")) / "model.safetensors"))
+    base = load_file(str(resolve_base_model(loader.load_model("tiny-gemma4")) / "model.safetensors"))
     weights = load_file(str(merged / "model.safetensors"))
     vision = [key for key in base if "vision_tower" in key]
     assert vision and all(bool((base[k] == weights[k]).all()) for k in vision)

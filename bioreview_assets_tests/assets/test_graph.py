@@ -15,8 +15,9 @@ from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.catalog import query_table
-from bioreview_assets.demo import Step
-from bioreview_assets.summary import check_summary_lines, leaderboard_summary_lines
+from bioreview_assets.cli.demo import Step
+from bioreview_assets.cli.summary import check_summary_lines, leaderboard_summary_lines
+from bioreview_assets.config.loader import load_snapshot
 from bioreview_assets.store.layout import adapter_dir, generations_dir, read_articles
 
 ORACLE = "smollm2-135m"  # its generations are replaced by the reference concerns: a perfect reviewer
@@ -270,7 +271,7 @@ def test_every_documented_query_runs_on_the_graph_database(scores_stage):
 
 def test_demo_summary_prints_the_leaderboard_and_plot_paths(graph):
     store = graph.store
-    lines = leaderboard_summary_lines(store)
+    lines = leaderboard_summary_lines(store, load_snapshot())
     header = lines.index("Leaderboard, val split (minilm matcher, default post-processing dedup-cap20):")
     end = lines.index("", header)
     table = lines[header + 1:end]
@@ -325,42 +326,43 @@ def test_stale_scores_are_detected_and_scheduled(scores_stage, tmp_path, monkeyp
 
     import yaml
 
-    from bioreview_assets import settings
-    from bioreview_assets.automation import rescore_stale_schedule, stale_score_partitions
+    from bioreview_assets.config import loader
+    from bioreview_assets.definitions import build_definitions
+    from bioreview_assets.orchestration.automation import stale_score_partitions
+
+    def tick():
+        """The schedule of definitions built from the configs as they are now (a code location reload)."""
+        repo = build_definitions(load_snapshot()).get_repository_def()
+        schedule = repo.get_schedule_def("rescore_stale_schedule")
+        return schedule.evaluate_tick(dg.build_schedule_context(instance=instance, repository_def=repo))
 
     instance, store = scores_stage.instance, scores_stage.store
-    assert stale_score_partitions(store) == []
-    from bioreview_assets.definitions import defs
-
-    repo = defs.get_repository_def()
-    context = dg.build_schedule_context(instance=instance, repository_def=repo)
-    assert isinstance(rescore_stale_schedule.evaluate_tick(context).skip_message, str)
+    assert stale_score_partitions(store, load_snapshot().scored_matchers()) == []
+    assert isinstance(tick().skip_message, str)
 
     configs = tmp_path / "configs"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     matcher = yaml.safe_load((configs / "matchers" / "minilm.yaml").read_text())
     (configs / "matchers" / "minilm.yaml").write_text(yaml.safe_dump({**matcher, "threshold": 0.7}))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-    settings.clear_caches()
     try:
-        stale = stale_score_partitions(store)
+        stale = stale_score_partitions(store, load_snapshot().scored_matchers())
         assert {(system, split) for system, split, _, _ in stale} == {
             (s, "val") for s in ("tiny-random", "tiny-random~raw", ORACLE, BASE, "bm25", "embedded-union",
                                  "embedded-union~single-at-count", PROBE)}  # every scored system
         assert all(changed == ["matchers"] for _, _, changed, _ in stale)
-        requests = rescore_stale_schedule.evaluate_tick(
-            dg.build_schedule_context(instance=instance, repository_def=repo)).run_requests
+        requests = tick().run_requests
         assert len(requests) == 8 and requests[0].tags["bioreview/stale_inputs"] == "matchers"
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-        settings.clear_caches()
     meta = store.read_json("benchmark", "val", "meta.json")
     # A hand edit of a committed partition: without its manifest (as a partition written before manifests were),
     # since the manifest would refuse the edited file as corrupt.
     store.fs.rm(store.path("benchmark", "val", "manifest.json"))
     store.write_json({**meta, "content_hash": "changed"}, "benchmark", "val", "meta.json")
     try:
-        assert {tuple(c) for _, _, c, _ in stale_score_partitions(store)} == {("split_hash",)}
+        stale = stale_score_partitions(store, load_snapshot().scored_matchers())
+        assert {tuple(c) for _, _, c, _ in stale} == {("split_hash",)}
     finally:
         store.write_json(meta, "benchmark", "val", "meta.json")
 

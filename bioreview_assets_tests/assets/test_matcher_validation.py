@@ -4,7 +4,7 @@ import dagster as dg
 
 from bioreview_assets.checks.matcher_validation import evaluate_matcher_validation
 from bioreview_assets.definitions import build_assets, build_resources
-from bioreview_assets.settings import MatcherValidationConfig
+from bioreview_assets.config.project import MatcherValidationConfig
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.labelled_pairs import SAMPLE_SOURCE, labelled_pair_sources
 

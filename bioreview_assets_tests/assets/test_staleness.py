@@ -17,7 +17,8 @@ import yaml
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.config.loader import load_snapshot
 from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.store.artifacts import ArtifactStore
@@ -59,20 +60,17 @@ def _status(instance, asset, partition, assets=None):
 def _configs(tmp_path: Path, file: str, dotted: str, value):
     """The repo's configs with one value changed (BIOREVIEW_CONFIG_DIR), for the duration of the block."""
     configs = tmp_path / f"configs-{dotted}"
-    shutil.copytree(settings.configs_dir(), configs)
+    shutil.copytree(loader.configs_dir(), configs)
     data = yaml.safe_load((configs / file).read_text())
     node = data
     for part in dotted.split(".")[:-1]:
         node = node.setdefault(part, {})
     node[dotted.split(".")[-1]] = value
     (configs / file).write_text(yaml.safe_dump(data))
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-            settings.clear_caches()
-            yield
-    finally:
-        settings.clear_caches()
+    # The definitions are built from the configs loaded at each run (_run -> build_assets()): nothing to reload.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
+        yield
 
 
 def _write_oracle_generations(store: ArtifactStore, keep: int | None = None) -> None:
@@ -178,7 +176,7 @@ def test_a_parser_change_reparses_stored_raw_text_without_regenerating(chain, mo
 
 
 def test_changed_member_concerns_change_the_ensemble_and_its_scores(chain):
-    from bioreview_assets.automation import stale_score_partitions
+    from bioreview_assets.orchestration.automation import stale_score_partitions
 
     instance, store, _ = chain
     _write_oracle_generations(store)
@@ -187,7 +185,7 @@ def test_changed_member_concerns_change_the_ensemble_and_its_scores(chain):
     ensemble = _sys("embedded-union")
     first = _run(instance, "ensemble_concerns", ensemble)
     first_score = _run(instance, "scores", ensemble)
-    assert stale_score_partitions(store) == []
+    assert stale_score_partitions(store, load_snapshot().scored_matchers()) == []
 
     _write_oracle_generations(store, keep=2)  # the oracle member now raises only two concerns per article
     assert _run(instance, "concerns", _sys(ORACLE)).success
@@ -195,12 +193,13 @@ def test_changed_member_concerns_change_the_ensemble_and_its_scores(chain):
     assert status == StaleStatus.STALE and causes == ["concerns: has a new data version"]
     second = _run(instance, "ensemble_concerns", ensemble)
     assert _meta(second)["after_cap"] < _meta(first)["after_cap"] and _version(second) != _version(first)
-    stale = stale_score_partitions(store)
+    stale = stale_score_partitions(store, load_snapshot().scored_matchers())
     assert [(s, split, changed) for s, split, changed, _ in stale] == [("embedded-union", "val", ["concerns"])]
     assert _status(instance, "scores", ensemble)[0] == StaleStatus.STALE
     second_score = _run(instance, "scores", ensemble)
     assert _meta(second_score)["recall"] < _meta(first_score)["recall"]
-    assert _version(second_score) != _version(first_score) and stale_score_partitions(store) == []
+    assert _version(second_score) != _version(first_score)
+    assert stale_score_partitions(store, load_snapshot().scored_matchers()) == []
 
 
 def test_retrain_then_regenerate_never_reuses_the_old_models_outputs(chain, tmp_path):

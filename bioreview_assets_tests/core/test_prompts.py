@@ -15,7 +15,7 @@ from bioreview_assets.core.prompts import (
 )
 from bioreview_assets.core.schema import Article, ScorableConcern
 from bioreview_assets.sample.generator import generate_sample_splits
-from bioreview_assets.settings import stable_hash
+from bioreview_assets.core.hashing import stable_hash
 
 
 def count_words(text: str) -> int:

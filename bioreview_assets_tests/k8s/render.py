@@ -13,8 +13,9 @@ from dagster_k8s import DagsterK8sJobConfig, construct_dagster_k8s_job
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_k8s_job_name, get_user_defined_k8s_config
 
-from bioreview_assets.k8s_config import executor_config
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.orchestration.k8s_execution import executor_config
+from bioreview_assets.config.loader import REPO_ROOT
+from bioreview_assets.config.loader import load_snapshot
 
 K8S_DIR = REPO_ROOT / "k8s"
 VALUES_FILE = K8S_DIR / "values-dagster.yaml"
@@ -123,7 +124,7 @@ def step_job(
 ) -> kubernetes.client.V1Job:
     """The Job K8sStepHandler.launch_step creates for a step: launcher + code location, executor, op tag, per-step."""
     values = values if values is not None else helm_values()
-    executor = executor if executor is not None else executor_config()
+    executor = executor if executor is not None else executor_config(load_snapshot().k8s)
     launcher = run_launcher_config(values)
     tags = {key: value if isinstance(value, str) else json.dumps(value) for key, value in op_tags.items()}
     context = (

@@ -3,7 +3,7 @@ import json
 import dagster as dg
 import pytest
 
-from bioreview_assets.automation import SENSORS, benchmark_split_sensor
+from bioreview_assets.orchestration.automation import SENSORS, benchmark_split_sensor
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.definitions import build_assets, build_resources
 from bioreview_assets.sample.generator import write_sample

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 
 dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse (dev extra) is not installed")
 

@@ -13,10 +13,12 @@ import pytest
 import yaml
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 
-from bioreview_assets import k8s_config, settings
-from bioreview_assets.k8s_config import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.orchestration import k8s_execution
+from bioreview_assets.config import loader
+from bioreview_assets.orchestration.k8s_execution import GPU_POOL, K8S_CONFIG_TAG, executor_config, gpu_op_tags
+from bioreview_assets.config.loader import REPO_ROOT
 from bioreview_assets_tests.k8s import render
+from bioreview_assets.config.loader import load_snapshot
 
 K8S_VERSION = "1.33"
 EXAMPLE = render.K8S_DIR / "examples" / "generations-job.yaml"
@@ -41,13 +43,14 @@ def _validate(obj: dict) -> None:
 
 @pytest.fixture(scope="module")
 def generations_job() -> dict:
-    return render.to_dict(render.step_job("generations", gpu_op_tags("generation")))
+    return render.to_dict(render.step_job("generations", gpu_op_tags(load_snapshot(), "generation")))
 
 
 def test_generation_step_job_requests_an_a100_with_shm_cache_and_gpu_image(generations_job):
     _validate(generations_job)
     container, pod = _container(generations_job), generations_job["spec"]["template"]["spec"]
-    assert container["image"] == k8s_config.image("gpu") != k8s_config.image("cpu")  # not the executor's job image
+    k8s = load_snapshot().k8s
+    assert container["image"] == k8s_execution.image(k8s, "gpu") != k8s_execution.image(k8s, "cpu")  # not the job image
     assert container["resources"] == {
         "requests": {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": "1"},
         "limits": {"cpu": "12", "memory": "64Gi", "nvidia.com/gpu": "1"},
@@ -74,7 +77,7 @@ def test_generation_step_job_requests_an_a100_with_shm_cache_and_gpu_image(gener
 
 @pytest.mark.parametrize("kind", ["training", "generation", "embedding"])
 def test_every_gpu_step_kind_gets_one_gpu_and_a_valid_job(kind):
-    job = render.to_dict(render.step_job(f"probe_{kind}", gpu_op_tags(kind)))
+    job = render.to_dict(render.step_job(f"probe_{kind}", gpu_op_tags(load_snapshot(), kind)))
     _validate(job)
     resources = _container(job)["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"
@@ -86,13 +89,13 @@ def test_cpu_step_gets_the_cpu_image_and_shape_and_no_gpu():
     job = render.to_dict(render.step_job("benchmark_split", {}))
     _validate(job)
     container, pod = _container(job), job["spec"]["template"]["spec"]
-    assert container["image"] == k8s_config.image("cpu")
-    assert container["resources"] == k8s_config.load_k8s_config().executor.cpu_step.model_dump()
+    assert container["image"] == k8s_execution.image(load_snapshot().k8s, "cpu")
+    assert container["resources"] == load_snapshot().k8s.executor.cpu_step.model_dump()
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
 def test_per_step_config_is_merged_last():
-    job = render.to_dict(render.step_job("adapter", gpu_op_tags("training")))
+    job = render.to_dict(render.step_job("adapter", gpu_op_tags(load_snapshot(), "training")))
     _validate(job)
     annotations = job["spec"]["template"]["metadata"]["annotations"]
     assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
@@ -102,25 +105,29 @@ def test_per_step_config_is_merged_last():
 def test_executor_config_is_valid_for_k8s_job_executor():
     from dagster._config import process_config, resolve_to_config_type
 
-    result = process_config(resolve_to_config_type(_K8S_EXECUTOR_CONFIG_SCHEMA), executor_config())
+    config_type = resolve_to_config_type(_K8S_EXECUTOR_CONFIG_SCHEMA)
+    result = process_config(config_type, executor_config(load_snapshot().k8s))
     assert result.success, result.errors
-    assert k8s_config.k8s_executor().name == "bioreview_k8s"
+    assert k8s_execution.k8s_executor(load_snapshot().k8s).name == "bioreview_k8s"
 
 
 def test_image_tags_can_be_pinned_at_deploy_time(monkeypatch):
     monkeypatch.setenv("BIOREVIEW_GPU_IMAGE", "reg.example/gpu:sha-123")
-    assert gpu_op_tags("training")[K8S_CONFIG_TAG]["container_config"]["image"] == "reg.example/gpu:sha-123"
+    tags = gpu_op_tags(load_snapshot(), "training")
+    assert tags[K8S_CONFIG_TAG]["container_config"]["image"] == "reg.example/gpu:sha-123"
 
 
 def test_local_env_never_imports_the_kubernetes_client():
-    code = ("import sys; from bioreview_assets.k8s_config import gpu_op_tags; gpu_op_tags('generation'); "
+    code = ("import sys; from bioreview_assets.config.loader import load_snapshot; "
+            "from bioreview_assets.orchestration.k8s_execution import gpu_op_tags; "
+            "gpu_op_tags(load_snapshot(), 'generation'); "
             "assert not {'kubernetes', 'dagster_k8s'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=render.REPO_ROOT)
 
 
 def test_unknown_step_kind_is_a_clear_error():
     with pytest.raises(KeyError, match="gpu.steps.inference"):
-        gpu_op_tags("inference")
+        gpu_op_tags(load_snapshot(), "inference")
 
 
 # --- a 4-GPU config: N GPUs, shared memory and NCCL settings in the pod -------------------------------------------
@@ -128,11 +135,10 @@ def test_unknown_step_kind_is_a_clear_error():
 @pytest.fixture
 def four_gpu_configs(tmp_path):
     """configs/ where qwen3-8b generates (and trains, where training.gpus exists) on 4 GPUs, and a CPU-only tiny
-    model asks for 8, which must not size production pods. The asset modules are rebuilt for it, then back."""
+    model asks for 8, which must not size production pods. The definitions built while it is set use it."""
     import shutil
 
-    import bioreview_assets.definitions  # noqa: F401  built from the shipped config first, as other tests expect
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     configs = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
@@ -146,29 +152,15 @@ def four_gpu_configs(tmp_path):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-        settings.clear_caches()
         yield patch
-    settings.clear_caches()
-    _reload_gpu_assets()  # the shipped config again, for the tests that follow
 
 
-def _reload_gpu_assets() -> dict[str, dict]:
-    """Re-import the modules of the GPU assets (their op tags are computed at import) and return each one's tags."""
-    import importlib
-    import warnings
+def _gpu_asset_tags() -> dict[str, dict]:
+    """The op tags of the GPU assets as the definitions build them from the configs loaded now."""
+    from bioreview_assets.definitions import build_assets
 
-    from bioreview_assets.assets import generation, training
-
-    tags = {}
-    with warnings.catch_warnings():  # partitions.py silences these at first import; pytest resets filters per test
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        modules = importlib.reload(training), importlib.reload(generation)
-    for module in modules:
-        for name in ("adapter", "merged_model", "generations"):
-            if hasattr(module, name):
-                tags[name] = dict(getattr(module, name).op.tags)
-    return tags
+    return {key.to_user_string(): dict(asset.op.tags) for asset in build_assets(load_snapshot()) for key in asset.keys
+            if key.to_user_string() in ("adapter", "merged_model", "generations")}
 
 
 def _pod(job: dict) -> tuple[dict, dict, dict]:
@@ -188,23 +180,24 @@ def _assert_multi_gpu_pod(job: dict, gpus: int, shm: str) -> None:
 
 
 def test_four_gpu_generation_pod_asks_for_four_gpus_shm_and_no_nvls(four_gpu_configs):
-    assert k8s_config.pod_gpus("generation") == 4  # not 8: the tiny model is gpu: false
-    tags = _reload_gpu_assets()
+    assert k8s_execution.pod_gpus(load_snapshot(), "generation") == 4  # not 8: the tiny model is gpu: false
+    tags = _gpu_asset_tags()
     job = render.to_dict(render.step_job("generations", tags["generations"]))
     _assert_multi_gpu_pod(job, 4, "16Gi")
     carried = tags["generations"][K8S_CONFIG_TAG]  # what the asset carries is what the config says
-    assert (json.loads(carried) if isinstance(carried, str) else carried) == gpu_op_tags("generation")[K8S_CONFIG_TAG]
+    expected = gpu_op_tags(load_snapshot(), "generation")[K8S_CONFIG_TAG]
+    assert (json.loads(carried) if isinstance(carried, str) else carried) == expected
 
 
 def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     if "gpus" not in TrainingConfig.model_fields:  # before the training half is merged: qwen3-8b asks for 4 anyway
-        real = k8s_config.gpus_for_step
-        four_gpu_configs.setattr(k8s_config, "gpus_for_step", lambda model, kind: 4 if (
+        real = k8s_execution.gpus_for_step
+        four_gpu_configs.setattr(k8s_execution, "gpus_for_step", lambda model, kind: 4 if (
             kind == "training" and model.name == "qwen3-8b") else real(model, kind))
-    assert k8s_config.pod_gpus("training") == 4
-    tags = _reload_gpu_assets()
+    assert k8s_execution.pod_gpus(load_snapshot(), "training") == 4
+    tags = _gpu_asset_tags()
     adapter_job = render.to_dict(render.step_job("adapter", tags["adapter"]))
     _assert_multi_gpu_pod(adapter_job, 4, "32Gi")
     annotations = adapter_job["spec"]["template"]["metadata"]["annotations"]
@@ -217,15 +210,16 @@ def test_four_gpu_adapter_pod_and_a_one_gpu_merge(four_gpu_configs):
 
 def test_one_gpu_configs_give_the_pods_they_gave_before(generations_job):
     """The shipped configs ask for one GPU everywhere: the example Job (unchanged file) is still what is rendered."""
-    assert k8s_config.pod_gpus("training") == k8s_config.pod_gpus("generation") == 1
+    snapshot = load_snapshot()
+    assert k8s_execution.pod_gpus(snapshot, "training") == k8s_execution.pod_gpus(snapshot, "generation") == 1
     assert yaml.safe_load(EXAMPLE.read_text()) == generations_job
-    assert gpu_op_tags("training") == gpu_op_tags("training", gpus=1)
+    assert gpu_op_tags(snapshot, "training") == gpu_op_tags(snapshot, "training", gpus=1)
 
 
 def test_gpu_counts_of_training_and_generation_pods_have_one_source():
     from bioreview_assets.config.k8s import K8sConfig
 
-    data = yaml.safe_load((settings.configs_dir() / "k8s.yaml").read_text())
+    data = yaml.safe_load((loader.configs_dir() / "k8s.yaml").read_text())
     data["gpu"]["steps"]["generation"]["gpus"] = 2
     with pytest.raises(ValueError, match="comes from the model configs \\(generation.gpus"):
         K8sConfig.model_validate(data)
@@ -233,7 +227,7 @@ def test_gpu_counts_of_training_and_generation_pods_have_one_source():
 
 # --- the real dagster_k8s step handler agrees with the builder ------------------------------------------------
 
-@dg.op(name="generations", tags=gpu_op_tags("generation"), pool=GPU_POOL)
+@dg.op(name="generations", tags=gpu_op_tags(load_snapshot(), "generation"), pool=GPU_POOL)
 def _generations_op():
     return 1
 
@@ -278,7 +272,8 @@ def test_k8s_step_handler_creates_the_same_job_as_the_builder(kubeconfig):
     origin = origin._replace(repository_origin=origin.repository_origin._replace(
         container_context=render.code_location_container_context(values)))
     with instance_for_test(overrides=overrides) as instance:
-        config = process_config(resolve_to_config_type(_K8S_EXECUTOR_CONFIG_SCHEMA), executor_config())
+        config = process_config(resolve_to_config_type(_K8S_EXECUTOR_CONFIG_SCHEMA),
+                                executor_config(load_snapshot().k8s))
         assert config.success, config.errors
         executor = k8s_job_executor.executor_creation_fn(InitExecutorContext(
             job=recon, executor_def=k8s_job_executor, executor_config=config.value, instance=instance))
@@ -296,7 +291,7 @@ def test_k8s_step_handler_creates_the_same_job_as_the_builder(kubeconfig):
     ((_, _, kwargs),) = [c for c in batch_api.method_calls if c[0] == "create_namespaced_job"]
     assert kwargs["namespace"] == render.NAMESPACE
     posted = render.to_dict(kwargs["body"])
-    expected = render.to_dict(render.step_job("generations", gpu_op_tags("generation"), values=values,
+    expected = render.to_dict(render.step_job("generations", gpu_op_tags(load_snapshot(), "generation"), values=values,
                                               run_id=run.run_id, job_name="gpu_probe_job",
                                               code_location=None))  # a test run has no code server origin
     _validate(posted)
@@ -310,9 +305,16 @@ def test_k8s_step_handler_creates_the_same_job_as_the_builder(kubeconfig):
 
 # --- the lead's real GPU assets ---------------------------------------------------------------------------------
 
-def _asset_tags(name: str) -> dict:
-    from bioreview_assets.definitions import defs
+def _shipped_definitions() -> dg.Definitions:
+    """The definitions built from the configs loaded now (the shipped ones: no fixture here points elsewhere), not the
+    module's `defs`, which holds whatever config was set when some earlier test first imported it."""
+    from bioreview_assets.definitions import build_definitions
 
+    return build_definitions(load_snapshot())
+
+
+def _asset_tags(name: str) -> dict:
+    defs = _shipped_definitions()
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     if name not in keys:
         pytest.skip(f"asset {name!r} is not in bioreview_assets.definitions yet (its stage has not landed)")
@@ -321,15 +323,15 @@ def _asset_tags(name: str) -> dict:
 
 @pytest.mark.parametrize("asset_name", sorted(GPU_STEPS))
 def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatch):
-    from bioreview_assets.definitions import defs
-    from bioreview_assets.gpu_tags import gpu_asset_kwargs
+    from bioreview_assets.orchestration.gpu_tags import gpu_asset_kwargs
 
+    defs = _shipped_definitions()
     tags = _asset_tags(asset_name)
     if asset_name == "scores":  # the shipped matchers embed on CPU: scores gets no GPU pod (next test)
         assert K8S_CONFIG_TAG not in tags and defs.get_assets_def(asset_name).op.pool is None
-        tags = {K8S_CONFIG_TAG: gpu_op_tags(GPU_STEPS[asset_name])[K8S_CONFIG_TAG]}
+        tags = {K8S_CONFIG_TAG: gpu_op_tags(load_snapshot(), GPU_STEPS[asset_name])[K8S_CONFIG_TAG]}
         assets_def = None
-    expected = gpu_op_tags(GPU_STEPS[asset_name])[K8S_CONFIG_TAG]
+    expected = gpu_op_tags(load_snapshot(), GPU_STEPS[asset_name])[K8S_CONFIG_TAG]
     actual = tags[K8S_CONFIG_TAG]
     assert (json.loads(actual) if isinstance(actual, str) else actual) == expected
     if asset_name != "scores":
@@ -338,7 +340,7 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
         # Locally a failure is a bug, surfaced at once; on Kubernetes (preempted pods) the step is retried.
         assert assets_def.op.retry_policy is None
     monkeypatch.setenv("BIOREVIEW_ENV", "k8s")
-    assert gpu_asset_kwargs(GPU_STEPS[asset_name])["retry_policy"] == k8s_config.GPU_RETRY
+    assert gpu_asset_kwargs(load_snapshot(), GPU_STEPS[asset_name])["retry_policy"] == k8s_execution.GPU_RETRY
     job = render.to_dict(render.step_job(asset_name, tags))
     _validate(job)
     assert _container(job)["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -347,24 +349,19 @@ def test_gpu_asset_carries_the_gpu_op_tags_pool_and_retry(asset_name, monkeypatc
 def test_embedding_steps_get_a_gpu_pod_only_when_a_scored_matcher_asks_for_cuda(tmp_path, monkeypatch):
     import shutil
 
-    from bioreview_assets import settings
-    from bioreview_assets.gpu_tags import embedding_asset_kwargs
+    from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 
-    assert embedding_asset_kwargs() == {}  # shipped configs: MiniLM on CPU
+    assert embedding_asset_kwargs(load_snapshot()) == {}  # shipped configs: MiniLM on CPU
     configs = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
     minilm = configs / "matchers" / "minilm.yaml"
     minilm.write_text(minilm.read_text().replace("kind: sentence_transformers", "kind: sentence_transformers\n  device: cuda"))
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(configs))
-    settings.clear_caches()
-    try:
-        kwargs = embedding_asset_kwargs()
-        assert kwargs["pool"] == GPU_POOL
-        assert kwargs["op_tags"] == gpu_op_tags("embedding")
-        node_selector = kwargs["op_tags"][K8S_CONFIG_TAG]["pod_spec_config"]["node_selector"]
-        assert node_selector == {"nvidia.com/gpu.present": "true"}  # any GPU, not an A100
-    finally:
-        settings.clear_caches()
+    kwargs = embedding_asset_kwargs(load_snapshot())
+    assert kwargs["pool"] == GPU_POOL
+    assert kwargs["op_tags"] == gpu_op_tags(load_snapshot(), "embedding")
+    node_selector = kwargs["op_tags"][K8S_CONFIG_TAG]["pod_spec_config"]["node_selector"]
+    assert node_selector == {"nvidia.com/gpu.present": "true"}  # any GPU, not an A100
 
 
 # --- Helm values, cluster objects, secrets, the example --------------------------------------------------------
@@ -379,9 +376,9 @@ def test_helm_values_wire_k8s_env_postgres_launcher_monitoring_and_gpu_pool():
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["concurrency"]["enabled"] and values["concurrency"]["pools"]["defaultLimit"] >= 1
-    assert dep["image"]["repository"] + ":" + dep["image"]["tag"] == k8s_config.image("cpu")
+    assert dep["image"]["repository"] + ":" + dep["image"]["tag"] == k8s_execution.image(load_snapshot().k8s, "cpu")
     env = {e["name"]: e["value"] for e in dep["env"]}
-    assert env["BIOREVIEW_GPU_IMAGE"] == k8s_config.image("gpu")
+    assert env["BIOREVIEW_GPU_IMAGE"] == k8s_execution.image(load_snapshot().k8s, "gpu")
 
 
 def test_chart_objects_and_cluster_objects_are_valid_kubernetes():
@@ -391,7 +388,7 @@ def test_chart_objects_and_cluster_objects_are_valid_kubernetes():
     for obj in objects:
         _validate(obj)
     names = {o["metadata"]["name"] for o in objects}
-    config = k8s_config.load_k8s_config()
+    config = load_snapshot().k8s
     # Everything the pods reference by name is created by k8s/bioreview-objects.yaml (secrets: by kubectl).
     assert {config.gpu.model_cache.claim_name, config.executor.service_account_name, "bioreview-benchmark",
             *config.executor.env_config_maps} <= names
@@ -400,11 +397,13 @@ def test_chart_objects_and_cluster_objects_are_valid_kubernetes():
 def test_no_secret_value_reaches_any_manifest_or_file(monkeypatch):
     for key, value in FAKE_SECRETS.items():
         monkeypatch.setenv(key, value)
-    rendered = [render.step_job(op, gpu_op_tags(kind)) for op, kind in GPU_STEPS.items()]
+    rendered = [render.step_job(op, gpu_op_tags(load_snapshot(), kind)) for op, kind in GPU_STEPS.items()]
     rendered = [render.to_dict(job) for job in rendered] + render.user_code_objects() + render.cluster_objects()
-    blob = json.dumps(rendered) + json.dumps(executor_config()) + json.dumps(gpu_op_tags("generation"))
+    snapshot = load_snapshot()
+    blob = (json.dumps(rendered) + json.dumps(executor_config(snapshot.k8s))
+            + json.dumps(gpu_op_tags(snapshot, "generation")))
     files = [render.VALUES_FILE, EXAMPLE, render.K8S_DIR / "examples" / "pytorchjob-adapter.yaml",
-             settings.configs_dir() / "k8s.yaml"]
+             loader.configs_dir() / "k8s.yaml"]
     files += [render.K8S_DIR / name for name in ("bioreview-objects.yaml", "Dockerfile", "Dockerfile.gpu", "README.md")]
     for path in files:
         blob += path.read_text()

@@ -8,8 +8,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bioreview_assets import k8s_config
+from bioreview_assets.orchestration import k8s_execution
 from bioreview_assets_tests.k8s import render
+from bioreview_assets.config.loader import load_snapshot
 
 EXAMPLE = render.K8S_DIR / "examples" / "pytorchjob-adapter.yaml"
 K8S_VERSION = "1.33"
@@ -38,11 +39,11 @@ def test_each_replica_is_a_valid_pod_of_the_training_step_shape(job, replica) ->
     pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"adapter-{replica.lower()}"},
                     "template": template}
     assert kubernetes_validate.validate(pod_template, K8S_VERSION, strict=True) == K8S_VERSION
-    config = k8s_config.load_k8s_config()
+    config = load_snapshot().k8s
     step, gpu = config.gpu.steps["training"], config.gpu
     (container,) = template["spec"]["containers"]
     assert container["name"] == "pytorch"  # the container the operator injects its rendezvous variables into
-    assert container["image"] == k8s_config.image("gpu")
+    assert container["image"] == k8s_execution.image(load_snapshot().k8s, "gpu")
     gpus = job["spec"]["nprocPerNode"]
     assert container["resources"] == {"requests": {**step.requests, "nvidia.com/gpu": gpus},
                                       "limits": {**step.limits, "nvidia.com/gpu": gpus}}
@@ -76,8 +77,8 @@ def test_the_job_is_one_master_and_workers_with_no_operator_retries(job) -> None
     assert (nodes, world) == (2, 8)
     assert job["spec"]["runPolicy"]["backoffLimit"] == 0  # Dagster retries, the training resumes from a checkpoint
     # The example trains qwen3-8b: its effective batch survives 8 ranks (accumulation steps divide evenly).
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
 
-    training = settings.load_model(job["metadata"]["labels"]["bioreview/model"]).training
+    training = loader.load_model(job["metadata"]["labels"]["bioreview/model"]).training
     assert training.gradient_accumulation_steps % world == 0
     assert replicas["Master"]["template"] == replicas["Worker"]["template"]  # the nodes differ only in their rank

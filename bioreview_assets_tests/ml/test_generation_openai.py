@@ -14,7 +14,7 @@ import pytest
 from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, SamplingSpec, make_backend
 from bioreview_assets.ml.generation.openai_backend import APIKeyMissing, OpenAIBackend
 from bioreview_assets.services.generation_runner import run_generation
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.config.model import BaseModelSource, ModelConfig
 from bioreview_assets.store.generation_log import GenerationLog
 
 KEY = "sk-test-SECRET-1f9c2b7e"

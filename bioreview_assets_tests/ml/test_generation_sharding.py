@@ -21,7 +21,7 @@ from bioreview_assets.services.serving import generation_key
 from bioreview_assets.ml.generation.sharding import ShardCommand, ShardedTransformersBackend, ShardFailed, deal
 from bioreview_assets.ml.generation.transformers_backend import Prompt, TransformersBackend, plan_batches
 from bioreview_assets.ml.generation.vllm_backend import VLLMBackend
-from bioreview_assets.settings import BaseModelSource, ModelConfig
+from bioreview_assets.config.model import BaseModelSource, ModelConfig
 from bioreview_assets.store.generation_log import GenerationLog
 from bioreview_assets_tests.ml.conftest import tiny_model_config
 

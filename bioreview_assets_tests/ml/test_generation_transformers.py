@@ -10,7 +10,7 @@ from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, 
 from bioreview_assets.ml.generation.rendering import render_chat
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
 from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets_tests.ml.conftest import tiny_model_config
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from bioreview_assets.ml.generation import GenerationRequest, GenerationResult, 
 from bioreview_assets.ml.generation import vllm_backend
 from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
 from bioreview_assets.ml.generation.vllm_backend import VLLMBackend, VLLMUnavailable, vllm_in_process, vllm_python
-from bioreview_assets.settings import ModelConfig
+from bioreview_assets.config.model import ModelConfig
 from bioreview_assets_tests.ml.conftest import tiny_model_config
 
 _MISSING = vllm_python() is None and not vllm_in_process()

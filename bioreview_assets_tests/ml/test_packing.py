@@ -135,7 +135,7 @@ def test_build_trainer_refuses_packing_for_a_model_that_would_leak(tmp_path):
 
     from bioreview_assets.ml.training import build_trainer
     from bioreview_assets.ml.training.features import Features
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     if importlib.util.find_spec("fla") or importlib.util.find_spec("causal_conv1d"):
         pytest.skip("flash-linear-attention / causal-conv1d installed")

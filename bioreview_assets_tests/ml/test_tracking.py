@@ -18,7 +18,8 @@ from bioreview_assets.ml.tracking import (
     track_probe,
 )
 from bioreview_assets.services.score_tracking import score_metric_prefix, track_scores
-from bioreview_assets.settings import BaseModelSource, ModelConfig, TrackingConfig
+from bioreview_assets.config.model import BaseModelSource, ModelConfig
+from bioreview_assets.config.project import TrackingConfig
 from bioreview_assets.store.records import ScoreRow
 from bioreview_assets_tests.tensorboard import read_scalars
 from bioreview_assets_tests.ml.test_training import CORPUS_HASH, PROMPT_HASH, corpus, tiny_cfg

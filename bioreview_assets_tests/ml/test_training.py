@@ -25,7 +25,7 @@ CORPUS_HASH = "corpus-test"
 
 def tiny_cfg(**training):
     """The tiny random model with small, fast training settings (independent of configs/ edits)."""
-    from bioreview_assets.settings import BaseModelSource, ModelConfig, TrainingConfig
+    from bioreview_assets.config.model import BaseModelSource, ModelConfig, TrainingConfig
 
     settings = {
         "quantization": "nf4",
@@ -278,7 +278,7 @@ def test_resume_continues_from_the_checkpoint_of_a_killed_run(trained, tmp_path)
             import torch
             # this process's thread count: the killed run's steps must be bit for bit those of the test process
             torch.set_num_threads({torch.get_num_threads()})
-            from bioreview_assets.settings import ModelConfig
+            from bioreview_assets.config.model import ModelConfig
             from bioreview_assets.ml.training import train_adapter
 
             cfg = ModelConfig.model_validate_json({cfg.model_dump_json()!r})

@@ -147,7 +147,7 @@ def test_two_ranks_killed_then_resumed_train_the_one_rank_adapter(one_rank, tmp_
 
 def test_training_config_divides_the_effective_batch_across_ranks():
     from bioreview_assets.ml.training.distributed import accumulation_per_rank
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     training = TrainingConfig(gpus=4, gradient_accumulation_steps=8, per_device_batch_size=1)
     assert accumulation_per_rank(training, 4) == 2

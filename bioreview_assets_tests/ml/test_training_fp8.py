@@ -216,7 +216,7 @@ def test_build_trainer_trains_on_an_nf4_base_with_fp8_matmuls(tiny_env, tmp_path
 def test_fp8_bases_are_refused_under_fsdp():
     from pydantic import ValidationError
 
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     for quantization in ("fp8", "nf4-fp8"):
         with pytest.raises(ValidationError, match=f"quantization={quantization} keeps the frozen base"):

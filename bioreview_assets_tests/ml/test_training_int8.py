@@ -116,7 +116,7 @@ def test_nf4_int8_is_an_nf4_stored_eight_bit_mode_everywhere_it_is_asked_about()
     from bioreview_assets.core.quantization import EIGHT_BIT_MATMULS, FP8_MATMULS, INT8_MATMULS, NF4_STORED
     from bioreview_assets.services.publish import inference_requirements
     from bioreview_assets.ml.training.trainer import parallel_settings
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
     assert "nf4-int8" in NF4_STORED and "nf4-int8" in INT8_MATMULS and "nf4-int8" not in FP8_MATMULS
     assert "nf4-int8" in EIGHT_BIT_MATMULS

@@ -8,7 +8,7 @@ import polars as pl
 from bioreview_assets.reporting.formatting import (
     aligned_table, frame_table, labelled_ci, markdown_table, number, rounded, with_ci,
 )
-from bioreview_assets.ui_metadata import GLOSSARY, generation_preview, match_preview, table_metadata, without_nulls
+from bioreview_assets.orchestration.ui_metadata import GLOSSARY, generation_preview, match_preview, table_metadata, without_nulls
 
 
 def test_f1_with_ci_is_plain_text_with_three_digits():

@@ -116,7 +116,7 @@ def test_resume_with_the_real_transformers_backend(tmp_path: Path) -> None:
     """End to end on the tiny model: a crash mid-stream, then a resume that only generates what is missing."""
     from bioreview_assets.ml.generation.transformers_backend import TransformersBackend
     from bioreview_assets.ml.models import resolve_base_model
-    from bioreview_assets.settings import BaseModelSource, ModelConfig
+    from bioreview_assets.config.model import BaseModelSource, ModelConfig
 
     model_dir = resolve_base_model(ModelConfig(name="tiny-random", base=BaseModelSource(kind="tiny_random")))
     backend = TransformersBackend.from_dirs(model_dir, None, SamplingSpec(max_new_tokens=4), batch_size=2)

@@ -13,7 +13,7 @@ from unittest import mock
 import polars as pl
 import pytest
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
 from bioreview_assets.services.publish import (
     TRAINING_STATE,
     PublishError,
@@ -84,7 +84,7 @@ def store(tmp_path, monkeypatch, tiny_dir: Path, adapter_dir: Path) -> ArtifactS
 
 @pytest.fixture
 def published(store, tmp_path):
-    return assemble_published_adapter(store, MODEL, tmp_path / "published")
+    return assemble_published_adapter(store, loader.load_model(MODEL), loader.load_project(), tmp_path / "published")
 
 
 def test_folder_holds_adapter_tokenizer_card_and_no_training_state(published, store):
@@ -132,10 +132,9 @@ def test_card_front_matter_validates_with_huggingface_hub(published):
 def test_card_names_the_hub_base_when_the_config_has_one(store, tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
-    cfg = settings.load_model(MODEL).model_copy(deep=True)
+    cfg = loader.load_model(MODEL).model_copy(deep=True)
     cfg.base.hub_id = "Qwen/Qwen3-8B"
-    monkeypatch.setattr(settings, "load_model", lambda name: cfg)
-    published = assemble_published_adapter(store, MODEL, tmp_path / "hub")
+    published = assemble_published_adapter(store, cfg, loader.load_project(), tmp_path / "hub")
     assert ModelCard.load(published.folder / "README.md").data.base_model == "Qwen/Qwen3-8B"
     assert json.loads((published.folder / "adapter_config.json").read_text())["base_model_name_or_path"] == \
         "Qwen/Qwen3-8B"
@@ -143,9 +142,9 @@ def test_card_names_the_hub_base_when_the_config_has_one(store, tmp_path, monkey
 
 def test_models_without_an_adapter_are_refused(store, tmp_path):
     with pytest.raises(PublishError, match="finetune: false"):
-        assemble_published_adapter(store, "smollm2-135m-base", tmp_path / "x")
+        assemble_published_adapter(store, loader.load_model("smollm2-135m-base"), loader.load_project(), tmp_path / "x")
     with pytest.raises(PublishError, match="not materialised"):
-        assemble_published_adapter(store, "smollm2-135m", tmp_path / "y")
+        assemble_published_adapter(store, loader.load_model("smollm2-135m"), loader.load_project(), tmp_path / "y")
 
 
 @pytest.fixture
@@ -187,7 +186,7 @@ def test_upload_is_private_by_default_with_the_environment_token(published, hf_a
 
 
 def test_cli_publish_writes_the_folder_and_uploads_public_on_request(store, tmp_path, hf_api, capsys):
-    from bioreview_assets.cli import main
+    from bioreview_assets.cli.main import main
 
     _, api = hf_api
     assert main(["publish", MODEL, "--out", str(tmp_path / "cli"), "--repo-id", "me/tiny", "--public"]) == 0

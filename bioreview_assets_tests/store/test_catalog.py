@@ -136,7 +136,7 @@ def test_a_sql_mistake_names_the_views_with_data(tmp_path):
 READER = textwrap.dedent(
     """
     import contextlib, io, json, sys
-    from bioreview_assets.cli import main
+    from bioreview_assets.cli.main import main
     root, n = sys.argv[1], int(sys.argv[2])
     import os
     os.environ["BIOREVIEW_STORAGE"] = root

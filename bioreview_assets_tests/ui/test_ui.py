@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bioreview_assets.settings import REPO_ROOT
+from bioreview_assets.config.loader import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 

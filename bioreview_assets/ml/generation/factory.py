@@ -10,7 +10,7 @@ from bioreview_assets.core.sampling import SamplingSpec
 from bioreview_assets.ml.generation.base import Backend
 
 if TYPE_CHECKING:  # settings pulls pydantic/yaml: keep this module importable on a bare GPU box (benchmark)
-    from bioreview_assets.settings import ModelConfig
+    from bioreview_assets.config.model import ModelConfig
 
 
 def make_backend(cfg: "ModelConfig", model_dir: Path | None, adapter_dir: Path | None) -> Backend:

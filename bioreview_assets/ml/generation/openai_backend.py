@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 
 if TYPE_CHECKING:
-    from bioreview_assets.settings import GenerationConfig
+    from bioreview_assets.config.model import GenerationConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 from bioreview_assets.ml.generation.rendering import encode_prompt, render_chat
-from bioreview_assets.progress import ProgressReporter
+from bioreview_assets.core.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 

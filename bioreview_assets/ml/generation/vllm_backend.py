@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 import bioreview_assets.ml.generation._vllm_worker as _vllm_worker
 from bioreview_assets.ml.generation.base import GenerationRequest, GenerationResult, OnResult, SamplingSpec
 

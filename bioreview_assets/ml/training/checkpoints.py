@@ -22,7 +22,8 @@ from bioreview_assets.store.atomic import write_json_atomic
 from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic and polars stay off the benchmarks' GPU path
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
     from bioreview_assets.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
 # As the HF Trainer's ddp_timeout default: a rank waits this long for the others (a long save, a slow eval).
 TIMEOUT = datetime.timedelta(seconds=1800)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bioreview_assets.ml.training.checkpoints import ResumePoint
     from bioreview_assets.ml.training.monitoring import Progress
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def check_devices(world_size: int, strategy: str = "ddp") -> None:
                            "ranks the same settings would silently train plain DDP); use strategy: ddp here")
     if torch.cuda.is_available() and torch.cuda.device_count() < world_size:
         raise RuntimeError(f"training.gpus={world_size} but this machine shows {torch.cuda.device_count()} CUDA "
-                           "device(s): the step's pod must ask for as many GPUs (k8s_config.pod_gpus)")
+                           "device(s): the step's pod must ask for as many GPUs (k8s_execution.pod_gpus)")
 
 
 def torchrun_command(world_size: int, spec: Path, failures: Path, *, module: str = WORKER) -> list[str]:

@@ -19,7 +19,7 @@ from bioreview_assets.ml.training.precision import (
 )
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import ModelConfig
+    from bioreview_assets.config.model import ModelConfig
 
 log = logging.getLogger(__name__)
 

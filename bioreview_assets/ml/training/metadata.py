@@ -18,7 +18,7 @@ from bioreview_assets.store.atomic import atomic_dir
 from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import ModelConfig
+    from bioreview_assets.config.model import ModelConfig
 
 log = logging.getLogger(__name__)
 

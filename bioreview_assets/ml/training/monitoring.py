@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from bioreview_assets.progress import ProgressReporter
+from bioreview_assets.core.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 

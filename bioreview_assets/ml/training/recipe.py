@@ -34,7 +34,8 @@ from bioreview_assets.ml.training.trainer import build_trainer
 from bioreview_assets.store.records import AdapterMeta
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,8 @@ def main(spec_path: str) -> None:
     from bioreview_assets.ml.training.checkpoints import ResumePoint
     from bioreview_assets.ml.training.recipe import featurize, run_training
     from bioreview_assets.ml.training.precision import cuda_available
-    from bioreview_assets.settings import ModelConfig, TrackingConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.project import TrackingConfig
 
     ranks = distributed.current()
     configure_logging(ranks.rank)

@@ -1,19 +1,35 @@
-"""Partitions: split, model, system (the systems of config/systems.py), and the mappings between them."""
+"""Partitions: split, model, system (the systems of config/systems.py), and the mappings between them, each built
+from the ConfigSnapshot the definitions are built from."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import dagster as dg
 
-# The multi-dimension partition mappings we rely on are marked beta; say so once here instead of at every import.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-# Partitioned check specs (AssetCheckSpec(partitions_def=...)) are a preview in 1.13; they are what records the
-# partition of each check evaluation, so the checks page can say which system a result is for.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
-from bioreview_assets import settings
-from bioreview_assets.config.systems import all_systems, count_baseline_name
+def _silence_beta_and_preview() -> None:
+    # The multi-dimension partition mappings we rely on are marked beta; say so once here instead of at every use.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # Partitioned check specs (AssetCheckSpec(partitions_def=...)) are a preview in 1.13; they are what records the
+    # partition of each check evaluation, so the checks page can say which system a result is for.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
+
+
+_silence_beta_and_preview()
+
+
+@contextlib.contextmanager
+def beta_and_preview_silenced():
+    """The same filters for the duration of a build, whatever filters the caller set since import (pytest resets
+    them per test; the definitions are built by a function, not only at import)."""
+    with warnings.catch_warnings():
+        _silence_beta_and_preview()
+        yield
+
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.config.systems import count_baseline_name
 from bioreview_assets.core.schema import SPLITS
 
 SPLIT_DIM, MODEL_DIM, SYSTEM_DIM = "split", "model", "system"
@@ -25,25 +41,25 @@ def split_partitions() -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(list(SPLITS))
 
 
-def model_partitions() -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(settings.all_model_names())
+def model_partitions(snapshot: ConfigSnapshot) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(snapshot.model_names)
 
 
-def model_split_partitions() -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({MODEL_DIM: model_partitions(), SPLIT_DIM: split_partitions()})
+def model_split_partitions(snapshot: ConfigSnapshot) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({MODEL_DIM: model_partitions(snapshot), SPLIT_DIM: split_partitions()})
 
 
-def matcher_partitions() -> dg.StaticPartitionsDefinition:
+def matcher_partitions(snapshot: ConfigSnapshot) -> dg.StaticPartitionsDefinition:
     """Every configured matcher (configs/matchers/): matcher_validation validates each on labelled pairs."""
-    return dg.StaticPartitionsDefinition(settings.all_matcher_names())
+    return dg.StaticPartitionsDefinition(snapshot.matcher_names)
 
 
-def system_partitions() -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition([system.name for system in all_systems()])
+def system_partitions(snapshot: ConfigSnapshot) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition([system.name for system in snapshot.systems()])
 
 
-def system_split_partitions() -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({SYSTEM_DIM: system_partitions(), SPLIT_DIM: split_partitions()})
+def system_split_partitions(snapshot: ConfigSnapshot) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({SYSTEM_DIM: system_partitions(snapshot), SPLIT_DIM: split_partitions()})
 
 
 def keys(context: dg.AssetExecutionContext) -> dict[str, str]:
@@ -71,13 +87,13 @@ def _multi(system_names: list[str]) -> dg.MultiPartitionsDefinition:
     )
 
 
-def model_systems_partitions() -> dg.MultiPartitionsDefinition:
+def model_systems_partitions(snapshot: ConfigSnapshot) -> dg.MultiPartitionsDefinition:
     """Systems whose concerns come straight from one model's generations or from a baseline."""
-    return _multi([s.name for s in all_systems() if s.kind != "ensemble"])
+    return _multi([s.name for s in snapshot.systems() if s.kind != "ensemble"])
 
 
-def ensemble_partitions() -> dg.MultiPartitionsDefinition:
-    return _multi([s.name for s in all_systems() if s.kind == "ensemble"])
+def ensemble_partitions(snapshot: ConfigSnapshot) -> dg.MultiPartitionsDefinition:
+    return _multi([s.name for s in snapshot.systems() if s.kind == "ensemble"])
 
 
 def _per_dimension(system_mapping: dg.PartitionMapping, upstream_system_dim: str) -> dg.MultiPartitionMapping:
@@ -89,29 +105,29 @@ def _per_dimension(system_mapping: dg.PartitionMapping, upstream_system_dim: str
     )
 
 
-def model_to_system_mapping() -> dg.MultiPartitionMapping:
+def model_to_system_mapping(snapshot: ConfigSnapshot) -> dg.MultiPartitionMapping:
     """generations[model x split] -> concerns[system x split] of every policy of that model."""
     by_model: dict[str, set[str]] = {}
-    for system in all_systems():
+    for system in snapshot.systems():
         if system.kind == "model":
             by_model.setdefault(system.model, set()).add(system.name)
     return _per_dimension(dg.StaticPartitionMapping(by_model), MODEL_DIM)
 
 
-def members_to_ensemble_mapping() -> dg.MultiPartitionMapping:
+def members_to_ensemble_mapping(snapshot: ConfigSnapshot) -> dg.MultiPartitionMapping:
     """concerns[member x split] -> ensemble_concerns[ensemble x split]."""
     by_member: dict[str, set[str]] = {}
-    for name in settings.load_project().ensembles:
-        cfg = settings.load_ensemble(name)
+    for name in snapshot.project.ensembles:
+        cfg = snapshot.ensemble(name)
         for member in cfg.members:
             by_member.setdefault(member, set()).update({name, count_baseline_name(name)})
         by_member.setdefault(cfg.count_baseline_source(), set()).add(count_baseline_name(name))
     return _per_dimension(dg.StaticPartitionMapping(by_member), SYSTEM_DIM)
 
 
-def same_system_mapping(kind_filter) -> dg.MultiPartitionMapping:
+def same_system_mapping(snapshot: ConfigSnapshot, kind_filter) -> dg.MultiPartitionMapping:
     """Identity on the systems an upstream asset holds (scores reads concerns or ensemble_concerns)."""
-    names = [s.name for s in all_systems() if kind_filter(s)]
+    names = [s.name for s in snapshot.systems() if kind_filter(s)]
     return _per_dimension(dg.StaticPartitionMapping({n: n for n in names}), SYSTEM_DIM)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets.config import env
 from bioreview_assets.store.artifacts import ArtifactStore
 
 
@@ -25,17 +25,18 @@ class StorageResource(dg.ConfigurableResource):
 class EmbedderResource(dg.ConfigurableResource):
     """Sentence embedders of the configured matchers: loaded once per process, sanity-probed, behind the cache."""
 
-    def encoder(self, matcher_name: str) -> tuple[Callable, dict[str, Any]]:
-        """(encode(texts) through the embedding cache, the loaded embedder's identity); fails closed."""
+    def encoder(self, spec) -> tuple[Callable, dict[str, Any]]:
+        """(encode(texts) through the embedding cache, the loaded embedder's identity) of a MatcherSpec; fails
+        closed."""
         from bioreview_assets.services.similarity import cached_encoder, matcher_embedder
 
-        return cached_encoder(matcher_name, StorageResource().store()), matcher_embedder(matcher_name).identity
+        return cached_encoder(spec, StorageResource().store()), matcher_embedder(spec).identity
 
-    def similarity(self, matcher_name: str) -> Callable:
-        """similarity(left_texts, right_texts) -> cosine matrix with the matcher's embedder (or its lexical rule)."""
+    def similarity(self, spec) -> Callable:
+        """similarity(left_texts, right_texts) -> cosine matrix with a MatcherSpec's embedder (or its lexical rule)."""
         from bioreview_assets.services.similarity import similarity_fn
 
-        return similarity_fn(matcher_name, StorageResource().store())
+        return similarity_fn(spec, StorageResource().store())
 
 
 class GenerationResource(dg.ConfigurableResource):

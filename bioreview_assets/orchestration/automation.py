@@ -6,10 +6,11 @@ import json
 
 import dagster as dg
 
-from bioreview_assets import env
+from bioreview_assets.config import env
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.core.benchmark import content_hash
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.jobs import JOBS_BY_NAME
+from bioreview_assets.orchestration.jobs import JOBS_BY_NAME
 from bioreview_assets.store.benchmark_source import split_file
 
 BENCHMARK_SPLIT = dg.AssetKey("benchmark_split")
@@ -66,17 +67,18 @@ def benchmark_split_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     )
 
 
-def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
-    """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring."""
+def stale_score_partitions(store, matchers) -> list[tuple[str, str, list[str], str]]:
+    """(system, split, changed inputs, new inputs hash) of every stored score whose inputs changed since scoring,
+    against the scored matchers' specs `matchers` (the project's, in its order)."""
     from bioreview_assets.store.score_inputs import score_inputs_signature
-    from bioreview_assets.settings import stable_hash
+    from bioreview_assets.core.hashing import stable_hash
 
     stale = []
     for path in store.glob("scores/*/*/signature.json"):
         system, split = path.split("/")[-3:-1]
         stored = store.read_json("scores", system, split, "signature.json")
         try:
-            current = score_inputs_signature(store, system, split)
+            current = score_inputs_signature(store, system, split, matchers)
         except FileNotFoundError:  # its concerns or split are gone: nothing to re-score against
             continue
         changed = sorted(key for key in current if current[key] != stored.get(key))
@@ -85,33 +87,40 @@ def stale_score_partitions(store) -> list[tuple[str, str, list[str], str]]:
     return stale
 
 
-@dg.schedule(
-    cron_schedule="0 4 * * *",
-    job=JOBS_BY_NAME["score"],
-    description="Nightly at 04:00: re-scores only the scores partitions whose inputs (matcher config, GT filter, split "
-                "file, concerns) changed since they were scored; skips when every partition is up to date. Then "
-                "materialise the leaderboard (job `report`). Running by default on Kubernetes, stopped locally.",
-    default_status=(
-        dg.DefaultScheduleStatus.RUNNING if env.on_kubernetes()
-        else dg.DefaultScheduleStatus.STOPPED
-    ),
-)
-def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
-    """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns) changed."""
-    from bioreview_assets.resources import StorageResource
+def build_schedules(snapshot: ConfigSnapshot) -> list[dg.ScheduleDefinition]:
+    """The nightly re-scoring schedule, comparing stored scores with the matchers of `snapshot`."""
+    matchers = snapshot.scored_matchers()
 
-    stale = stale_score_partitions(StorageResource().store())
-    if not stale:
-        return dg.SkipReason("every score partition is up to date")
-    return [
-        dg.RunRequest(
-            run_key=f"rescore:{system}:{split}:{inputs_hash}",  # one run per new input state, however many ticks
-            partition_key=dg.MultiPartitionKey({"system": system, "split": split}),
-            tags={"bioreview/stale_inputs": ",".join(changed)},
-        )
-        for system, split, changed, inputs_hash in stale
-    ]
+    @dg.schedule(
+        cron_schedule="0 4 * * *",
+        job=JOBS_BY_NAME["score"],
+        description="Nightly at 04:00: re-scores only the scores partitions whose inputs (matcher config, GT filter, "
+                    "split file, concerns) changed since they were scored; skips when every partition is up to date. "
+                    "Then materialise the leaderboard (job `report`). Running by default on Kubernetes, stopped "
+                    "locally.",
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if env.on_kubernetes()
+            else dg.DefaultScheduleStatus.STOPPED
+        ),
+    )
+    def rescore_stale_schedule(context: dg.ScheduleEvaluationContext):
+        """Nightly: re-materialise only the score partitions whose inputs (matcher, GT filter, split, concerns)
+        changed."""
+        from bioreview_assets.orchestration.resources import StorageResource
+
+        stale = stale_score_partitions(StorageResource().store(), matchers)
+        if not stale:
+            return dg.SkipReason("every score partition is up to date")
+        return [
+            dg.RunRequest(
+                run_key=f"rescore:{system}:{split}:{inputs_hash}",  # one run per new input state, however many ticks
+                partition_key=dg.MultiPartitionKey({"system": system, "split": split}),
+                tags={"bioreview/stale_inputs": ",".join(changed)},
+            )
+            for system, split, changed, inputs_hash in stale
+        ]
+
+    return [rescore_stale_schedule]
 
 
 SENSORS = [benchmark_split_sensor]
-SCHEDULES = [rescore_stale_schedule]

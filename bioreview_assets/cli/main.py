@@ -19,22 +19,26 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from bioreview_assets import settings
+    from bioreview_assets.config import loader
+    from bioreview_assets.config.loader import load_snapshot
     from bioreview_assets.doctor.diagnose import blocking
     from bioreview_assets.doctor.report import examine, format_findings
 
-    project = settings.load_project()
-    models = args.models or (settings.all_model_names() if args.all else list(project.demo_models))
-    findings = examine(models)
+    snapshot = load_snapshot()
+    project = snapshot.project
+    models = args.models or (snapshot.model_names if args.all else list(project.demo_models))
+    matchers = [snapshot.matcher(name) for name in sorted({project.default_matcher, *project.matchers})]
+    # A model file the project does not list (a tiny family model, say) is checked too, loaded on its own.
+    findings = examine([snapshot.models.get(name) or loader.load_model(name) for name in models], matchers)
     print(f"bioreview doctor: {', '.join(models)}")
     print(format_findings(findings))
     return 1 if blocking(findings) else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bioreview_assets.demo import run_demo
-    from bioreview_assets.resources import StorageResource
-    from bioreview_assets.summary import print_demo_summary
+    from bioreview_assets.cli.demo import run_demo
+    from bioreview_assets.orchestration.resources import StorageResource
+    from bioreview_assets.cli.summary import print_demo_summary
 
     # The doctor first: a machine that cannot run the demo says so in seconds, not after an hour.
     if _cmd_doctor(argparse.Namespace(models=None, all=False)) != 0:
@@ -48,7 +52,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.catalog import query_table
 
     try:
@@ -60,10 +64,13 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from bioreview_assets.config.loader import load_snapshot
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.reporting.report import write_report
-    from bioreview_assets.resources import StorageResource
 
-    report = write_report(StorageResource().store())
+    snapshot = load_snapshot()
+    report = write_report(StorageResource().store(), snapshot.project, snapshot.project_models(),
+                          snapshot.project_ensembles())
     for name, path in report.files.items():
         print(f"{name}: {path}")
     return 0
@@ -72,28 +79,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
-    from bioreview_assets import settings
+    from bioreview_assets.config.loader import load_snapshot
     from bioreview_assets.core.benchmark import parse_split
     from bioreview_assets.core.gt_filter import GT_FILTER_VERSION
     from bioreview_assets.core.predictions import prediction_coverage, read_predictions
     from bioreview_assets.core.scoring import article_refs
     from bioreview_assets.services.similarity import score_with_matcher
-    from bioreview_assets.resources import EmbedderResource
+    from bioreview_assets.orchestration.resources import EmbedderResource
     from bioreview_assets.store.benchmark_source import split_file
     from bioreview_assets.store.records import ScoreRow
 
+    snapshot = load_snapshot()
     source = split_file(args.split)
-    loaded = parse_split(args.split, source.read(), settings.load_project().max_bad_row_fraction, str(source.path))
+    loaded = parse_split(args.split, source.read(), snapshot.project.max_bad_row_fraction, str(source.path))
     predictions = read_predictions(Path(args.predictions).read_bytes(), source=args.predictions)
     coverage = prediction_coverage(predictions, [a.id for a in loaded.articles], args.split)
     for warning in coverage["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    matcher = args.matcher or settings.load_project().default_matcher
-    result = score_with_matcher(EmbedderResource(), matcher, article_refs(loaded.articles), predictions.by_article,
-                                args.bootstrap)
+    matcher = snapshot.matcher(args.matcher or snapshot.project.default_matcher)
+    result = score_with_matcher(EmbedderResource(), matcher,
+                                article_refs(loaded.articles), predictions.by_article, args.bootstrap)
     # The record of a scores.parquet row (system: the predictions file), with the coverage beside it.
-    row = ScoreRow.from_metrics(result.metrics, system=Path(args.predictions).stem, split=args.split, matcher=matcher,
-                                split_hash=loaded.content_hash, gt_filter=GT_FILTER_VERSION)
+    row = ScoreRow.from_metrics(result.metrics, system=Path(args.predictions).stem, split=args.split,
+                                matcher=matcher.name, split_hash=loaded.content_hash, gt_filter=GT_FILTER_VERSION)
     print(json.dumps({**row.to_json(), "coverage": coverage}, indent=2))
     if args.out:  # the coverage is stored with the score, never only printed
         row.write_json(Path(args.out), coverage=coverage, predictions=args.predictions, metrics=result.metrics)
@@ -101,14 +109,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_label_export(args: argparse.Namespace) -> int:
-    from bioreview_assets import settings
+    from bioreview_assets.config.loader import load_snapshot
     from bioreview_assets.core.matcher_validation import stratified_pairs
     from bioreview_assets.reporting.label_export import export_rows, to_csv, to_html
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.catalog import query_frame
 
-    matcher = args.matcher or settings.load_project().default_matcher
-    spec = settings.load_matcher(matcher)
+    snapshot = load_snapshot()
+    matcher = args.matcher or snapshot.project.default_matcher
+    spec = snapshot.matcher(matcher)
     where = [f"matcher = '{matcher}'", "gt_text IS NOT NULL", "generated_text IS NOT NULL", "similarity IS NOT NULL"]
     where += [f"split = '{args.split}'"] if args.split else []
     frame = query_frame("SELECT gt_text AS text_a, generated_text AS text_b, similarity, system, split, article_id "
@@ -131,13 +140,15 @@ def _cmd_label_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from bioreview_assets.config.loader import load_snapshot
     from bioreview_assets.services.publish import assemble_published_adapter, upload_published_adapter
-    from bioreview_assets.resources import StorageResource
+    from bioreview_assets.orchestration.resources import StorageResource
     from bioreview_assets.store.layout import published_dir
 
+    snapshot = load_snapshot()
     store = StorageResource().store()
     out = Path(args.out) if args.out else store.local_dir(*published_dir(args.model))
-    published = assemble_published_adapter(store, args.model, out)
+    published = assemble_published_adapter(store, snapshot.model(args.model), snapshot.project, out)
     print(f"published folder: {published.folder}")
     print(f"files: {', '.join(published.files)}")
     print(f"scored splits in the card: {published.scored_splits or 'none'}"
@@ -198,13 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = SEED
     from bioreview_assets.core.benchmark import EmptySplit, TooManyBadRows
     from bioreview_assets.core.predictions import BadPredictions
-    from bioreview_assets.config.checks import check_configs
-    from bioreview_assets.settings import ConfigError
+    from bioreview_assets.config.loader import ConfigError, load_snapshot
     from bioreview_assets.store.artifacts import CorruptArtifact
 
     try:
         if args.command != "sample-data":  # every other command reads configs: all of them are checked first
-            check_configs()
+            load_snapshot()
         return args.func(args)
     except (BadPredictions, TooManyBadRows, EmptySplit, FileNotFoundError, ConfigError, CorruptArtifact) as err:
         # Bad input is the user's to fix: say what and where, without a traceback (exit 1, as the harness).

@@ -1,22 +1,24 @@
 import pytest
 
-from bioreview_assets import settings
+from bioreview_assets.config import loader
+from bioreview_assets.config.model import GenerationConfig
+from bioreview_assets.core.gt_filter import CorpusConfig
 from bioreview_assets.ml.models import ModelWeightsUnavailable, resolve_base_model
 
 
 def test_every_config_file_validates():
-    project = settings.load_project()
-    for name in settings.all_model_names():
-        cfg = settings.load_model(name)
-        settings.load_corpus(cfg.corpus)
+    project = loader.load_project()
+    for name in loader.all_model_names():
+        cfg = loader.load_model(name)
+        loader.load_corpus(cfg.corpus)
     for name in project.matchers + ["specter2-frozen", "lexical"]:
-        settings.load_matcher(name)
+        loader.load_matcher(name)
     for name in project.ensembles:
-        settings.load_ensemble(name)
+        loader.load_ensemble(name)
 
 
 def test_reference_hyper_parameters_for_qwen3_8b():
-    train = settings.load_model("qwen3-8b").training
+    train = loader.load_model("qwen3-8b").training
     assert (train.lora.r, train.lora.alpha, train.learning_rate, train.max_length) == (16, 32, 2e-4, 16384)
     assert train.per_device_batch_size * train.gradient_accumulation_steps == 8
     assert train.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -24,29 +26,27 @@ def test_reference_hyper_parameters_for_qwen3_8b():
 
 
 def test_sweep_variants_are_models_with_overrides():
-    assert "qwen3-8b@lr1e-4" in settings.all_model_names()
-    variant = settings.load_model("qwen3-8b@r32")
+    assert "qwen3-8b@lr1e-4" in loader.all_model_names()
+    variant = loader.load_model("qwen3-8b@r32")
     assert (variant.training.lora.r, variant.training.lora.alpha) == (32, 64)
-    assert settings.load_model("qwen3-8b@lr1e-4").training.learning_rate == 1e-4
+    assert loader.load_model("qwen3-8b@lr1e-4").training.learning_rate == 1e-4
 
 
 def test_hub_models_without_weights_fail_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(ModelWeightsUnavailable, match="huggingface-cli download Qwen/Qwen3-8B"):
-        resolve_base_model(settings.load_model("qwen3-8b"))
+        resolve_base_model(loader.load_model("qwen3-8b"))
 
 
 def test_invalid_config_names_the_file(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "bad.yaml").write_text("base: {kind: hub}\n")
     monkeypatch.setenv("BIOREVIEW_CONFIG_DIR", str(tmp_path))
-    settings.clear_caches()
     try:
         with pytest.raises(ValueError, match="bad.yaml"):
-            settings.load_model("bad")
+            loader.load_model("bad")
     finally:
         monkeypatch.delenv("BIOREVIEW_CONFIG_DIR")
-        settings.clear_caches()
 
 
 def test_config_types_are_owned_once():
@@ -57,6 +57,6 @@ def test_config_types_are_owned_once():
     from bioreview_assets.core.postprocess import PostprocessPolicy
     from bioreview_assets.core.sampling import SamplingSpec
 
-    assert settings.CorpusConfig is CoreCorpus and issubclass(CoreCorpus, GTPolicy)
-    assert all(isinstance(p, PostprocessPolicy) for p in settings.load_project().postprocess)
-    assert SamplingSpec.from_config(settings.GenerationConfig()) == SamplingSpec()
+    assert CorpusConfig is CoreCorpus and issubclass(CoreCorpus, GTPolicy)
+    assert all(isinstance(p, PostprocessPolicy) for p in loader.load_project().postprocess)
+    assert SamplingSpec.from_config(GenerationConfig()) == SamplingSpec()

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bioreview_assets import env, settings
-from bioreview_assets.config.systems import System, all_systems
+from bioreview_assets.config import env
+from bioreview_assets.config.loader import load_snapshot
+from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.config.systems import System
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
+from bioreview_assets.orchestration.partitions import MODEL_DIM, SPLIT_DIM, SYSTEM_DIM
 
 
 @dataclass(frozen=True)
@@ -27,26 +29,26 @@ def _multi(dims: dict[str, str]) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey(dims)
 
 
-def demo_systems() -> list[System]:
+def demo_systems(snapshot: ConfigSnapshot) -> list[System]:
     """Systems built from the demo models, plus baselines, plus ensembles whose members are all among those."""
-    project = settings.load_project()
-    model_systems = [s for s in all_systems() if s.kind == "model" and s.model in project.demo_models]
-    baselines = [s for s in all_systems() if s.kind == "baseline"]
+    project, systems = snapshot.project, snapshot.systems()
+    model_systems = [s for s in systems if s.kind == "model" and s.model in project.demo_models]
+    baselines = [s for s in systems if s.kind == "baseline"]
     names = {s.name for s in model_systems + baselines}
-    ensembles = [s for s in all_systems() if s.kind == "ensemble"
-                 and set(settings.load_ensemble(s.ensemble).members) <= names]
+    ensembles = [s for s in systems if s.kind == "ensemble"
+                 and set(snapshot.ensemble(s.ensemble).members) <= names]
     return model_systems + baselines + ensembles
 
 
-def demo_partitions() -> dict[str, list[tuple[str | dg.MultiPartitionKey | None, str]]]:
+def demo_partitions(snapshot: ConfigSnapshot) -> dict[str, list[tuple[str | dg.MultiPartitionKey | None, str]]]:
     """(partition, label) of every asset the demo materialises: every partition of the embedded default systems."""
-    project = settings.load_project()
-    tuned = [m for m in project.demo_models if settings.load_model(m).finetune]
+    project = snapshot.project
+    tuned = [m for m in project.demo_models if snapshot.model(m).finetune]
 
     def per(models_or_systems, splits, dim):
         return [(_multi({dim: name, SPLIT_DIM: split}), f"{name}|{split}") for name in models_or_systems for split in splits]
 
-    systems = demo_systems()
+    systems = demo_systems(snapshot)
     return {
         "benchmark_split": [(split, split) for split in SPLITS],
         "sft_corpus": per(tuned, project.corpus_splits, MODEL_DIM),
@@ -70,13 +72,15 @@ def asset_order(assets: list) -> list[str]:
     return list(graphlib.TopologicalSorter(deps).static_order())
 
 
-def demo_plan(assets: list | None = None) -> list[Step]:
-    """The ordered materialisations of the demo: each asset of the graph in dependency order, all its partitions."""
+def demo_plan(assets: list | None = None, snapshot: ConfigSnapshot | None = None) -> list[Step]:
+    """The ordered materialisations of the demo: each asset of the graph in dependency order, all its partitions
+    (assets and partitions built from `snapshot`, by default the configs loaded now)."""
+    snapshot = snapshot or load_snapshot()
     if assets is None:
         from bioreview_assets.definitions import build_assets
 
-        assets = build_assets()
-    wanted = demo_partitions()
+        assets = build_assets(snapshot)
+    wanted = demo_partitions(snapshot)
     order = asset_order(assets)
     missing = sorted(set(order) - set(wanted))
     if missing:
@@ -90,7 +94,7 @@ def show_progress() -> None:
     import logging
     import sys
 
-    from bioreview_assets.progress import LOGGER_NAME
+    from bioreview_assets.core.progress import LOGGER_NAME
 
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_bioreview_demo", False) for h in logger.handlers):
@@ -101,7 +105,7 @@ def show_progress() -> None:
     logger.setLevel(logging.INFO)
 
 
-def calibrate_and_estimate() -> str:
+def calibrate_and_estimate(snapshot: ConfigSnapshot) -> str:
     """On a CPU: choose the torch thread count by a few seconds of calibration (ml/cpu_calibration.py) and say how
     long the demo should take here and why. BIOREVIEW_TORCH_THREADS=N sets the count instead."""
     import torch
@@ -117,9 +121,9 @@ def calibrate_and_estimate() -> str:
     from bioreview_assets.ml.training.precision import compute_dtype
     from bioreview_assets.store.benchmark_source import split_file
 
-    project = settings.load_project()
-    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
-    cfg = tuned[0] if tuned else settings.load_model(project.demo_models[0])
+    project = snapshot.project
+    tuned = [cfg for cfg in snapshot.project_models(project.demo_models) if cfg.finetune]
+    cfg = tuned[0] if tuned else snapshot.model(project.demo_models[0])
     dtype = compute_dtype(cfg.training) if cfg.training else torch.float32
     forced = env.torch_threads()
     cal = calibrate_threads(dtype=dtype)
@@ -131,10 +135,10 @@ def calibrate_and_estimate() -> str:
     count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     train = load_split("train", split_file("train").read()).articles
     val = load_split("val", split_file("val").read()).articles
-    lengths = target_token_lengths(train, settings.load_corpus(cfg.corpus), count)
+    lengths = target_token_lengths(train, snapshot.corpus(cfg.corpus), count)
     prompts = [count(build_prompt(a, count, cfg.prompt.token_budget, cfg.prompt.version).messages[-1]["content"])
                for a in val]
-    limit = target_token_limit(train, settings.load_corpus(cfg.corpus), count).max_new_tokens
+    limit = target_token_limit(train, snapshot.corpus(cfg.corpus), count).max_new_tokens
     rows = (cfg.training.max_steps * cfg.training.per_device_batch_size * cfg.training.gradient_accumulation_steps
             if cfg.training else 0)
     runs = len(project.demo_models) * len(project.eval_splits)
@@ -155,7 +159,7 @@ def calibrate_and_estimate() -> str:
 RECALIBRATE_JOBS = frozenset({"train_model", "generate"})
 
 
-def recalibrate() -> str:
+def recalibrate(snapshot: ConfigSnapshot) -> str:
     """Choose the torch thread count again (CPU only; BIOREVIEW_TORCH_THREADS fixes it) and say so."""
     import torch
 
@@ -167,8 +171,7 @@ def recalibrate() -> str:
     from bioreview_assets.ml.cpu_calibration import calibrate_threads
     from bioreview_assets.ml.training.precision import compute_dtype
 
-    project = settings.load_project()
-    tuned = [settings.load_model(m) for m in project.demo_models if settings.load_model(m).finetune]
+    tuned = [cfg for cfg in snapshot.project_models(snapshot.project.demo_models) if cfg.finetune]
     dtype = compute_dtype(tuned[0].training) if tuned else torch.float32
     return f"calibrated: {calibrate_threads(dtype=dtype).explain()}"
 
@@ -186,13 +189,13 @@ def run_demo(plan: list[Step] | None = None, observe: Callable[[Step], contextli
     Each step runs under its stage's named job (jobs.STAGES: train_model, generate, score...), so the Runs page says
     what ran instead of `__ephemeral_asset_job__`; every run is tagged bioreview/demo and bioreview/pipeline.
     """
-    from bioreview_assets.definitions import defs
-    from bioreview_assets.jobs import job_for
+    from bioreview_assets.definitions import SNAPSHOT, defs
+    from bioreview_assets.orchestration.jobs import job_for
 
     show_progress()
     instance = dg.DagsterInstance.get()
     plan = plan or demo_plan()
-    print(f"[calibration] {calibrate_and_estimate()}", flush=True)
+    print(f"[calibration] {calibrate_and_estimate(SNAPSHOT)}", flush=True)
     results = []
     started = time.monotonic()
     for index, step in enumerate(plan, start=1):
@@ -200,7 +203,7 @@ def run_demo(plan: list[Step] | None = None, observe: Callable[[Step], contextli
         job = job_for(step.assets)
         print(f"[{index}/{len(plan)}] {step.label} ({job}) ...", flush=True)
         if job in RECALIBRATE_JOBS:
-            print(f"    {recalibrate()}", flush=True)
+            print(f"    {recalibrate(SNAPSHOT)}", flush=True)
         with observe(step) if observe else contextlib.nullcontext():
             result = defs.resolve_job_def(job).execute_in_process(
                 partition_key=step.partition,

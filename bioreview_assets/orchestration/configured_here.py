@@ -13,15 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from bioreview_assets import settings
+from bioreview_assets.config.model import ModelConfig
+from bioreview_assets.config.snapshot import ConfigSnapshot
 
 
-def availability(name: str) -> tuple[bool, str]:
+def availability(cfg: ModelConfig) -> tuple[bool, str]:
     """(buildable here, why) for one model config."""
-    try:
-        cfg = settings.load_model(name)
-    except Exception as err:  # a broken config is reported, not raised, here
-        return False, f"config error: {err}"
     source = cfg.base
     if source.kind == "tiny_random":
         return True, "tiny random weights, built locally"
@@ -43,12 +40,12 @@ def availability(name: str) -> tuple[bool, str]:
         return False, f"{source.hub_id} not in the local hub cache (weights live where the hub is reachable)"
 
 
-def systems_here_markdown() -> str:
-    project = settings.load_project()
+def systems_here_markdown(snapshot: ConfigSnapshot) -> str:
+    project = snapshot.project
     lines = ["| model | fine-tuned | demo | buildable here | why |", "|---|---|---|---|---|"]
-    for name in settings.all_model_names():
-        ok, why = availability(name)
-        finetune = settings.load_model(name).finetune
+    for name, cfg in snapshot.models.items():
+        ok, why = availability(cfg)
+        finetune = cfg.finetune
         lines.append(f"| {name} | {'yes' if finetune else 'no (base/API system)'} | "
                      f"{'yes' if name in project.demo_models else ''} | {'yes' if ok else '**no**'} | {why} |")
     lines.append("")
@@ -57,9 +54,9 @@ def systems_here_markdown() -> str:
     return "\n".join(lines)
 
 
-def systems_here_metadata() -> dict:
+def systems_here_metadata(snapshot: ConfigSnapshot) -> dict:
     """Static asset metadata; {} if anything goes wrong (the UI must load even then)."""
     try:
-        return {"systems_here": dg.MetadataValue.md(systems_here_markdown())}
+        return {"systems_here": dg.MetadataValue.md(systems_here_markdown(snapshot))}
     except Exception:
         return {}

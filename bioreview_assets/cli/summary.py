@@ -6,7 +6,8 @@ import io
 
 import polars as pl
 
-from bioreview_assets import settings
+from bioreview_assets.config.loader import load_snapshot
+from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.reporting.report import REPORT_DIR
 from bioreview_assets.reporting.formatting import aligned_frame
@@ -16,8 +17,8 @@ from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import corpus_dir, read_split_meta
 
 
-def corpus_summary_lines(store: ArtifactStore) -> list[str]:
-    project = settings.load_project()
+def corpus_summary_lines(store: ArtifactStore, snapshot: ConfigSnapshot) -> list[str]:
+    project = snapshot.project
     lines = ["", "Benchmark splits:"]
     for split in SPLITS:
         meta = read_split_meta(store, split)
@@ -43,11 +44,11 @@ def corpus_summary_lines(store: ArtifactStore) -> list[str]:
     return lines
 
 
-def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
+def leaderboard_summary_lines(store: ArtifactStore, snapshot: ConfigSnapshot) -> list[str]:
     """Per split: the headline table (default policies), the variants, then the verdict and the report paths."""
     if not store.exists(*REPORT_DIR, "leaderboard.json"):
         return ["", "No leaderboard yet: materialise the `leaderboard` asset (or run `bioreview report`)."]
-    project = settings.load_project()
+    project = snapshot.project
     board = pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "leaderboard.json")))
     paired = (pl.read_json(io.BytesIO(store.read_bytes(*REPORT_DIR, "paired.json")))
               if store.exists(*REPORT_DIR, "paired.json") else pl.DataFrame())
@@ -70,8 +71,8 @@ def leaderboard_summary_lines(store: ArtifactStore) -> list[str]:
         lines += ["", "Paired differences (F1 of A - F1 of B on the same articles, 95% paired bootstrap CI):",
                   *("  " + line for line in aligned_frame(paired.select(
                       "split", "system_a", "system_b", "diff", "diff_ci_lo", "diff_ci_hi", "outcome")))]
-    lines += ["", "Verdict:", *("  " + line for line in verdict_lines(board, fine_tuned_pairs(project.demo_models),
-                                                                      project.baselines, splits, paired))]
+    pairs = fine_tuned_pairs(snapshot.project_models(project.demo_models))
+    lines += ["", "Verdict:", *("  " + line for line in verdict_lines(board, pairs, project.baselines, splits, paired))]
     lines += ["", "Report and plots:"]
     lines += [f"  {path}" for path in store.glob(*REPORT_DIR, "leaderboard*")]
     return lines
@@ -105,8 +106,12 @@ def check_summary_lines(step_results: list[tuple], shown: int = 6) -> list[str]:
     return lines
 
 
-def print_demo_summary(store: ArtifactStore, step_results: list[tuple] | None = None) -> None:
-    """Corpus statistics, the leaderboard, the report paths and, after a demo run, its asset-check verdicts."""
-    lines = corpus_summary_lines(store) + leaderboard_summary_lines(store) + check_summary_lines(step_results or [])
+def print_demo_summary(store: ArtifactStore, step_results: list[tuple] | None = None,
+                       snapshot: ConfigSnapshot | None = None) -> None:
+    """Corpus statistics, the leaderboard, the report paths and, after a demo run, its asset-check verdicts
+    (`snapshot`: the configs the demo ran with, by default those loaded now)."""
+    snapshot = snapshot or load_snapshot()
+    lines = (corpus_summary_lines(store, snapshot) + leaderboard_summary_lines(store, snapshot)
+             + check_summary_lines(step_results or []))
     print("\n".join(lines))
     print(f"\nArtefacts under {store.root}")

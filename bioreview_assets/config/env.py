@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 VARIABLES = {
     "BIOREVIEW_ENV": "local (default) or k8s: executor, retries, sensors/schedules running by default",
@@ -33,7 +33,7 @@ class BadEnvironment(ValueError):
 
 def _get(name: str) -> str | None:
     if name not in VARIABLES:
-        raise KeyError(f"{name} is not a BIOREVIEW_* variable of bioreview_assets/env.py")
+        raise KeyError(f"{name} is not a BIOREVIEW_* variable of bioreview_assets/config/env.py")
     value = os.environ.get(name, "").strip()
     return value or None
 

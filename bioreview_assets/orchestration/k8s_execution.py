@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 
-from bioreview_assets import env, settings
-from bioreview_assets.config.k8s import load_k8s_config
+from bioreview_assets.config import env
+from bioreview_assets.config.k8s import K8sConfig
 
 if TYPE_CHECKING:
-    from bioreview_assets.settings import ModelConfig
+    from bioreview_assets.config.model import ModelConfig
+    from bioreview_assets.config.snapshot import ConfigSnapshot
 
 # Only dagster and the config models at module level: the asset modules import this in the local env too, where the op tags are
 # inert metadata; dagster_k8s (and through it the kubernetes client) is imported only when the k8s executor is built.
@@ -25,9 +26,9 @@ StepKind = Literal["training", "generation", "embedding"]
 GPU_RETRY = dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-def image(kind: Literal["cpu", "gpu"]) -> str:
+def image(k8s: K8sConfig, kind: Literal["cpu", "gpu"]) -> str:
     """Image for CPU or GPU steps; BIOREVIEW_CPU_IMAGE / BIOREVIEW_GPU_IMAGE pin a tag at deploy time."""
-    return env.image_override(kind) or getattr(load_k8s_config().images, kind)
+    return env.image_override(kind) or getattr(k8s.images, kind)
 
 
 def gpus_for_step(model: "ModelConfig", step_kind: StepKind) -> int:
@@ -39,33 +40,31 @@ def gpus_for_step(model: "ModelConfig", step_kind: StepKind) -> int:
     return 1
 
 
-def pod_gpus(step_kind: StepKind) -> int:
+def pod_gpus(snapshot: "ConfigSnapshot", step_kind: StepKind) -> int:
     """GPUs of the pod of a step kind: the most that any GPU model of the project asks for.
 
     Op tags belong to an asset, not to a partition (dagster-k8s reads the step's op tags, never the run's), so one
     pod shape serves every model; a model that needs fewer GPUs uses only its own count of them. Models marked
     gpu: false (tiny CPU models) and API models do not size production pods, nor do untrained models the training pod.
     """
-    step = load_k8s_config().gpu.steps.get(step_kind)
+    step = snapshot.k8s.gpu.steps.get(step_kind)
     if step is not None and step.gpus is not None:
         return step.gpus
-    models = [settings.load_model(name) for name in settings.all_model_names()]
-    counts = [gpus_for_step(model, step_kind) for model in models
+    counts = [gpus_for_step(model, step_kind) for model in snapshot.models.values()
               if model.gpu and model.base.kind != "api" and (step_kind != "training" or model.finetune)]
     return max(counts, default=1)
 
 
-def gpu_op_tags(step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
+def gpu_op_tags(snapshot: "ConfigSnapshot", step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
     """Op tags that put a step on a GPU pod: GPU image, N GPUs, node selector, tolerations, shm, model cache.
 
-    gpus: the pod's GPU count; None takes pod_gpus(step_kind) (what the model configs ask for).
+    gpus: the pod's GPU count; None takes pod_gpus(snapshot, step_kind) (what the model configs ask for).
     """
-    config = load_k8s_config()
-    gpu = config.gpu
+    gpu = snapshot.k8s.gpu
     if step_kind not in gpu.steps:
         raise KeyError(f"configs/k8s.yaml has no gpu.steps.{step_kind} (known: {sorted(gpu.steps)})")
     step = gpu.steps[step_kind]
-    count = pod_gpus(step_kind) if gpus is None else gpus
+    count = pod_gpus(snapshot, step_kind) if gpus is None else gpus
     if count < 1:
         raise ValueError(f"a GPU step needs at least one GPU, got {count}")
     gpu_count = {"nvidia.com/gpu": str(count)}
@@ -79,7 +78,7 @@ def gpu_op_tags(step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
     ]
     k8s = {
         "container_config": {
-            "image": image("gpu"),
+            "image": image(snapshot.k8s, "gpu"),
             "resources": {"requests": {**step.requests, **gpu_count}, "limits": {**step.limits, **gpu_count}},
             "env": env,
             "volume_mounts": [
@@ -102,12 +101,11 @@ def gpu_op_tags(step_kind: StepKind, gpus: int | None = None) -> dict[str, Any]:
     return {K8S_CONFIG_TAG: k8s}
 
 
-def executor_config() -> dict[str, Any]:
+def executor_config(config: K8sConfig) -> dict[str, Any]:
     """Config of dagster_k8s.k8s_job_executor: image, pull policy, service account, env sources, CPU step shape."""
-    config = load_k8s_config()
     spec = config.executor
     return {
-        "job_image": image("cpu"),
+        "job_image": image(config, "cpu"),
         "image_pull_policy": config.images.pull_policy,
         "service_account_name": spec.service_account_name,
         "env_config_maps": spec.env_config_maps,
@@ -118,8 +116,8 @@ def executor_config() -> dict[str, Any]:
     }
 
 
-def k8s_executor() -> dg.ExecutorDefinition:
+def k8s_executor(config: K8sConfig) -> dg.ExecutorDefinition:
     """dagster_k8s.k8s_job_executor configured from configs/k8s.yaml (one Kubernetes Job per step)."""
     from dagster_k8s import k8s_job_executor  # imported here: the local env never needs the kubernetes client
 
-    return k8s_job_executor.configured(executor_config(), name="bioreview_k8s")
+    return k8s_job_executor.configured(executor_config(config), name="bioreview_k8s")

@@ -1,0 +1,1 @@
+"""Entry points: the `bioreview` command (main.py), the demo, the run summary."""
