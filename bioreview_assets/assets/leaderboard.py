@@ -1,7 +1,6 @@
 """leaderboard: every scored system x split, as markdown, JSON and PNG plots (plus breakdowns and errors)."""
 
 import dagster as dg
-import polars as pl
 
 from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks

@@ -89,13 +89,13 @@ class TrainingConfig(Strict):
     gradient_checkpointing: bool = True
     liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = False
-    # GPU memory/speed trade-offs (ml/training/speed.py): keep the attention outputs of this many checkpointed layers
+    # GPU memory/speed trade-offs (ml/training/activation_memory.py): keep the attention outputs of this many checkpointed layers
     # (0 = full recomputation; "all" = every layer) and offload checkpointed layer inputs to host memory (and, with
     # selective checkpointing, the kept attention outputs: ml/training/kept_offload.py).
     selective_checkpointing_layers: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     activation_offloading: bool = False
     # The frozen input-embedding table (1.16 GiB for Qwen3-8B) in pinned host memory: its lookup is a gather of the
-    # row's tokens, copied to the GPU once per step (GPU only; ml/training/speed.HostEmbedding).
+    # row's tokens, copied to the GPU once per step (GPU only; ml/training/activation_memory.HostEmbedding).
     input_embeddings_on_host: bool = False
     # Data-parallel training of the one adapter on this many GPUs of one pod (torchrun, ml/training/launch.py); on a
     # machine without CUDA the ranks are CPU processes (gloo), as the tests run them. The effective batch stays

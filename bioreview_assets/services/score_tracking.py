@@ -10,7 +10,7 @@ from bioreview_assets.ml.tracking import MlflowRun, log_metrics
 from bioreview_assets.store.records import AdapterMeta, ScoreRow
 
 if TYPE_CHECKING:
-    from bioreview_assets.settings import TrackingConfig
+    from bioreview_assets.config.project import TrackingConfig
 
 
 def score_metric_prefix(split: str, policy: str, matcher: str, *, default_policy: str, default_matcher: str) -> str:

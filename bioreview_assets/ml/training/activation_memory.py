@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from bioreview_assets.ml.training.precision import cuda_available
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
 log = logging.getLogger(__name__)
 

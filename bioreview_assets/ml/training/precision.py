@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from bioreview_assets.ml.runtime_env import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # pydantic stays off the benchmarks' GPU path: the configs are only annotations here
-    from bioreview_assets.settings import TrainingConfig
+    from bioreview_assets.config.model import TrainingConfig
 
 
 def cuda_available() -> bool:
