@@ -413,6 +413,15 @@ def test_liger_on_is_an_error_without_a_gpu(tiny_env):
         apply_liger(model, "on")
 
 
+def test_liger_is_asked_only_for_the_kernels_it_has_for_the_model_type():
+    from bioreview_assets.ml.training.liger import LIGER_KERNELS, liger_kernels_for
+
+    # Liger 0.8.5 raises NotImplementedError for RoPE on Qwen3.5 (it failed every Qwen3.5 step on the H100)
+    assert liger_kernels_for("qwen3_5_text") == {"rope": False, "rms_norm": True, "swiglu": True,
+                                                 "cross_entropy": False}
+    assert liger_kernels_for("qwen3") == LIGER_KERNELS
+
+
 def test_selective_checkpointing_switches_only_the_configured_layers(tiny_env):
     import torch
 

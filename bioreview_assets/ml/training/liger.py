@@ -15,6 +15,19 @@ from bioreview_assets.ml.training.precision import cuda_available
 log = logging.getLogger(__name__)
 
 LIGER_KERNELS = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False}
+# Kernels Liger (0.8.5) refuses for a model type: its apply function raises NotImplementedError when asked for them,
+# which failed every Qwen3.5 training step on the H100 (benchmarks/results/train_qwen35_fla_h100.txt). Those models
+# get the rest of the kernels.
+LIGER_UNSUPPORTED = {
+    "qwen3_5": {"rope"}, "qwen3_5_text": {"rope"}, "qwen3_5_moe": {"rope"}, "qwen3_5_moe_text": {"rope"},
+    "glm4": {"rope"}, "glm4v": {"rope"}, "glm4v_moe": {"rope"},
+}
+
+
+def liger_kernels_for(model_type: str) -> dict[str, bool]:
+    """The Liger kernel switches for a model type: LIGER_KERNELS less those Liger refuses for it."""
+    refused = LIGER_UNSUPPORTED.get(model_type, set())
+    return {name: on and name not in refused for name, on in LIGER_KERNELS.items()}
 
 
 class LigerUnavailableError(RuntimeError):
@@ -49,7 +62,8 @@ def apply_liger(model, mode: Literal["auto", "on", "off"]) -> list[str]:
         log.info("liger: auto -> not used (no kernels for model type %r)", model_type)
         return []
     # trl's fused LM head replaces the loss; Liger's fused linear cross-entropy would patch the same forward.
-    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False, **LIGER_KERNELS)
-    applied = [name for name, on in LIGER_KERNELS.items() if on]
+    kernels = liger_kernels_for(model_type)
+    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False, **kernels)
+    applied = [name for name, on in kernels.items() if on]
     log.info("liger: %s -> applied %s to %s", mode, applied, model_type)
     return applied
