@@ -3,6 +3,8 @@
 publish (the Hub-ready adapter folder), similarity (a matcher's encoder or judge, and scoring with it), judge (the
 cached LLM judge), serving (which weights a generation uses, its key and token limit), generation_runner (the
 resumable generation loop over a backend), tokenization (the model's prompt identity), score_tracking (scores
-logged to the adapter's MLflow run). They import ml/ (lazily where it loads torch), store/, core/ and reporting/;
+logged to the adapter's MLflow run), and one per partitioned asset the assets delegate to: sft_corpus (chat rows),
+adapter_training (train and publish an adapter), split_generation (a model's output on a split), split_scoring (a
+system's scores on a split). They import ml/ (lazily where it loads torch), store/, core/ and reporting/;
 ml/ never imports them.
 """
