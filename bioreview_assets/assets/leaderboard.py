@@ -4,7 +4,8 @@ import dagster as dg
 
 from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.checks.reports import REPORT_CHECKS, evaluate_report_checks
-from bioreview_assets.reporting.report import REPORT_DIR, write_report
+from bioreview_assets.reporting.report import write_report
+from bioreview_assets.store.layout import REPORT_DIR
 from bioreview_assets.reporting.formatting import frame_table as markdown
 from bioreview_assets.reporting.tables import headline
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines

@@ -9,7 +9,7 @@ import polars as pl
 from bioreview_assets.config.loader import load_snapshot
 from bioreview_assets.config.snapshot import ConfigSnapshot
 from bioreview_assets.core.schema import SPLITS
-from bioreview_assets.reporting.report import REPORT_DIR
+from bioreview_assets.store.layout import REPORT_DIR
 from bioreview_assets.reporting.formatting import aligned_frame
 from bioreview_assets.reporting.tables import headline, variants
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines

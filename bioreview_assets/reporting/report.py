@@ -18,8 +18,8 @@ from bioreview_assets.reporting.tables import (
 )
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.layout import REPORT_DIR
 
-REPORT_DIR = ("reports",)
 # Reference figures (PIPELINE.md §7.1, v3 test, 981 articles, frozen SPECTER2 matcher). Different split, matcher and
 # prompt from anything scored here: shown for orientation, never ranked against our rows.
 REFERENCE_V3_TEST = [

@@ -22,23 +22,32 @@ from dataclasses import dataclass
 import duckdb
 
 from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.layout import REPORT_DIR, benchmark_dir, concerns_dir, generations_dir, scores_dir
+from bioreview_assets.store.records import ScoreRow
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "bioreview.duckdb"
 VIEWS_FILE = "bioreview.duckdb.views.json"  # the view statements the file holds, readable without opening it
-# view name -> glob under the storage root. Views resolve the glob at query time: a new partition is visible
-# without touching the database file again.
+
+
+def _every(folder: tuple[str, ...], file: str) -> str:
+    """The glob of `file` in every partition of a layout folder (its partition keys given as "*")."""
+    return "/".join((*folder, file))
+
+
+# view name -> glob under the storage root, derived from the store's layout (a folder that moves there moves here).
+# Views resolve the glob at query time: a new partition is visible without touching the database file again.
 VIEWS = {
-    "articles": "benchmark/*/articles.parquet",
-    "gt_concerns": "benchmark/*/gt_concerns.parquet",
-    "generations": "generations/*/*/generations.parquet",
-    "generated_concerns": "concerns/*/*/concerns.parquet",
-    "scores": "scores/*/*/scores.parquet",
-    "article_scores": "scores/*/*/articles.parquet",
-    "matches": "scores/*/*/matches.parquet",
+    "articles": _every(benchmark_dir("*"), "articles.parquet"),
+    "gt_concerns": _every(benchmark_dir("*"), "gt_concerns.parquet"),
+    "generations": _every(generations_dir("*", "*"), "generations.parquet"),
+    "generated_concerns": _every(concerns_dir("*", "*"), "concerns.parquet"),
+    "scores": _every(scores_dir("*", "*"), ScoreRow.FILE),
+    "article_scores": _every(scores_dir("*", "*"), "articles.parquet"),
+    "matches": _every(scores_dir("*", "*"), "matches.parquet"),
     # paired bootstrap differences between systems (written with the leaderboard report)
-    "paired_differences": "reports/paired.parquet",
+    "paired_differences": _every(REPORT_DIR, "paired.parquet"),
 }
 LOCK_WAIT_S = 2.0  # how long a refresh waits for another process's lock before deferring
 QUERY_ATTEMPTS = 3  # a partition replaced between glob and read is retried, not reported

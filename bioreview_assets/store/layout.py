@@ -40,6 +40,9 @@ def scores_dir(system: str, split: str) -> tuple[str, ...]:
     return ("scores", system, split)
 
 
+REPORT_DIR = ("reports",)  # the leaderboard report: markdown, JSON, plots, paired differences
+
+
 def read_articles(store: ArtifactStore, split: str) -> list[Article]:
     """The validated articles of a split, as written by benchmark_split."""
     if not store.exists(*benchmark_dir(split), "articles.jsonl"):
