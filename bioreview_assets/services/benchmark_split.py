@@ -8,10 +8,10 @@ from typing import Any, Callable
 import polars as pl
 
 from bioreview_assets.core.benchmark import LoadedSplit, check_disjoint, enforce_bad_row_limit, load_split
-from bioreview_assets.core.gt_filter import HARNESS_POLICY, filter_article
 from bioreview_assets.core.schema import SPLITS
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.benchmark_source import split_file
+from bioreview_assets.store.benchmark_tables import write_benchmark_tables
 from bioreview_assets.store.layout import benchmark_dir
 
 
@@ -24,52 +24,6 @@ class BenchmarkSplit:
     articles_table: pl.DataFrame  # articles.parquet
     folder: tuple[str, ...]
     quarantine_file: str
-
-
-def articles_table(articles, split: str) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "split": split,
-                "article_id": a.id,
-                "source": a.source,
-                "title": a.title,
-                "n_concerns": len(a.concerns),
-                "n_scorable": len(filter_article(a, HARNESS_POLICY).kept),
-                "n_sections": len(a.paper_text_sections),
-                "published_date": a.published_date,
-            }
-            for a in articles
-        ],
-        schema_overrides={"published_date": pl.Date},
-    )
-
-
-# The full schema, so a split without reference concerns still writes a table with these columns (the DuckDB view
-# over every split's gt_concerns.parquet reads them all).
-GT_SCHEMA = {"split": pl.String, "article_id": pl.String, "source": pl.String, "concern_id": pl.String,
-             "reviewer_num": pl.Int64, "text": pl.String, "category": pl.String, "severity": pl.String,
-             "resolution_confidence": pl.Float64, "requires_figure_reading": pl.Boolean}
-
-
-def gt_table(articles, split: str) -> pl.DataFrame:
-    rows = [
-        {
-            "split": split,
-            "article_id": a.id,
-            "source": a.source,
-            "concern_id": c.concern_id,
-            "reviewer_num": c.reviewer_num,
-            "text": c.concern_text,
-            "category": c.category,
-            "severity": c.severity,
-            "resolution_confidence": c.resolution_confidence,
-            "requires_figure_reading": c.requires_figure_reading,
-        }
-        for a in articles
-        for c in a.concerns
-    ]
-    return pl.DataFrame(rows, schema=GT_SCHEMA)
 
 
 def other_splits(split: str, warn: Callable[[str], None]) -> list[LoadedSplit]:
@@ -102,9 +56,7 @@ def write_benchmark_split(store: ArtifactStore, split: str, max_bad_row_fraction
     # The partition is committed as a unit: readers see all of the new files or all of the old ones.
     with store.partition(*folder) as staged:
         store.write_jsonl([a.to_row() for a in this.articles], *staged, "articles.jsonl")
-        table = articles_table(this.articles, split)
-        store.write_parquet(table, *staged, "articles.parquet")
-        store.write_parquet(gt_table(this.articles, split), *staged, "gt_concerns.parquet")
+        table = write_benchmark_tables(store, this.articles, split, *staged)
         meta = {
             "split": split,
             "content_hash": this.content_hash,

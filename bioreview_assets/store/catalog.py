@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import duckdb
 
 from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.benchmark_tables import ARTICLES_FILE, GT_FILE
 from bioreview_assets.store.layout import REPORT_DIR, benchmark_dir, concerns_dir, generations_dir, scores_dir
 from bioreview_assets.store.records import ScoreRow
 
@@ -39,8 +40,8 @@ def _every(folder: tuple[str, ...], file: str) -> str:
 # view name -> glob under the storage root, derived from the store's layout (a folder that moves there moves here).
 # Views resolve the glob at query time: a new partition is visible without touching the database file again.
 VIEWS = {
-    "articles": _every(benchmark_dir("*"), "articles.parquet"),
-    "gt_concerns": _every(benchmark_dir("*"), "gt_concerns.parquet"),
+    "articles": _every(benchmark_dir("*"), ARTICLES_FILE),
+    "gt_concerns": _every(benchmark_dir("*"), GT_FILE),
     "generations": _every(generations_dir("*", "*"), "generations.parquet"),
     "generated_concerns": _every(concerns_dir("*", "*"), "concerns.parquet"),
     "scores": _every(scores_dir("*", "*"), ScoreRow.FILE),

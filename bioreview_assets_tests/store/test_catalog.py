@@ -210,7 +210,7 @@ def test_three_readers_x_150_queries_during_refreshes_see_no_error_and_no_corrup
 def test_a_split_without_reference_concerns_keeps_the_gt_view_working(tmp_path):
     """gt_concerns.parquet of a split whose articles have no concerns keeps its columns (issue 34): the view over
     every split's file still answers."""
-    from bioreview_assets.services.benchmark_split import gt_table as _gt_table
+    from bioreview_assets.store.benchmark_tables import gt_table as _gt_table
     from bioreview_assets.core.schema import Article
     from bioreview_assets.sample.generator import generate_sample_splits
 
