@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import re
 import subprocess
 import tempfile
@@ -100,11 +99,13 @@ def _vllm(python: Path | None) -> str | None:
     if importlib.util.find_spec("vllm") is not None:
         return None
     if python is None or not python.exists():
-        return (f"no vLLM interpreter: BIOREVIEW_VLLM_PYTHON is unset and .venv-vllm is missing"
+        return ("no vLLM interpreter: BIOREVIEW_VLLM_PYTHON is unset and .venv-vllm is missing"
                 if python is None else f"BIOREVIEW_VLLM_PYTHON={python} does not exist")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    from bioreview_assets.ml.generation.vllm_backend import foreign_interpreter_env
+
+    # the same environment the vLLM worker gets, so the probe sees what a generation would
     done = subprocess.run([str(python), "-c", "import vllm; print(vllm.__version__)"], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=foreign_interpreter_env())
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return f"{python} cannot import vllm: {tail}"

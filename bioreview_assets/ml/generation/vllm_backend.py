@@ -31,6 +31,11 @@ WORKER = Path(_vllm_worker.__file__).resolve()
 _FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
 
+def foreign_interpreter_env() -> dict[str, str]:
+    """This process's environment for another venv's interpreter: without the variables that point at this one."""
+    return {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+
+
 class VLLMUnavailable(RuntimeError):
     """Neither this interpreter nor a vllm venv can run vLLM."""
 
@@ -152,7 +157,7 @@ class VLLMBackend:
             (folder / "spec.json").write_text(json.dumps(self._spec()))
             (folder / "requests.jsonl").write_text("".join(r.to_json() + "\n" for r in requests))
             results = folder / "results.jsonl"
-            child_env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+            child_env = foreign_interpreter_env()
             child_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU; ignored on GPU
             command = [str(self.python), str(WORKER), "--spec", str(folder / "spec.json"),
                        "--requests", str(folder / "requests.jsonl"), "--results", str(results)]
@@ -178,7 +183,7 @@ class VLLMBackend:
         ordered = sorted(requests, key=lambda r: sum(len(str(m.get("content", ""))) for m in r.messages),
                          reverse=True)
         python = self.python or Path(sys.executable)  # in-process mode still needs one process per engine
-        base_env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+        base_env = foreign_interpreter_env()
         base_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         shard_facts: dict[int, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="bioreview-vllm-dp-") as tmp:
