@@ -4,8 +4,9 @@ Model: the Qwen3-8B shape (hidden 4096, 36 layers, 32 heads, 8 KV heads, head_di
 vocab 151936) with random weights; every article has a 4,096-token prompt and gets exactly 1,000 new tokens
 (EOS suppressed), so both setups do the same work.
 
-(a) reference (PIPELINE.md §3.4): one article at a time, NF4 4-bit base (double quant, bf16 compute) plus an
-    unmerged LoRA r16 on all seven projections, HF generate with T=0.1, top_p=0.9, repetition penalty 1.05.
+(a) reference (docs/reference.md: reference pipeline §3.4): one article at a time, NF4 4-bit base (double quant,
+    bf16 compute) plus an unmerged LoRA r16 on all seven projections, HF generate with T=0.1, top_p=0.9,
+    repetition penalty 1.05.
     It is slow, so only --reference-articles articles are timed (the printout says how many).
 (b) ours: TransformersBackend.generate (the same class the generations asset uses), bf16 merged weights,
     batches of --batch-size, chunked prefill (so the prefill of a whole batch fits next to its cache), with a

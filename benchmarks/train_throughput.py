@@ -37,9 +37,10 @@ LoRA r16 on all linear layers, warm-up steps excluded, median step time):
                 those that do not; bioreview_assets_tests/ml/test_packing.py compares per-row losses)
 
 Rows (--rows): "fixed" (default) is one seq-token row per step whose last `supervised` tokens carry the loss.
-"corpus-a" draws each row's lengths from the reference Corpus A (see CORPUS_A below: PIPELINE.md 1.5 and 1.8): a
-system prompt, a user turn of ~9-11k real tokens (52.8% cut at the 15,000 "chars/3" budget), a supervised target of
-a few hundred to a few thousand tokens, capped at --seq (max_length, 16,384); the same rows for a seed, every setup.
+"corpus-a" draws each row's lengths from the reference Corpus A (see CORPUS_A below; docs/reference.md: reference
+pipeline §1.5 and §1.8): a system prompt, a user turn of ~9-11k real tokens (52.8% cut at the 15,000 "chars/3"
+budget), a supervised target of a few hundred to a few thousand tokens, capped at --seq (max_length, 16,384); the
+same rows for a seed, every setup.
 Reported then: real (non-padding) tokens/s over the measured steps (sum of their tokens / sum of their seconds).
 
 Measured on one H200 (benchmarks/results/train_peers_h200.txt, train_fp8_h200.txt): Unsloth 2026.10.9 8,356 tok/s
@@ -270,7 +271,7 @@ def random_features(n: int, seq: int, supervised: int, vocab: int, seed: int):
     return rows
 
 
-# Corpus A's row lengths, from the reference pipeline's own statistics (/work/shared/reference/PIPELINE.md):
+# Corpus A's row lengths, from the reference pipeline's own statistics (docs/reference.md: reference pipeline):
 # * 1.5: the user turn (prompt prefix + paper) is budgeted to 15,000 tokens counted as chars/3, i.e. ~45,000 characters
 #   or ~11k real Qwen tokens (real/counted ~ 11/15); 52.8% of Corpus A train prompts were cut (they end at the budget);
 #   mean 12.4k, median 14.8k counted tokens. System prompt and target are not budgeted.
@@ -496,7 +497,8 @@ def step_tokens(args, batches) -> int | list[int]:
 
 
 def run_baseline(config, rows, args, pack: bool = False) -> dict:
-    """Plain PEFT QLoRA as the reference pipeline ran it (§2.2 PEFT path) with a hand-written step."""
+    """Plain PEFT QLoRA as the reference pipeline ran it (docs/reference.md: reference pipeline §2.2, the PEFT path),
+    with a hand-written step."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 

@@ -92,11 +92,13 @@ def test_corpus_a_rows_have_the_reference_corpus_lengths_for_a_seed():
     prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
     real_per_counted, system = module.CORPUS_A["real_per_counted"], module.CORPUS_A["system_tokens"]
     counted = [(p - system) / real_per_counted for p in prompts]  # back to the corpus's "chars/3" tokens
-    # PIPELINE.md 1.5: mean 12.4k counted tokens, 52.8% of prompts cut at the 15,000 budget, none over it.
+    # docs/reference.md, reference pipeline §1.5: mean 12.4k counted tokens, 52.8% of prompts cut at the 15,000
+    # budget, none over it.
     assert abs(sum(counted) / len(counted) - 12_412) < 150
     assert abs(sum(c >= 14_500 for c in counted) / len(counted) - 0.528) < 0.03 and max(counted) <= 15_001
     assert 8_500 < sum(prompts) / len(prompts) < 10_000  # ~9-11k real tokens of user turn, plus the system prompt
-    # Targets: a few hundred to a few thousand tokens (14.1 concerns of ~70 tokens on average, PIPELINE.md 1.8).
+    # Targets: a few hundred to a few thousand tokens (14.1 concerns of ~70 tokens on average; reference pipeline
+    # §1.8).
     assert min(targets) >= 150 and max(targets) <= 2_250 and 900 < sum(targets) / len(targets) < 1_100
     assert all(p + t <= 16384 for p, t in pairs)
     tiny = module.corpus_a_lengths(50, 256, seed=1)  # --tiny: the same shape at 1/64

@@ -138,9 +138,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Layer contracts (the README's layout): (the layers a rule is about, what they
-# must not import, why). A name covers the module of that name and everything under it; a layer's own modules are
-# always allowed to it (core -> core).
+# Layer contracts (the README's architecture; the full layout is in docs/graph.md): (the layers a rule is about,
+# what they must not import, why). A name covers the module of that name and everything under it; a layer's own
+# modules are always allowed to it (core -> core).
 _ROOT = PACKAGE.name
 DAGSTER = ("dagster", "dagster_k8s", "dagster_postgres", "dagster_webserver")
 TORCH = ("torch", "transformers", "peft", "trl", "vllm", "bitsandbytes", "sentence_transformers", "triton")

@@ -1,4 +1,6 @@
-"""Checks on scores: the matcher must tell an article's own concerns from another article's (W1)."""
+"""Checks on scores: the matcher must tell an article's own concerns from another article's.
+
+Why: docs/reference.md, harness W1."""
 
 import dagster as dg
 

@@ -54,7 +54,7 @@ class LoraConfigSpec(Strict):
 
 
 class TrainingConfig(Strict):
-    """SFT hyper-parameters (reference values, PIPELINE.md §2.7)."""
+    """SFT hyper-parameters (reference values, docs/reference.md: reference pipeline §2.7)."""
 
     # fp8: e4m3 base with FP8 matmuls (ml/training/fp8.py), GPUs of compute capability 8.9+ only (not A100s).
     # nf4-fp8: the base stored in NF4 as under nf4 (half fp8's bytes), multiplied in FP8 as under fp8 (8.9+ only).

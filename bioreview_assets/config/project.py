@@ -54,7 +54,8 @@ class MatcherValidationConfig(Strict):
 
 
 class GateConfig(Strict):
-    """The success gate (reference README: F1 >= 0.58 OR recall >= 0.45; its report script used AND)."""
+    """The success gate (F1 >= 0.58 OR recall >= 0.45; the reference's report script used AND: docs/reference.md,
+    reference pipeline §7.2)."""
 
     f1_min: float = Field(default=0.58, ge=0.0, le=1.0)
     recall_min: float = Field(default=0.45, ge=0.0, le=1.0)

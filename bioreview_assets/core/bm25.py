@@ -1,6 +1,6 @@
 """BM25 retrieval baseline: copy the reference concerns of the most similar training articles.
 
-Semantics of the benchmark's `lexical.py` (BENCHMARK.md §4): index = training articles (title +
+Semantics of the benchmark's `lexical.py` (docs/reference.md: harness §4): index = training articles (title +
 abstract + sections, at most 40,000 characters), tokens `[A-Za-z0-9]+` lower-cased of length >= 3
 minus a small stop list, rank_bm25.BM25Okapi(k1=1.5, b=0.75). For a query article: take the top 8
 documents; each concern text of those documents scores sum(doc_score / doc_rank) over the documents

@@ -1,4 +1,6 @@
-"""Controls that say whether a matcher discriminates content or just rewards concern counts (BENCHMARK W1)."""
+"""Controls that say whether a matcher discriminates content or just rewards concern counts.
+
+Why: docs/reference.md, harness W1."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ RULES = (
 
 
 class GTPolicy(BaseModel):
-    """Which reference concerns count (reference corpora A and B, PIPELINE.md §1.2).
+    """Which reference concerns count (reference corpora A and B, docs/reference.md: reference pipeline §1.2).
 
     The defaults are a corpus's defaults; a corpus YAML (configs/corpora/) is a CorpusConfig, this plus its name.
     Scoring uses HARNESS_POLICY, the BM25 baseline BASELINE_GT_POLICY.

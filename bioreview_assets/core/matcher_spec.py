@@ -145,7 +145,8 @@ class MatcherSpec(BaseModel):
         return {**body, "hash": short_hash(body)}
 
     def _checked_embedder_identity(self, loaded: Mapping[str, Any] | None) -> dict[str, Any]:
-        # Without the loaded weights' hash a score could not say which weights produced it (BENCHMARK W1/W3).
+        # Without the loaded weights' hash a score could not say which weights produced it
+        # (docs/reference.md: harness W1/W3).
         assert self.embedder is not None  # guaranteed by the validator
         if loaded is None or not loaded.get("weights_sha256"):
             raise ValueError(

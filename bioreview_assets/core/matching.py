@@ -1,4 +1,6 @@
-"""Similarity and one-to-one concern matching, rule for rule as the bioreview-bench harness (BENCHMARK.md 3.4-3.5)."""
+"""Similarity and one-to-one concern matching, rule for rule as the bioreview-bench harness.
+
+The rules: docs/reference.md, harness §3.4-§3.5."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Per-article scores, dataset aggregation and bootstrap CIs, identical to the harness (BENCHMARK.md 3.6-3.8)."""
+"""Per-article scores, dataset aggregation and bootstrap CIs, identical to the harness.
+
+The rules: docs/reference.md, harness §3.6-§3.8."""
 
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ def _category_counts(
     nearest = np.argmax(sim, axis=1).tolist()
     for i in range(n_tool):
         # Matched: the partner's category. Unmatched: nearest reference by argmax (first index on ties),
-        # however low the similarity (upstream W6; kept for parity).
+        # however low the similarity (harness W6 in docs/reference.md; kept for parity).
         j = partner.get(i, nearest[i])
         cell = counts[categories[j]]
         cell[1] += 1
@@ -244,7 +246,8 @@ def aggregate(article_scores: Sequence[ArticleScore]) -> dict:
         "f1_source_macro": _mean([s["f1_micro"] for s in src_rows]) if n_gt else None,
         "recall_source_macro": _mean([s["recall_micro"] for s in src_rows]) if n_gt else None,
         "precision_source_macro": _mean([s["precision_micro"] for s in src_rows]),
-        # Per-article averages (0 where a ratio is undefined): what upstream README tables likely showed (W16).
+        # Per-article averages (0 where a ratio is undefined): what upstream README tables likely showed
+        # (docs/reference.md: W16).
         "recall_article_macro": _mean([s.recall for s in scores]) if n_gt else None,
         "precision_article_macro": _mean([s.precision for s in scores]),
         "f1_article_macro": _mean([s.f1 for s in scores]) if n_gt else None,

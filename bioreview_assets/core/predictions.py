@@ -1,4 +1,5 @@
-"""Read a prediction file in the benchmark harness's format (BENCHMARK.md §3.2), with its exact rules for valid rows.
+"""Read a prediction file in the benchmark harness's format, with its exact rules for valid rows (docs/reference.md:
+harness §3.2).
 
 Every malformed row is an error naming the file, the line and what was expected (the harness crashes, or silently
 scores a string as one concern per character); all of them are reported at once. `prediction_coverage` says which
@@ -141,7 +142,7 @@ def _concerns(items: Any, number: int, article_id: str, seen: PredictionFile) ->
         return []
     if isinstance(items[0], str):
         bad = [i for i, item in enumerate(items) if not isinstance(item, str)]
-        if bad:  # upstream crashes here (W10); we say where
+        if bad:  # upstream crashes here (harness W10); we say where
             raise _RowError(f"a concern list that starts with a string must hold only strings; "
                             f"concerns[{bad[0]}] is {_kind(items[bad[0]])}")
         return [{"text": item.strip()} for item in items if item.strip()]

@@ -13,8 +13,8 @@ BUILDER_VERSION = "2"  # bump when the layout or the fitting rules below change
 _CATEGORY_LIST = ", ".join(SCORED_CATEGORIES)
 _SEVERITY_LIST = ", ".join(SEVERITIES)
 
-# v2 deliberately uses the upstream REVIEWER_SYSTEM rules (which the reference README claimed but did not train on,
-# W6) with an object output format, so training target and instruction agree.
+# v2 deliberately uses the upstream REVIEWER_SYSTEM rules (docs/reference.md: harness §4; the reference
+# README claimed but did not train on them, W6) with an object output format, so training target and instruction agree.
 SYSTEM_PROMPTS: dict[str, str] = {
     "v2": (
         "You are an expert peer reviewer for biomedical research papers published in high-impact journals such as "

@@ -313,7 +313,7 @@ def _coverage(similarities: SplitSimilarities) -> dict[str, Any]:
         "n_unknown_prediction_ids": len(unknown),
         "unknown_prediction_ids_sample": list(unknown[:_MAX_LISTED_UNKNOWN_IDS]),
         "n_figure_excluded": sum(a.n_figure_excluded for a in similarities.articles),
-        # Count diagnostics (W1): under a weak matcher F1 tracks these, not content.
+        # Count diagnostics (harness W1): under a weak matcher F1 tracks these, not content.
         "mean_n_tool": sum(n_tool) / n if n else 0.0,
         "mean_n_gt": sum(n_gt) / n if n else 0.0,
         "n_articles_tool_ge_gt": sum(1 for t, g in zip(n_tool, n_gt) if t >= g),

@@ -1,4 +1,4 @@
-"""Sentence embedders for concern matching: pinned, local-only, fail-closed (PIPELINE W1, BENCHMARK W3)."""
+"""Sentence embedders for concern matching: pinned, local-only, fail-closed (docs/reference.md: W1, harness W3)."""
 
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ def sanity_probe(embedder: Embedder, max_unrelated: float = 0.5, min_identical: 
                                 f"<= {min_identical}: the model is not deterministic or not loaded properly")
     if not unrelated < max_unrelated:
         raise SanityProbeFailed(f"embedder {embedder.spec.name!r}: unrelated texts have cosine {unrelated:.4f} "
-                                f">= {max_unrelated}: it does not discriminate content (BENCHMARK W1)")
+                                f">= {max_unrelated}: it does not discriminate content (docs/reference.md: harness W1)")
     return result
 
 

@@ -7,7 +7,8 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
-# A checkpoint is only resumed under the same versions of these (the reference refused on a mismatch too, §2.6).
+# A checkpoint is only resumed under the same versions of these (the reference refused on a mismatch too:
+# docs/reference.md, reference pipeline §2.6).
 GUARDED_PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate")
 # Recorded for the record, not compared: they do not change what a checkpoint means.
 RECORDED_PACKAGES = ("datasets", "liger-kernel", "flash-attn", "triton")

@@ -20,8 +20,8 @@ from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import REPORT_DIR
 
-# Reference figures (PIPELINE.md §7.1, v3 test, 981 articles, frozen SPECTER2 matcher). Different split, matcher and
-# prompt from anything scored here: shown for orientation, never ranked against our rows.
+# Reference figures (docs/reference.md: reference pipeline §7.1; v3 test, 981 articles, frozen SPECTER2 matcher).
+# Different split, matcher and prompt from anything scored here: shown for orientation, never ranked against our rows.
 REFERENCE_V3_TEST = [
     {"system": "reference 8B+9B union ensemble", "f1": 0.7038, "recall": 0.6946, "precision": 0.7132},
     {"system": "reference Qwen3.5-9B dedup+cap20", "f1": 0.6213, "recall": 0.4975, "precision": 0.8270},
@@ -156,7 +156,7 @@ def render_markdown(report: Report, matcher_identity: str, project, models) -> s
     parts += ["### Failure examples (outputs with no parsed concern)", markdown(report.failure_examples)]
     parts += ["## Zero-recall articles (examples)", markdown(report.zero_recall)]
     parts += [
-        "## Reference figures (PIPELINE.md §7.1) — not comparable",
+        "## Reference figures (docs/reference.md: reference pipeline §7.1) — not comparable",
         "v3 test split (981 articles), frozen SPECTER2 matcher, a different prompt: shown for orientation only; "
         "they are never ranked with the rows above (different split hash).",
         markdown(pl.DataFrame(REFERENCE_V3_TEST)),

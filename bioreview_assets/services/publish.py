@@ -1,4 +1,5 @@
-"""An adapter published the Hugging Face way: a Hub-ready folder (weights, tokenizer, card) and its upload (§6).
+"""An adapter published the Hugging Face way: a Hub-ready folder (weights, tokenizer, card) and its upload
+(docs/reference.md: reference pipeline §6).
 
 The folder holds what `PeftModel.from_pretrained` and vLLM's LoRA loader read (adapter_config.json,
 adapter_model.safetensors), the tokenizer with its chat template, README.md (the model card), training_config.yaml,

@@ -1,4 +1,6 @@
-"""Matcher controls: shuffled null, count oracle, threshold curve, histograms (BENCHMARK W1, PIPELINE W2)."""
+"""Matcher controls: shuffled null, count oracle, threshold curve, histograms.
+
+Why: docs/reference.md, harness W1 and the reference pipeline's W2."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def test_shuffled_null_scores_against_partner_references():
 
 
 def test_shuffled_null_of_a_count_matcher_is_as_high_as_the_real_score():
-    # A matcher that calls everything similar (the W1 symptom) matches the wrong article just as well.
+    # A matcher that calls everything similar (the harness W1 symptom) matches the wrong article just as well.
     null = shuffled_null(IDS, SOURCES, lambda i, j: (np.full((2, 3), 0.9), None), 0.65, "hungarian")
     assert null.n_matched == 12
     assert null.recall == pytest.approx(12 / 18)

@@ -1,4 +1,4 @@
-"""Matching rules (BENCHMARK.md 3.4-3.5, 7.1) and the matcher spec, on hand-computed fixtures."""
+"""Matching rules (docs/reference.md: harness §3.4-§3.5, §7.1) and the matcher spec, on hand-computed fixtures."""
 
 from __future__ import annotations
 

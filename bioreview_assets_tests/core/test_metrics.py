@@ -1,4 +1,6 @@
-"""Per-article scoring, aggregation and bootstrap: hand-computed fixtures of the harness rules (BENCHMARK 3.6-3.8)."""
+"""Per-article scoring, aggregation and bootstrap: hand-computed fixtures of the harness rules.
+
+The rules: docs/reference.md, harness §3.6-§3.8."""
 
 from __future__ import annotations
 

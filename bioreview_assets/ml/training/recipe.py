@@ -1,4 +1,5 @@
-"""QLoRA / LoRA supervised fine-tuning of one model on its SFT corpus (PIPELINE.md §2, W5, W9, W18, W20).
+"""QLoRA / LoRA supervised fine-tuning of one model on its SFT corpus (docs/reference.md: reference pipeline §2,
+W5, W9, W18, W20).
 
 `train_adapter` is what the adapter asset calls. Layout under `output_dir`:
 
