@@ -155,6 +155,13 @@ class ArtifactStore:
     def glob(self, *parts: str) -> list[str]:
         return sorted(self.fs.glob(self.path(*parts)))
 
+    def parts_of(self, path: str) -> tuple[str, ...]:
+        """The parts under the root of a path `glob` returned (to read it through the checked readers)."""
+        prefix = self._root_path.rstrip("/") + "/"
+        if not path.startswith(prefix):
+            raise ValueError(f"{path} is not under the storage root {self.root}")
+        return tuple(path[len(prefix):].split("/"))
+
     def local_dir(self, *parts: str) -> Path:
         """A local folder for a directory artefact (adapter, merged model). Remote roots stage under the local cache."""
         if self.is_local:
