@@ -103,7 +103,9 @@ class ArtifactStore:
             target = self.path(*parts)
             if self.is_local:
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-                replace_dir(Path(self.path(*staging)), Path(target))
+                # The replaced partition goes aside under .staging (a name the next commit's leftover sweep
+                # removes), never beside `target` where the globs <asset>/*/*/... would read it as a second copy.
+                replace_dir(Path(self.path(*staging)), Path(target), old=Path(self.path(*staging) + "-old"))
             else:  # object stores have no folder rename: the copy is visible file by file
                 if self.fs.exists(target):
                     self.fs.rm(target, recursive=True)

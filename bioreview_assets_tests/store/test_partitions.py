@@ -124,3 +124,27 @@ def test_articles_cut_at_a_line_boundary_are_refused_by_the_article_count(tmp_pa
     store.write_json({"n_articles": 5}, "benchmark", "val", "meta.json")
     with pytest.raises(CorruptArtifact, match=r"articles.jsonl: 3 articles, but its meta.json says 5"):
         read_articles(store, "val")
+
+
+def test_a_commit_killed_while_removing_the_old_partition_leaves_no_second_copy_to_read(tmp_path, monkeypatch):
+    """The replaced partition is moved aside under .staging, not beside the new one: a process killed before it is
+    deleted leaves nothing that the report's and the catalog's globs (scores/*/*/...) read as a second partition,
+    and the next commit removes it."""
+    import types
+
+    from bioreview_assets.store import atomic
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    commit(store, 3)
+
+    def killed(path, *args, **kwargs):  # the process dies here: nothing after this line runs
+        raise SystemExit("killed while removing the old partition")
+
+    monkeypatch.setattr(atomic, "shutil", types.SimpleNamespace(rmtree=killed))
+    with pytest.raises(SystemExit):
+        commit(store, 4)
+    monkeypatch.undo()
+    assert store.read_json(*FOLDER, "metrics.json") == {"n": 4}  # the new partition is in place
+    assert store.glob("scores/*/*/scores.parquet") == [store.path(*FOLDER, "scores.parquet")]
+    commit(store, 5)
+    assert [p for p in (tmp_path / "storage").rglob("*") if ".old" in p.name or ".tmp-" in p.name] == []
