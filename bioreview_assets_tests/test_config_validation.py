@@ -83,3 +83,17 @@ def test_cli_prints_a_config_error_without_traceback(configs, capsys):
     err = capsys.readouterr().err
     assert err.startswith("bioreview report: error: invalid config ") and "project.yaml" in err
     assert "eval_max_articles" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("models: [tiny-random\n", r"project.yaml: not valid YAML: while parsing a flow sequence .*line 2"),
+    ("- tiny-random\n- smollm2-135m\n", r"project.yaml: expected a mapping of keys at the top level, not a list"),
+])
+def test_a_project_yaml_that_does_not_parse_names_the_file_without_traceback(configs, capsys, text, expected):
+    (configs / "project.yaml").write_text(text)
+    with pytest.raises(loader.ConfigError, match=expected):
+        check_configs()
+    for command in (["report"], ["score", "--predictions", "none.jsonl"]):
+        assert cli.main(command) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"bioreview {command[0]}: error: invalid config ") and "Traceback" not in err

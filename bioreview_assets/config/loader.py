@@ -39,10 +39,14 @@ def configs_dir() -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
-    with path.open() as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with path.open() as handle:
+            data = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as err:  # the parser's message holds the line and column: one line of it, no traceback
+        raise ConfigError(f"invalid config {path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
+        raise ConfigError(f"invalid config {path}: expected a mapping of keys at the top level, not a "
+                          f"{'list' if isinstance(data, list) else type(data).__name__}")
     return data
 
 

@@ -33,7 +33,7 @@ def load_article_scores(store) -> pl.DataFrame:
     paths = store.glob("scores/*/*/articles.parquet")
     if not paths:
         return pl.DataFrame()
-    return pl.concat([pl.read_parquet(store.fs.open(p, "rb").read()) for p in paths], how="diagonal_relaxed")
+    return pl.concat([store.read_parquet(*store.parts_of(p)) for p in paths], how="diagonal_relaxed")
 
 
 def paired_table(articles: pl.DataFrame, board: pl.DataFrame, pairs, matcher: str, n: int = 1000,

@@ -19,6 +19,7 @@ from bioreview_assets.reporting.tables import (
 from bioreview_assets.reporting.verdict import fine_tuned_pairs, verdict_lines
 from bioreview_assets.store.artifacts import ArtifactStore
 from bioreview_assets.store.layout import REPORT_DIR
+from bioreview_assets.store.records import ScoreRow
 
 # Reference figures (docs/reference.md: reference pipeline §7.1; v3 test, 981 articles, frozen SPECTER2 matcher).
 # Different split, matcher and prompt from anything scored here: shown for orientation, never ranked against our rows.
@@ -43,11 +44,19 @@ class Report:
     paired: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
+def read_stored(store: ArtifactStore, path: str) -> pl.DataFrame:
+    """A parquet file `store.glob` found, read as the graph reads it: checked against its partition's manifest, and
+    an unreadable or changed file is a CorruptArtifact naming it (never ranked as if whole)."""
+    return store.read_parquet(*store.parts_of(path))
+
+
 def load_scores(store: ArtifactStore) -> pl.DataFrame:
     paths = store.glob("scores/*/*/scores.parquet")
     if not paths:
         raise FileNotFoundError(f"no scores under {store.root}/scores: materialise some scores partitions first")
-    return pl.concat([pl.read_parquet(store.fs.open(p, "rb").read()) for p in paths], how="diagonal_relaxed")
+    # Older partitions of a split without reference concerns hold F1 as a column of nulls: cast to the record's
+    # types so the tables format them as undefined.
+    return pl.concat([ScoreRow.conform(read_stored(store, p)) for p in paths], how="diagonal_relaxed")
 
 
 def _metrics_by_partition(store: ArtifactStore, matcher: str) -> dict[tuple[str, str], dict]:
@@ -63,7 +72,7 @@ def failure_modes(store: ArtifactStore) -> pl.DataFrame:
     frames = []
     for path in store.glob("generations/*/*/generations.parquet"):
         model, split = path.split("/")[-3:-1]
-        table = pl.read_parquet(store.fs.open(path, "rb").read())
+        table = read_stored(store, path)
         frames.append(table.group_by("parse_method").len().with_columns(
             pl.lit(model).alias("model"), pl.lit(split).alias("split")))
     if not frames:
@@ -76,7 +85,7 @@ def failure_examples(store: ArtifactStore, per_mode: int = 2, width: int = 160) 
     frames = []
     for path in store.glob("generations/*/*/generations.parquet"):
         model, split = path.split("/")[-3:-1]
-        table = pl.read_parquet(store.fs.open(path, "rb").read())
+        table = read_stored(store, path)
         failed = table.filter(~pl.col("parse_ok"))
         if failed.is_empty():
             continue
@@ -94,7 +103,7 @@ def zero_recall_examples(store: ArtifactStore, matcher: str, per_system: int = 3
     paths = store.glob("scores/*/*/articles.parquet")
     if not paths:
         return pl.DataFrame()
-    table = pl.concat([pl.read_parquet(store.fs.open(p, "rb").read()) for p in paths], how="diagonal_relaxed")
+    table = pl.concat([read_stored(store, p) for p in paths], how="diagonal_relaxed")
     return (
         table.filter((pl.col("matcher") == matcher) & (pl.col("n_gt") > 0) & (pl.col("n_matched") == 0))
         .sort(["system", "split", "n_gt"], descending=[False, False, True])

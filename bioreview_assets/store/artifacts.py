@@ -103,7 +103,9 @@ class ArtifactStore:
             target = self.path(*parts)
             if self.is_local:
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-                replace_dir(Path(self.path(*staging)), Path(target))
+                # The replaced partition goes aside under .staging (a name the next commit's leftover sweep
+                # removes), never beside `target` where the globs <asset>/*/*/... would read it as a second copy.
+                replace_dir(Path(self.path(*staging)), Path(target), old=Path(self.path(*staging) + "-old"))
             else:  # object stores have no folder rename: the copy is visible file by file
                 if self.fs.exists(target):
                     self.fs.rm(target, recursive=True)
@@ -154,6 +156,13 @@ class ArtifactStore:
 
     def glob(self, *parts: str) -> list[str]:
         return sorted(self.fs.glob(self.path(*parts)))
+
+    def parts_of(self, path: str) -> tuple[str, ...]:
+        """The parts under the root of a path `glob` returned (to read it through the checked readers)."""
+        prefix = self._root_path.rstrip("/") + "/"
+        if not path.startswith(prefix):
+            raise ValueError(f"{path} is not under the storage root {self.root}")
+        return tuple(path[len(prefix):].split("/"))
 
     def local_dir(self, *parts: str) -> Path:
         """A local folder for a directory artefact (adapter, merged model). Remote roots stage under the local cache."""

@@ -47,10 +47,12 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished folder into place, replacing an older one (removed only once the new one is in place)."""
+def replace_dir(tmp: Path, target: Path, old: Path | None = None) -> None:
+    """Move a finished folder into place, replacing an older one (removed only once the new one is in place). The
+    older one is moved aside to `old` first (default: a hidden folder beside `target`); a process killed before it
+    is removed leaves it there."""
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = old or target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old)

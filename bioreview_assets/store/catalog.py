@@ -8,7 +8,8 @@ instead of failing the asset whose data has already landed.
 
 The query surface is read-only: only SELECT/EXPLAIN statements are run (DuckDB's parser says which), and once the
 views exist the connection may read nothing outside the storage root (external access off, configuration locked),
-so `bioreview sql` cannot COPY, ATTACH, read /etc/passwd or fetch a URL. A refresh rebuilds the file's views from
+so `bioreview sql` cannot COPY, ATTACH, read /etc/passwd or fetch a URL. The files a query's views read are checked
+against their partitions' manifests first: a partition cut or changed after its commit is refused, naming the file. A refresh rebuilds the file's views from
 the store whenever the file changed since it was written (a view dropped or altered by hand does not persist).
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.store.artifacts import MANIFEST, ArtifactStore, CorruptArtifact
 from bioreview_assets.store.benchmark_tables import ARTICLES_FILE, GT_FILE
 from bioreview_assets.store.layout import REPORT_DIR, benchmark_dir, concerns_dir, generations_dir, scores_dir
 from bioreview_assets.store.records import ScoreRow
@@ -145,7 +146,8 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     try:
         _check_read_only(con, sql)
-    except (ReadOnlyQuery, duckdb.Error):
+        _check_committed(store, list(statements))
+    except (ReadOnlyQuery, duckdb.Error, CorruptArtifact):
         con.close()
         raise
     if not store.is_local:
@@ -159,6 +161,17 @@ def _connect(store: ArtifactStore, sql: str) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _check_committed(store: ArtifactStore, views: list[str]) -> None:
+    """The files these views read, as their partitions were committed: a file cut or changed after its commit is a
+    CorruptArtifact naming it (store.read_bytes checks it against the partition's manifest), never answered from.
+    Files of partitions without a manifest (written before partitions were committed as a unit) are read as is."""
+    for view in views:
+        for path in store.glob(VIEWS[view]):
+            parts = store.parts_of(path)
+            if store.exists(*parts[:-1], MANIFEST):
+                store.read_bytes(*parts)
 
 
 def _quoted(text: str) -> str:
@@ -192,8 +205,9 @@ def query_frame(sql: str, store: ArtifactStore):
         except duckdb.CatalogException as err:
             with_data = ", ".join(view_statements(store)) or "none yet"
             raise ValueError(f"{err}\nviews with data under {store.root}: {with_data}") from err
-        except duckdb.IOException:
-            # A partition written or replaced between the glob and the read: the next attempt sees the new file.
+        except (duckdb.IOException, CorruptArtifact):
+            # A partition written or replaced between the glob and the read (or between a file and its manifest):
+            # the next attempt sees the new one; a file that is still not what was committed is the error.
             if attempt == QUERY_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))

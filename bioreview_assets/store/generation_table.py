@@ -8,7 +8,8 @@ import polars as pl
 
 from bioreview_assets.core.generated_concern import GeneratedConcern
 from bioreview_assets.core.parsing import PARSER_VERSION, parse_concerns
-from bioreview_assets.store.artifacts import ArtifactStore
+from bioreview_assets.core.hashing import stable_hash
+from bioreview_assets.store.artifacts import ArtifactStore, CorruptArtifact
 from bioreview_assets.store.layout import generations_dir
 
 
@@ -31,7 +32,10 @@ def generated_concerns(store: ArtifactStore, model: str, split: str) -> tuple[di
     Parsing here rather than trusting the stored parsed column means a parser change needs no regeneration: the
     raw text is re-parsed, and the lineage (which generations, which parser, how many rows changed) is returned.
     """
-    table = store.read_parquet(*generations_dir(model, split), "generations.parquet")
+    folder = generations_dir(model, split)
+    table = store.read_parquet(*folder, "generations.parquet")
+    meta = store.read_json(*folder, "meta.json") if store.exists(*folder, "meta.json") else {}
+    _check_data_version(store, folder, table, meta)
     stored_versions = sorted(set(table["parser_version"].to_list())) if "parser_version" in table.columns else []
     reparsed = parsed_columns(table.select("article_id", "text", "error"))
     changed = 0
@@ -41,8 +45,6 @@ def generated_concerns(store: ArtifactStore, model: str, split: str) -> tuple[di
         row["article_id"]: [GeneratedConcern.from_dict(c) for c in json.loads(row["concerns"])]
         for row in reparsed.iter_rows(named=True)
     }
-    meta = store.read_json(*generations_dir(model, split), "meta.json") if store.exists(
-        *generations_dir(model, split), "meta.json") else {}
     lineage = {
         "parser_version": PARSER_VERSION,
         "stored_parser_versions": stored_versions,
@@ -51,3 +53,18 @@ def generated_concerns(store: ArtifactStore, model: str, split: str) -> tuple[di
         "generation_key": meta.get("generation_key"),
     }
     return by_article, lineage
+
+
+def _check_data_version(store: ArtifactStore, folder: tuple[str, ...], table: pl.DataFrame, meta: dict) -> None:
+    """generations.parquet is rewritten beside its resume log (not committed with a manifest): the data_version its
+    meta.json records (hash of the raw texts under the generation key) must be the table's, or the table was cut or
+    changed after it was written (or the write of meta.json never happened) -- never parsed as if whole."""
+    if not (meta.get("data_version") and meta.get("generation_key")):
+        return  # written before data versions were recorded, or by hand (tests' oracle outputs)
+    found = stable_hash([meta["generation_key"], table.select("article_id", "text", "error").rows()])
+    if found != meta["data_version"]:
+        model, split = folder[-2:]
+        raise CorruptArtifact(
+            f"{store.url(*folder, 'generations.parquet')}: {table.height} rows whose content hash {found} is not the "
+            f"data_version {meta['data_version']} of {store.url(*folder, 'meta.json')}: re-materialise "
+            f"generations[{model}|{split}] (it resumes from its log)")

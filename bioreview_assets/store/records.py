@@ -295,11 +295,28 @@ class ScoreRow:
         return [cls.from_json(row) for row in store.read_parquet(*scores_dir(system, split), cls.FILE).to_dicts()]
 
     @classmethod
+    def polars_schema(cls) -> dict[str, Any]:
+        """Column -> polars type, from the field annotations: a figure that is None in every row (F1 of a split
+        without reference concerns) is still a Float64 column, not a column of nulls."""
+        import polars as pl  # lazy: the record itself is read on GPU boxes without polars
+
+        types = {"str": pl.String, "float": pl.Float64, "int": pl.Int64}
+        return {f.name: types[str(f.type).removesuffix(" | None")] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def conform(cls, frame):
+        """A stored scores frame with this record's columns cast to their types (older files wrote an all-None
+        figure as a column of nulls); other columns are left as they are."""
+        schema = cls.polars_schema()
+        return frame.cast({name: kind for name, kind in schema.items() if name in frame.columns})
+
+    @classmethod
     def write(cls, store, rows: list[ScoreRow], *parts: str) -> str:
         """scores.parquet of one partition (parts: its folder, or the staging folder of store.partition)."""
         import polars as pl  # lazy: the record itself is read on GPU boxes without polars
 
-        return store.write_parquet(pl.DataFrame([row.to_json() for row in rows]), *parts, cls.FILE)
+        frame = pl.DataFrame([row.to_json() for row in rows], schema=cls.polars_schema())
+        return store.write_parquet(frame, *parts, cls.FILE)
 
     def write_json(self, path: Path, **beside: Any) -> None:
         """This row as a JSON file (indent 2), with more keys after it (`bioreview score --out`)."""

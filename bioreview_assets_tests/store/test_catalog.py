@@ -261,3 +261,34 @@ def test_a_view_dropped_in_the_catalog_file_is_rebuilt_on_refresh(tmp_path):
     with duckdb.connect(store.path("bioreview.duckdb"), read_only=True) as con:
         assert con.execute("SELECT f1 FROM scores").fetchall() == [(0.5,)]
         assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
+
+
+def test_a_partition_cut_or_changed_after_its_commit_is_refused_by_sql(tmp_path, capsys, monkeypatch):
+    """Issue 34 item 3 on the SQL surface: the views read committed partitions only as they were committed (a
+    concerns table cut from 6 rows to 2, a score edited in place) -- the query is refused naming the file, never
+    answered from the cut file. Partitions without a manifest (written before issue 34) are read as they are."""
+    import polars as pl
+
+    from bioreview_assets.cli import main as cli
+    from bioreview_assets.store.artifacts import CorruptArtifact
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    for system in ("a", "b"):
+        with store.partition("concerns", system, "val") as staged:
+            store.write_parquet(pl.DataFrame({"system": [system] * 6, "text": [f"c{i}" for i in range(6)]}), *staged,
+                                "concerns.parquet")
+        with store.partition("scores", system, "val") as staged:
+            store.write_parquet(_scores_frame(system), *staged, "scores.parquet")
+    store.write_parquet(_scores_frame("old"), "scores", "old", "val", "scores.parquet")  # no manifest
+    assert "12" in query_table("SELECT count(*) AS n FROM generated_concerns", store=store)
+    cut = store.path("concerns", "a", "val", "concerns.parquet")
+    pl.read_parquet(cut).head(2).write_parquet(cut)
+    with pytest.raises(CorruptArtifact, match=r"concerns/a/val/concerns.parquet: .*cut or changed after it was"):
+        query_table("SELECT count(*) AS n FROM generated_concerns", store=store)
+    assert "0.5" in query_table("SELECT f1 FROM scores WHERE system = 'old'", store=store)  # other views still answer
+    edited = store.path("scores", "b", "val", "scores.parquet")
+    pl.read_parquet(edited).with_columns(pl.lit(0.99).alias("f1")).write_parquet(edited)
+    monkeypatch.setenv("BIOREVIEW_STORAGE", store.root)
+    assert cli.main(["sql", "SELECT system, f1 FROM scores"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bioreview sql: error: {edited}: ") and "Traceback" not in err

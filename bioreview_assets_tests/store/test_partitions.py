@@ -124,3 +124,51 @@ def test_articles_cut_at_a_line_boundary_are_refused_by_the_article_count(tmp_pa
     store.write_json({"n_articles": 5}, "benchmark", "val", "meta.json")
     with pytest.raises(CorruptArtifact, match=r"articles.jsonl: 3 articles, but its meta.json says 5"):
         read_articles(store, "val")
+
+
+def test_a_commit_killed_while_removing_the_old_partition_leaves_no_second_copy_to_read(tmp_path, monkeypatch):
+    """The replaced partition is moved aside under .staging, not beside the new one: a process killed before it is
+    deleted leaves nothing that the report's and the catalog's globs (scores/*/*/...) read as a second partition,
+    and the next commit removes it."""
+    import types
+
+    from bioreview_assets.store import atomic
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    commit(store, 3)
+
+    def killed(path, *args, **kwargs):  # the process dies here: nothing after this line runs
+        raise SystemExit("killed while removing the old partition")
+
+    monkeypatch.setattr(atomic, "shutil", types.SimpleNamespace(rmtree=killed))
+    with pytest.raises(SystemExit):
+        commit(store, 4)
+    monkeypatch.undo()
+    assert store.read_json(*FOLDER, "metrics.json") == {"n": 4}  # the new partition is in place
+    assert store.glob("scores/*/*/scores.parquet") == [store.path(*FOLDER, "scores.parquet")]
+    commit(store, 5)
+    assert [p for p in (tmp_path / "storage").rglob("*") if ".old" in p.name or ".tmp-" in p.name] == []
+
+
+def test_generations_cut_after_they_were_written_are_refused_by_their_data_version(tmp_path):
+    """generations.parquet is rewritten beside its resume log, not committed with a manifest: its meta.json's
+    data_version (the hash of the raw texts under the generation key) is checked when concerns are parsed from it,
+    so a table cut to 1 of its 3 articles is refused instead of scoring the missing articles as empty outputs."""
+    from bioreview_assets.core.hashing import stable_hash
+    from bioreview_assets.store.generation_table import generated_concerns, parsed_columns
+    from bioreview_assets.store.layout import generations_dir
+
+    store = ArtifactStore(str(tmp_path / "storage"))
+    folder = generations_dir("m", "val")
+    table = parsed_columns(pl.DataFrame({"article_id": ["a1", "a2", "a3"],
+                                         "text": ['[{"text": "The sample size is small."}]'] * 3,
+                                         "error": [None, None, None]}, schema_overrides={"error": pl.String}))
+    store.write_parquet(table, *folder, "generations.parquet")
+    version = stable_hash(["key1", table.select("article_id", "text", "error").rows()])
+    store.write_json({"generation_key": "key1", "data_version": version}, *folder, "meta.json")
+    by_article, lineage = generated_concerns(store, "m", "val")
+    assert sorted(by_article) == ["a1", "a2", "a3"] and lineage["generations_data_version"] == version
+    store.write_parquet(table.head(1), *folder, "generations.parquet")
+    with pytest.raises(CorruptArtifact, match=r"generations/m/val/generations.parquet: 1 rows whose content hash "
+                                              r"\w+ is not the data_version \w+ of .*meta.json"):
+        generated_concerns(store, "m", "val")
