@@ -7,6 +7,7 @@ from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.checks.matcher_validation import VALIDATION_CHECKS, evaluate_matcher_validation
 from bioreview_assets.core.diagnostics import DEFAULT_THRESHOLDS
 from bioreview_assets.core.matcher_validation import validate_labelled_pairs
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.orchestration.gpu_tags import embedding_asset_kwargs
 from bioreview_assets.services.similarity import judge_for
 from bioreview_assets.orchestration.partitions import matcher_partitions, partitioned_checks
@@ -37,6 +38,7 @@ def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
         group_name="scoring",
         kinds={"python"},
     )
+    @locked_partition
     def matcher_validation(context: dg.AssetExecutionContext, storage: StorageResource,
                            embedders: EmbedderResource) -> dg.MaterializeResult:
         """Precision, recall and F1 of the matcher's "same concern" against labelled pairs, threshold curve, kappa."""

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from bioreview_assets.config.snapshot import ConfigSnapshot
+from bioreview_assets.store.locks import locked_partition
 from bioreview_assets.orchestration.partitions import model_partitions
 from bioreview_assets.orchestration.resources import StorageResource
 from bioreview_assets.store.layout import published_dir
@@ -26,6 +27,7 @@ def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
         group_name="training",
         kinds={"huggingface", "peft"},
     )
+    @locked_partition
     def published_adapter(
         context: dg.AssetExecutionContext, config: PublishConfig, storage: StorageResource
     ) -> dg.MaterializeResult:

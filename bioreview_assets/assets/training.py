@@ -59,6 +59,7 @@ def build(snapshot: ConfigSnapshot) -> list[dg.AssetsDefinition]:
         # Merging runs in one process: a training pod's shape, one GPU.
         **gpu_asset_kwargs(snapshot, "training", gpus=1),
     )
+    @locked_partition
     def merged_model(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
         """The adapter merged into a bf16 (fp32 on CPU) copy of its base model, for serving."""
         return materialize_merged_model(snapshot.model(context.partition_key), storage)
