@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Where the environment forbids bytecode files (PYTHONDONTWRITEBYTECODE, as on the 2-core CI image), every Python
+# process of the suite compiles torch, transformers, dagster (and vLLM in .venv-vllm) from source again: this one and
+# each of the many it starts (dagster dev and its run workers, benchmark scripts, torchrun ranks, generation shards,
+# vLLM workers, catalog readers), 3 to 15 s each on 2 cores. The suite keeps the bytecode under var/pycache instead
+# (PYTHONPYCACHEPREFIX: nothing is written beside the sources or into the venvs), for this process from here on and
+# for every process it starts. Bytecode caching changes no result.
+if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+    _PYCACHE = str(Path(__file__).resolve().parents[1] / "var" / "pycache")
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = _PYCACHE
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = _PYCACHE
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -54,14 +54,16 @@ def _write_oracle_generations(store: ArtifactStore, split: str, model: str = ORA
 
 # The graph is built in stages, one module-scoped fixture each: a failing materialisation errors the tests of its
 # stage and later ones under that fixture's name (and the failing asset partition), while earlier stages' tests run.
-# Each test asks for the earliest stage that holds what it checks.
+# Each test asks for the earliest stage that holds what it checks. The tiny model's chain (splits, corpora, adapter,
+# merged model and its val generations) comes from the session's `tiny_chain` (conftest.py), shared with
+# test_staleness.py; this module adds the rest on its own checkout of it.
 
 
 class Graph:
-    def __init__(self):
-        self.instance = dg.DagsterInstance.ephemeral()
+    def __init__(self, instance: dg.DagsterInstance, results: dict[str, dg.ExecuteInProcessResult]):
+        self.instance = instance
         self.store = ArtifactStore()
-        self.results: dict[str, dg.ExecuteInProcessResult] = {}
+        self.results = results
 
     def run(self, stage: str, asset: str, partition, name: str | None = None):
         try:
@@ -74,30 +76,29 @@ class Graph:
 
 
 @pytest.fixture(scope="module")
-def splits_stage(_isolated_roots) -> Graph:
-    built = Graph()
-    for split in SPLITS:
-        built.run("splits", "benchmark_split", split)
-    return built
+def splits_stage(tiny_chain) -> Graph:
+    """Every split; from the tiny chain also the tiny model's corpora, adapter ("adapter"), merged model and val
+    generations ("generations")."""
+    with tiny_chain.checkout() as (instance, results):
+        built = Graph(instance, results)
+        for split in SPLITS:
+            if split not in ("train", "val"):  # the chain's own
+                built.run("splits", "benchmark_split", split)
+        yield built
 
 
 @pytest.fixture(scope="module")
 def training_stage(splits_stage) -> Graph:
-    """Corpus, adapter, merged model and the checkpoint probe of the tiny model."""
+    """Corpus, adapter, merged model (the chain's) and the checkpoint probe of the tiny model."""
     built = splits_stage
-    for split in ("train", "val"):
-        built.run("training", "sft_corpus", _key(model="tiny-random", split=split))
-    built.run("training", "adapter", "tiny-random", "adapter")
-    built.run("training", "merged_model", "tiny-random")
     built.run("training", "adapter", PROBE, "probe")
     return built
 
 
 @pytest.fixture(scope="module")
 def generation_stage(training_stage) -> Graph:
-    """Generations of the tiny model and its probe; the oracle's and the base model's stand-in outputs."""
+    """Generations of the tiny model (the chain's) and its probe; the oracle's and the base model's stand-ins."""
     built = training_stage
-    built.run("generation", "generations", _key(model="tiny-random", split="val"), "generations")
     built.run("generation", "generations", _key(model=PROBE, split="val"))
     _write_oracle_generations(built.store, "val")
     _write_oracle_generations(built.store, "val", BASE)

@@ -85,17 +85,10 @@ def _write_oracle_generations(store: ArtifactStore, keep: int | None = None) -> 
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """A fresh storage root holding benchmark, corpora, adapter, merged model and generations of the tiny model."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BIOREVIEW_STORAGE", str(tmp_path_factory.mktemp("staleness") / "storage"))
-        instance = dg.DagsterInstance.ephemeral()
-        for split in ("train", "val"):
-            assert _run(instance, "benchmark_split", split).success
-        for split in ("train", "val"):
-            assert _run(instance, "sft_corpus", dg.MultiPartitionKey({"model": "tiny-random", "split": split})).success
-        results = {asset: _run(instance, asset, "tiny-random") for asset in ("adapter", "merged_model")}
-        results["generations"] = _run(instance, "generations", TINY_VAL)
+def chain(tiny_chain):
+    """A storage root holding benchmark, corpora, adapter, merged model and generations of the tiny model, and the
+    instance that materialised them: this module's own checkout of the session's tiny chain (conftest.py)."""
+    with tiny_chain.checkout() as (instance, results):
         yield instance, ArtifactStore(), results
 
 

@@ -53,18 +53,26 @@ def test_encode_returns_unit_float32_rows(minilm):
     assert minilm.encode([]).shape == (0, 384)
 
 
+# Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
+TOKENISATION_TEXTS = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
+TOKENISATION_TEXTS += ["", "Ünïcödé — dose–response", "word " * 400]
+
+
+@pytest.fixture(scope="module")
+def sentence_transformers_reference(minilm):
+    """sentence-transformers' own encode of TOKENISATION_TEXTS: the same for every tokenisation setting below (they
+    change only our path), so computed once for the module."""
+    return minilm.model.encode(TOKENISATION_TEXTS, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
 @pytest.mark.parametrize("pool_allowed", [True, False])  # the Rust pool; or Python threads (a forked child)
 @pytest.mark.parametrize("chunk_batches", [8, 1])  # one tokenisation chunk; three chunks of one batch each
-def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, monkeypatch, chunk_batches,
-                                                                           pool_allowed):
+def test_rust_tokenisation_computes_what_sentence_transformers_encode_does(minilm, sentence_transformers_reference,
+                                                                           monkeypatch, chunk_batches, pool_allowed):
     monkeypatch.setattr(embedders, "_TOKENISE_CHUNK_BATCHES", chunk_batches)
     monkeypatch.setitem(embedder_tokens._RUST_POOL, "allowed", pool_allowed)
-    # Lengths on both sides of a batch boundary, an empty text, accents, and one past max_seq_length (truncated).
-    texts = [f"Concern {i}: " + "the controls are missing " * (i % 7) for i in range(150)]
-    texts += ["", "Ünïcödé — dose–response", "word " * 400]
-    ours = minilm.encode(texts)
-    reference = minilm.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    ours = minilm.encode(TOKENISATION_TEXTS)
+    np.testing.assert_allclose(ours, sentence_transformers_reference, atol=1e-5)
 
 
 def test_rust_tokeniser_pool_is_scoped_and_never_used_in_a_child_forked_after_it(monkeypatch):

@@ -251,18 +251,7 @@ def test_vllm_data_parallelism_runs_one_engine_per_gpu_on_round_robin_shards(tmp
 
 # --- the transformers backend for real: 2 CPU processes on the tiny random model ---------------------------------
 
-@pytest.fixture(scope="module", autouse=True)
-def _workers_keep_bytecode():
-    """Where the environment forbids bytecode (PYTHONDONTWRITEBYTECODE), every worker would compile torch and
-    transformers from source again (about 15 s each on 2 cores): let the workers cache it under var/ instead."""
-    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        yield
-        return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("PYTHONDONTWRITEBYTECODE")
-        patch.setenv("PYTHONPYCACHEPREFIX", str(Path.cwd() / "var" / "worker_pycache"))
-        yield
-
+# The workers keep their bytecode under var/pycache (conftest.py: PYTHONPYCACHEPREFIX for the whole suite).
 
 @pytest.fixture(scope="module")
 def one_process(tiny_dir, tmp_path_factory) -> pl.DataFrame:

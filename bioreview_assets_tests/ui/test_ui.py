@@ -1,5 +1,9 @@
-"""The Dagster UI in a real browser: `dagster dev` serves the graph, GraphQL materialises benchmark_split[val],
-headless Chromium renders the lineage page."""
+"""The Dagster UI in a real browser: `dagster dev` serves the graph, GraphQL materialises benchmark_split[test],
+headless Chromium renders the lineage page.
+
+One `dagster dev` serves the module (starting one costs about 15 s on 2 cores): the tests materialise disjoint
+partitions (benchmark_split[test] here; ingest_split[train, val] and bm25's val scores below), so each one's
+assertions hold in either order."""
 
 import os
 import shutil
@@ -47,9 +51,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-def dagster_dev(tmp_path):
-    """`dagster dev` on a free 127.0.0.1 port with a throwaway instance; yields the base URL."""
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """`dagster dev` on a free 127.0.0.1 port with a throwaway instance, shared by the module; yields the base URL."""
+    tmp_path = tmp_path_factory.mktemp("dagster-dev")
     home = tmp_path / "dagster_home"
     home.mkdir()
     # nux off: no first-visit modal over the page; telemetry off: nothing leaves the machine.
@@ -99,7 +104,7 @@ def test_ui_materialises_a_partition_and_renders_the_lineage(dagster_dev, tmp_pa
     url, port = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
-        "__ASSET_JOB", asset_selection=["benchmark_split"], tags={"dagster/partition": "val"})
+        "__ASSET_JOB", asset_selection=["benchmark_split"], tags={"dagster/partition": "test"})
     deadline = time.monotonic() + 60
     while (status := client.get_run_status(run_id)) not in (
             DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
@@ -108,15 +113,15 @@ def test_ui_materialises_a_partition_and_renders_the_lineage(dagster_dev, tmp_pa
     assert status == DagsterRunStatus.SUCCESS
     partition = requests.post(f"{url}/graphql", timeout=10, json={"query": """
         {assetOrError(assetKey: {path: ["benchmark_split"]}) {
-           ... on Asset {assetMaterializations(partitions: ["val"]) {partition runId}}}}"""}).json()
-    assert partition["data"]["assetOrError"]["assetMaterializations"] == [{"partition": "val", "runId": run_id}]
+           ... on Asset {assetMaterializations(partitions: ["test"]) {partition runId}}}}"""}).json()
+    assert partition["data"]["assetOrError"]["assetMaterializations"] == [{"partition": "test", "runId": run_id}]
 
-    dom = _chromium(url + LINEAGE, tmp_path, "--dump-dom").stdout.decode()
+    png = tmp_path / "ui-lineage.png"
+    result = _chromium(url + LINEAGE, tmp_path, "--dump-dom", f"--screenshot={png}")  # one page load, both
+    dom = result.stdout.decode()
     for name in ("benchmark_split", "sft_corpus"):  # the page drew the graph, not only the app shell
         assert name in dom, f"{name} missing from the rendered lineage page"
 
-    png = tmp_path / "ui-lineage.png"
-    result = _chromium(url + LINEAGE, tmp_path, f"--screenshot={png}")
     assert png.exists(), result.stderr.decode()[-2000:]
     from PIL import Image
 
@@ -204,16 +209,16 @@ def test_ui_shows_a_scores_partition_with_its_failing_check_reason_f1_ci_and_glo
     assert "| reference concern | generated concern (matched or nearest) | similarity | match |" in entries["preview"]
 
     pages = {"scores": SCORES_PAGE, "checks": CHECKS_PAGE}
-    doms = {name: _chromium(url + page, tmp_path, "--dump-dom", "--virtual-time-budget=25000").stdout.decode()
+    pngs = {name: tmp_path / f"{name}.png" for name in pages}
+    doms = {name: _chromium(url + page, tmp_path, "--dump-dom", f"--screenshot={pngs[name]}",
+                            "--virtual-time-budget=25000").stdout.decode()  # one page load: DOM and screenshot
             for name, page in pages.items()}
     assert entries["f1_with_ci"] in doms["scores"], "the partition page does not show the F1-with-CI line"
     assert "null F1" in doms["scores"]  # the glossary (and the summary) render on the partition page
     assert "matcher_discriminates" in doms["checks"]
     assert "most of this F1 is earned by the concern count alone" in doms["checks"], "no reason on the checks page"
     assert "bm25" in doms["checks"]
-    for name, page in pages.items():
-        png = tmp_path / f"{name}.png"
-        _chromium(url + page, tmp_path, f"--screenshot={png}", "--virtual-time-budget=25000")
+    for name, png in pngs.items():
         assert png.exists()
         if os.environ.get("BIOREVIEW_SAVE_SCREENSHOT"):
             _small_png(png, SCREENSHOTS[name])
