@@ -99,18 +99,27 @@ class DemoEstimate:
         return self.training_min + self.generation_min + self.other_min
 
 
+# The share of the training-shaped matmul probe's rate that a whole demo training step reaches (LM head and loss
+# over 49k logits, attention, norms, the optimizer and the trainer around the matmuls), measured from fresh-clone
+# demos on 2 cores of an Intel Xeon at one torch thread, 2026-12-08 (benchmarks/results/demo_cpu_profile.txt):
+# float32: 64 steps in 800.7 s against a 194 GFLOP/s probe (0.24); bfloat16 (avx512_bf16): 443.9 s against a
+# 1,156 GFLOP/s probe (0.07). Without them the estimate put training at 3.2 and 0.5 minutes.
+TRAIN_EFFICIENCY = {"float32": 0.24, "bfloat16": 0.07}
+
+
 def estimate_demo_minutes(cal: Calibration, *, train_rows: int, train_tokens_per_row: int, generation_runs: int,
                           prompt_tokens: int, articles: int, max_new_tokens: int, dtype: str) -> DemoEstimate:
     """A bound from the calibration: every generation batch decoding to max_new_tokens (the base model does).
 
     Training: forward + backward of a 135M model ~ 3 x 2 x 135M FLOP per token at the calibrated matmul rate (of the
-    dtype the run computes in, the one calibrate_threads was given). Generation: prefill at the same rate,
-    each decode step ten decode probes (the probe is a tenth of a step's matmuls) plus 30% for attention, norms and
-    the logits processors. Other: sample, corpus, merge, embeddings, scoring, about 2 minutes on 2 cores.
+    dtype the run computes in, the one calibrate_threads was given) times the share of it a whole training step
+    reaches (TRAIN_EFFICIENCY). Generation: prefill at the matmul rate, each decode step ten decode probes (the probe
+    is a tenth of a step's matmuls) plus 30% for attention, norms and the logits processors. Other: sample, corpus,
+    merge, embeddings, scoring, about 2 minutes on 2 cores.
     """
     params = 135e6
     rate = cal.train_gflops[cal.threads] * 1e9
-    training = train_rows * 3 * 2 * params * train_tokens_per_row / rate
+    training = train_rows * 3 * 2 * params * train_tokens_per_row / (rate * TRAIN_EFFICIENCY.get(dtype, 0.07))
     step = cal.decode_ms[cal.threads] / 1e3 * 10 * 1.3
     generation = generation_runs * (2 * params * prompt_tokens * articles / rate + max_new_tokens * step)
     return DemoEstimate(training / 60, generation / 60, 2.0, dtype)
