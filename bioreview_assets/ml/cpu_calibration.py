@@ -103,7 +103,9 @@ class DemoEstimate:
 # over 49k logits, attention, norms, the optimizer and the trainer around the matmuls), measured from fresh-clone
 # demos on 2 cores of an Intel Xeon at one torch thread, 2026-12-08 (benchmarks/results/demo_cpu_profile.txt):
 # float32: 64 steps in 800.7 s against a 194 GFLOP/s probe (0.24); bfloat16 (avx512_bf16): 443.9 s against a
-# 1,156 GFLOP/s probe (0.07). Without them the estimate put training at 3.2 and 0.5 minutes.
+# 1,156 GFLOP/s probe (0.07). Without them the estimate put training at 3.2 and 0.5 minutes. Both were measured
+# with gradient checkpointing, which the demo's model has turned off since (25% less time a step): the estimate
+# leans high, as an 'at most' should.
 TRAIN_EFFICIENCY = {"float32": 0.24, "bfloat16": 0.07}
 
 
