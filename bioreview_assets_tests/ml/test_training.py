@@ -128,6 +128,8 @@ def test_nf4_qlora_runs_on_cpu_and_records_its_metadata(trained):
     assert json.loads((out / "adapter_meta.json").read_text()) == json.loads(json.dumps(meta, default=str))
     assert AdapterMeta.read(out) == run.meta  # the record reads back what it wrote
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+    targets = json.loads((out / "adapter" / "adapter_config.json").read_text())["target_modules"]
+    assert targets == sorted(targets) and len(targets) == 7  # in a fixed order: the same weights, the same hash
     assert meta["quantization"] == "nf4" and meta["global_step"] == 8
     wrapped = meta["lora_modules"]["full_attention"]["wrapped"]
     assert set(wrapped) == {f"self_attn.{p}_proj" for p in "qkvo"} | {f"mlp.{p}_proj" for p in ("gate", "up", "down")}
@@ -539,3 +541,14 @@ def test_diverged_training_fails_and_saves_no_adapter(tiny_env, tmp_path):
         train_adapter(tiny_cfg(learning_rate=1e20, max_steps=3, save_steps=10, eval_subset=0), train, val, tmp_path,
                       prompt_hash=PROMPT_HASH, corpus_hash=CORPUS_HASH)
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "adapter_meta.json").exists()
+
+
+def test_adapter_config_target_modules_are_written_in_a_fixed_order(tmp_path):
+    """peft writes target_modules in set order (it follows the string-hash seed): two trainings of bit-identical
+    weights wrote different adapter_config.json bytes, so different weights hashes."""
+    from bioreview_assets.ml.training.metadata import sort_target_modules
+
+    config = tmp_path / "adapter_config.json"
+    config.write_text(json.dumps({"r": 16, "target_modules": ["v_proj", "down_proj", "q_proj"]}))
+    sort_target_modules(config)
+    assert json.loads(config.read_text()) == {"r": 16, "target_modules": ["down_proj", "q_proj", "v_proj"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -30,6 +31,17 @@ def save_adapter(model, tokenizer, target: Path, *, state_dict: dict | None = No
     with atomic_dir(target) as tmp:
         model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(str(tmp))
+        sort_target_modules(Path(tmp) / "adapter_config.json")
+
+
+def sort_target_modules(config_file: Path) -> None:
+    """peft writes the expanded target_modules in set order, which follows the process's string-hash seed: two runs
+    training bit-identical weights wrote different adapter_config.json bytes, so a different weights_hash (the
+    adapter's identity in generation keys). Sorted, the same weights give the same identity."""
+    config = json.loads(config_file.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def loss_history(log_history: list[dict]) -> dict[str, list]:
