@@ -121,7 +121,7 @@ def estimate_demo_minutes(cal: Calibration, *, train_rows: int, train_tokens_per
     """
     params = 135e6
     rate = cal.train_gflops[cal.threads] * 1e9
-    training = train_rows * 3 * 2 * params * train_tokens_per_row / (rate * TRAIN_EFFICIENCY.get(dtype, 0.07))
+    training = train_rows * 3 * 2 * params * train_tokens_per_row / (rate * TRAIN_EFFICIENCY[dtype])
     step = cal.decode_ms[cal.threads] / 1e3 * 10 * 1.3
     generation = generation_runs * (2 * params * prompt_tokens * articles / rate + max_new_tokens * step)
     return DemoEstimate(training / 60, generation / 60, 2.0, dtype)

@@ -9,11 +9,10 @@ import polars as pl
 
 from bioreview_assets.config.model import ModelConfig
 from bioreview_assets.core.gt_filter import CorpusConfig
-from bioreview_assets.core.hashing import stable_hash
 from bioreview_assets.core.parsing import PARSER_VERSION
 from bioreview_assets.core.prompts import build_prompt
 from bioreview_assets.store.artifacts import ArtifactStore
-from bioreview_assets.store.generation_table import parsed_columns
+from bioreview_assets.store.generation_table import generations_data_version, parsed_columns
 from bioreview_assets.store.layout import generations_dir, read_articles, read_eval_articles
 
 
@@ -87,8 +86,7 @@ def generate_split(store: ArtifactStore, cfg: ModelConfig, corpus: CorpusConfig,
     truncated = int((table["completion_tokens"] >= max_new).sum()) if len(table) else 0
     summary = {**summarize(table), "max_new_tokens": max_new, "outputs_at_token_limit": truncated}
     backend_info = backend.describe()
-    # The raw texts under this key: unchanged outputs keep the version, so nothing downstream looks stale.
-    data_version = stable_hash([key_hash, table.select("article_id", "text", "error").rows()])
+    data_version = generations_data_version(key_hash, table)
     store.write_json({"summary": summary, "backend": backend_info, "prompt_hash": prompt_hash,
                       "generation_key": key_hash, "key": key, "resume": resume, "data_version": data_version,
                       "parser_version": PARSER_VERSION}, *folder, "meta.json")

@@ -9,8 +9,9 @@ instead of failing the asset whose data has already landed.
 The query surface is read-only: only SELECT/EXPLAIN statements are run (DuckDB's parser says which), and once the
 views exist the connection may read nothing outside the storage root (external access off, configuration locked),
 so `bioreview sql` cannot COPY, ATTACH, read /etc/passwd or fetch a URL. The files a query's views read are checked
-against their partitions' manifests first: a partition cut or changed after its commit is refused, naming the file. A refresh rebuilds the file's views from
-the store whenever the file changed since it was written (a view dropped or altered by hand does not persist).
+against their partitions' manifests first: a partition cut or changed after its commit is refused, naming the file.
+A refresh rebuilds the file's views from the store whenever the file changed since it was written (a view dropped or
+altered by hand does not persist).
 """
 
 from __future__ import annotations

@@ -55,13 +55,19 @@ def generated_concerns(store: ArtifactStore, model: str, split: str) -> tuple[di
     return by_article, lineage
 
 
+def generations_data_version(generation_key: str, table: pl.DataFrame) -> str:
+    """The data version of a generations table: its raw texts under the generation key (unchanged outputs keep the
+    version, so nothing downstream looks stale). meta.json records it; readers check the table against it."""
+    return stable_hash([generation_key, table.select("article_id", "text", "error").rows()])
+
+
 def _check_data_version(store: ArtifactStore, folder: tuple[str, ...], table: pl.DataFrame, meta: dict) -> None:
     """generations.parquet is rewritten beside its resume log (not committed with a manifest): the data_version its
     meta.json records (hash of the raw texts under the generation key) must be the table's, or the table was cut or
     changed after it was written (or the write of meta.json never happened) -- never parsed as if whole."""
     if not (meta.get("data_version") and meta.get("generation_key")):
         return  # written before data versions were recorded, or by hand (tests' oracle outputs)
-    found = stable_hash([meta["generation_key"], table.select("article_id", "text", "error").rows()])
+    found = generations_data_version(meta["generation_key"], table)
     if found != meta["data_version"]:
         model, split = folder[-2:]
         raise CorruptArtifact(
